@@ -1,0 +1,233 @@
+//! Multiple dispatch and the dispatch cache.
+//!
+//! [`compute`] is the algorithm of `SEMANTICS.md` §4: walk the stack of tables, let the first
+//! table holding a live applicable method decide, and pick the method more specific than every
+//! other applicable one. Along the way it computes the exact world range over which the answer
+//! holds, from the `defined`/`deleted` worlds of the applicable methods.
+//!
+//! A result valid in the newest world becomes a [`DispatchNode`], registered with its function
+//! (so a mutation of that function can find it and re-check it) and published in the engine's
+//! lock-free dispatch cache (so a repeated lookup costs one hash-map probe and an atomic load).
+//! Registration re-checks, under the function's lock, that no mutation of the function happened
+//! since the methods were read; a mutation holds the same lock while it installs its methods and
+//! re-checks the registered nodes, so a node can never be registered stale.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::instance::MethodInstance;
+use crate::invalidate::Edges;
+use crate::raw::validity::Validity;
+use crate::table::{Method, MethodLists, StackData};
+use crate::types::{sig_subtype, Lattice, SigDisplay};
+use crate::world::OPEN;
+
+/// What a dispatch found.
+pub(crate) enum Outcome<L: Lattice> {
+    Found(MethodInstance<L>),
+    NoMethod,
+    /// The applicable methods no other applicable method beats.
+    Ambiguous(Vec<Method<L>>),
+}
+
+impl<L: Lattice> Outcome<L> {
+    /// Whether `method` takes part in the answer (so deleting or replacing it may change it).
+    pub(crate) fn involves(&self, method: &Method<L>) -> bool {
+        match self {
+            Outcome::Found(mi) => mi.method() == method,
+            Outcome::NoMethod => false,
+            Outcome::Ambiguous(ms) => ms.contains(method),
+        }
+    }
+}
+
+/// A dispatch result with its validity and the code instances that depend on it.
+pub(crate) struct DispatchNode<L: Lattice> {
+    pub(crate) function_name: Arc<str>,
+    pub(crate) stack: Arc<StackData>,
+    pub(crate) args: Box<[L::Type]>,
+    pub(crate) outcome: Outcome<L>,
+    pub(crate) validity: Validity,
+    pub(crate) edges: Edges,
+}
+
+impl<L: Lattice> DispatchNode<L> {
+    pub(crate) fn result(&self) -> Result<&MethodInstance<L>, Error> {
+        match &self.outcome {
+            Outcome::Found(mi) => Ok(mi),
+            Outcome::NoMethod => Err(Error::NoMethod {
+                function: self.function_name.to_string(),
+                argtypes: SigDisplay(&self.args).to_string(),
+            }),
+            Outcome::Ambiguous(ms) => Err(Error::Ambiguous {
+                function: self.function_name.to_string(),
+                argtypes: SigDisplay(&self.args).to_string(),
+                candidates: ms.iter().map(ToString::to_string).collect(),
+            }),
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{}{} via {}",
+            self.function_name,
+            SigDisplay(&self.args),
+            self.stack.describe()
+        )
+    }
+}
+
+/// The dispatch nodes of one function that are valid in the newest world.
+pub(crate) struct FuncDispatch<L: Lattice> {
+    pub(crate) nodes: HashMap<(u32, Box<[L::Type]>), Arc<DispatchNode<L>>>,
+}
+
+impl<L: Lattice> Default for FuncDispatch<L> {
+    fn default() -> Self {
+        FuncDispatch {
+            nodes: HashMap::new(),
+        }
+    }
+}
+
+/// The key of the engine's dispatch cache.
+pub(crate) struct DispatchKey<T> {
+    pub(crate) func: u32,
+    pub(crate) stack: u32,
+    /// 0 in the current-world cache; the world asked in, in the cache of older answers.
+    pub(crate) world: u64,
+    pub(crate) args: Box<[T]>,
+}
+
+/// A borrowed [`DispatchKey`], so that a lookup allocates nothing.
+#[derive(Clone, Copy)]
+pub(crate) struct DispatchQuery<'a, T> {
+    pub(crate) func: u32,
+    pub(crate) stack: u32,
+    pub(crate) world: u64,
+    pub(crate) args: &'a [T],
+}
+
+impl<T: Hash> Hash for DispatchKey<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        DispatchQuery {
+            func: self.func,
+            stack: self.stack,
+            world: self.world,
+            args: &self.args,
+        }
+        .hash(state)
+    }
+}
+
+impl<T: Hash> Hash for DispatchQuery<'_, T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.func) << 32 | u64::from(self.stack));
+        state.write_u64(self.world);
+        self.args.hash(state);
+    }
+}
+
+impl<T: Eq> PartialEq for DispatchKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.func == other.func
+            && self.stack == other.stack
+            && self.world == other.world
+            && self.args == other.args
+    }
+}
+impl<T: Eq> Eq for DispatchKey<T> {}
+
+impl<T: Eq> papaya::Equivalent<DispatchKey<T>> for DispatchQuery<'_, T> {
+    fn equivalent(&self, key: &DispatchKey<T>) -> bool {
+        self.func == key.func
+            && self.stack == key.stack
+            && self.world == key.world
+            && *self.args == *key.args
+    }
+}
+
+/// The raw answer of [`compute`], before method instances are made.
+pub(crate) enum Raw<L: Lattice> {
+    Found(Method<L>),
+    NoMethod,
+    Ambiguous(Vec<Method<L>>),
+}
+
+/// Dispatch `args` through `stack` in `world` over `lists`. Returns the answer and the world range
+/// `[min, max)` over which the methods it read give the same answer.
+pub(crate) fn compute<L: Lattice>(
+    lattice: &L,
+    lists: &MethodLists<L>,
+    stack: &StackData,
+    args: &[L::Type],
+    world: u64,
+) -> (Raw<L>, u64, u64) {
+    let mut min = 1;
+    let mut max = OPEN;
+    let mut note = |event: u64| {
+        if event == OPEN {
+        } else if event <= world {
+            min = min.max(event);
+        } else {
+            max = max.min(event);
+        }
+    };
+    for &table in stack.tables.iter() {
+        let mut live: Vec<&Method<L>> = Vec::new();
+        for m in lists.table(table) {
+            if !sig_subtype(lattice, args, &m.0.sig) {
+                continue;
+            }
+            note(m.0.defined);
+            note(m.0.deleted.load(std::sync::atomic::Ordering::Acquire));
+            if m.0.is_live_in(world) {
+                live.push(m);
+            }
+        }
+        if !live.is_empty() {
+            return (select(lattice, &live), min, max);
+        }
+    }
+    (Raw::NoMethod, min, max)
+}
+
+/// The applicable method more specific than every other, or the ambiguity.
+fn select<L: Lattice>(lattice: &L, live: &[&Method<L>]) -> Raw<L> {
+    let beats = |a: &Method<L>, b: &Method<L>| lattice.is_more_specific(&a.0.sig, &b.0.sig);
+    // A tournament finds the winner in one pass when there is one; a check confirms it.
+    let mut best = live[0];
+    for &m in &live[1..] {
+        if beats(m, best) {
+            best = m;
+        }
+    }
+    let wins = |w: &Method<L>| live.iter().all(|&o| o == w || beats(w, o));
+    if wins(best) {
+        return Raw::Found(best.clone());
+    }
+    if let Some(w) = live.iter().find(|&&w| wins(w)) {
+        return Raw::Found((*w).clone());
+    }
+    let undominated = live
+        .iter()
+        .filter(|&&m| !live.iter().any(|&o| o != m && beats(o, m)))
+        .map(|&m| m.clone())
+        .collect::<Vec<_>>();
+    if undominated.is_empty() {
+        // Only reachable with a specificity relation that is not a strict order; report them all.
+        return Raw::Ambiguous(live.iter().map(|&m| m.clone()).collect());
+    }
+    Raw::Ambiguous(undominated)
+}
+
+/// Turns a raw answer into an outcome, interning the method instance.
+pub(crate) fn outcome<L: Lattice>(raw: Raw<L>, args: &[L::Type]) -> Outcome<L> {
+    match raw {
+        Raw::Found(m) => Outcome::Found(m.instance(args)),
+        Raw::NoMethod => Outcome::NoMethod,
+        Raw::Ambiguous(ms) => Outcome::Ambiguous(ms),
+    }
+}

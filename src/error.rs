@@ -1,0 +1,236 @@
+//! Typed errors. Nothing the engine is given makes it panic: every bad input below is reported
+//! as a value that says what was wrong.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::world::World;
+
+/// A type declaration or a type that the lattice cannot accept.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TypeError {
+    /// No type of that name was declared.
+    #[error("unknown type `{name}`")]
+    UnknownType {
+        /// The name looked up.
+        name: String,
+    },
+    /// A type of that name already exists.
+    #[error("type `{name}` is already declared")]
+    DuplicateType {
+        /// The name declared twice.
+        name: String,
+    },
+    /// The parents named by a batch of declarations form a cycle.
+    #[error("cyclic type declaration among {}", names.join(", "))]
+    CyclicDeclaration {
+        /// The types on (or hanging below) the cycle, sorted.
+        names: Vec<String>,
+    },
+    /// Concrete types are leaves: they cannot be parents.
+    #[error("type `{name}` cannot have concrete type `{parent}` as its parent")]
+    ConcreteParent {
+        /// The type being declared.
+        name: String,
+        /// Its would-be parent.
+        parent: String,
+    },
+    /// A parent must be `Any` or a declared abstract type, not a union, tuple or `Bottom`.
+    #[error("type `{name}` cannot have `{parent}` as its parent")]
+    InvalidParent {
+        /// The type being declared.
+        name: String,
+        /// Its would-be parent.
+        parent: String,
+    },
+    /// The type was made by another lattice (another engine).
+    #[error("type `{ty}` belongs to another engine")]
+    ForeignType {
+        /// The offending type.
+        ty: String,
+    },
+    /// Names must be non-empty, free of whitespace and of `{}(),:`, and not a built-in name.
+    #[error("`{name}` is not a valid type name")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+    },
+    /// The lattice ran out of type ids (2^32 declarations).
+    #[error("too many types declared")]
+    TooManyTypes,
+}
+
+/// An error from an engine operation: defining functions and methods, dispatch, pinning worlds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A type in a signature or argument list was rejected by the lattice.
+    #[error(transparent)]
+    Type(#[from] TypeError),
+    /// The function handle or name does not belong to this engine.
+    #[error("unknown function `{function}`")]
+    UnknownFunction {
+        /// The function as given.
+        function: String,
+    },
+    /// A function of that name already exists.
+    #[error("function `{name}` is already declared")]
+    DuplicateFunction {
+        /// The name declared twice.
+        name: String,
+    },
+    /// Function and table names must be non-empty.
+    #[error("`{name}` is not a valid name")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+    },
+    /// The method table or table stack does not belong to this engine.
+    #[error("unknown method table `{table}`")]
+    UnknownTable {
+        /// The table as given.
+        table: String,
+    },
+    /// A function declared with a fixed arity was given a signature of another length.
+    #[error("function `{function}` takes {expected} argument(s), got {found}")]
+    ArityMismatch {
+        /// The function's name.
+        function: String,
+        /// Its declared arity.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// No live method of the function applies to the argument types.
+    #[error("no method of `{function}` matches {argtypes}")]
+    NoMethod {
+        /// The function's name.
+        function: String,
+        /// The argument types, formatted as a tuple.
+        argtypes: String,
+    },
+    /// Several methods apply and none is more specific than all the others.
+    #[error("call {function}{argtypes} is ambiguous among {}", candidates.join(", "))]
+    Ambiguous {
+        /// The function's name.
+        function: String,
+        /// The argument types, formatted as a tuple.
+        argtypes: String,
+        /// The applicable methods that no other applicable method beats, as `f(T1, T2)`.
+        candidates: Vec<String>,
+    },
+    /// The method is already deleted or replaced in the current world, or belongs to another
+    /// engine.
+    #[error("method {method} is not live")]
+    MethodNotLive {
+        /// The method, as `f(T1, T2)`.
+        method: String,
+    },
+    /// The world is older than the oldest world still retained (see [`crate::retention`]).
+    #[error("world {world} is no longer retained (oldest retained: {oldest})")]
+    WorldNotRetained {
+        /// The world asked for.
+        world: World,
+        /// The oldest world that can still be pinned.
+        oldest: World,
+    },
+    /// The world has not happened yet.
+    #[error("world {world} is in the future (current: {current})")]
+    FutureWorld {
+        /// The world asked for.
+        world: World,
+        /// The current world.
+        current: World,
+    },
+}
+
+/// One of the three compilation phases.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Phase {
+    /// Type inference: records dependencies and creates the code instance.
+    Infer,
+    /// Code generation: produces a serializable artifact.
+    Codegen,
+    /// Linking: turns the artifact into a session-local value.
+    Link,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Infer => "infer",
+            Phase::Codegen => "codegen",
+            Phase::Link => "link",
+        })
+    }
+}
+
+/// An error from [`CompilerCache::compile`](crate::CompilerCache::compile). Cloning is cheap, so
+/// every caller that waited on a failed compilation receives the same error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError<E> {
+    /// An engine operation failed (for example a dispatch the phase made through its context).
+    #[error(transparent)]
+    Engine(#[from] Error),
+    /// A phase returned an error.
+    #[error("{phase} of {instance} failed: {error}")]
+    Phase {
+        /// The phase that failed.
+        phase: Phase,
+        /// The method instance being compiled, as `f(T1, T2)`.
+        instance: String,
+        /// The phase's error.
+        error: Arc<E>,
+    },
+    /// [`CompilerCache::compile`](crate::CompilerCache::compile) was called for an instance from
+    /// inside that instance's own compilation; recursive compiles go through
+    /// [`InferCx::compile`](crate::InferCx::compile), which detects the cycle.
+    #[error(
+        "compilation of {instance} re-entered itself; use InferCx::compile for recursive calls"
+    )]
+    Reentered {
+        /// The method instance, as `f(T1, T2)`.
+        instance: String,
+    },
+    /// A phase panicked; the panic was caught and the cache is intact.
+    #[error("{phase} of {instance} panicked: {message}")]
+    Panicked {
+        /// The phase that panicked.
+        phase: Phase,
+        /// The method instance being compiled, as `f(T1, T2)`.
+        instance: String,
+        /// The panic's message, if it had a string payload.
+        message: Arc<str>,
+    },
+}
+
+impl<E> Clone for CompileError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            CompileError::Engine(e) => CompileError::Engine(e.clone()),
+            CompileError::Phase {
+                phase,
+                instance,
+                error,
+            } => CompileError::Phase {
+                phase: *phase,
+                instance: instance.clone(),
+                error: Arc::clone(error),
+            },
+            CompileError::Reentered { instance } => CompileError::Reentered {
+                instance: instance.clone(),
+            },
+            CompileError::Panicked {
+                phase,
+                instance,
+                message,
+            } => CompileError::Panicked {
+                phase: *phase,
+                instance: instance.clone(),
+                message: Arc::clone(message),
+            },
+        }
+    }
+}

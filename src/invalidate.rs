@@ -1,0 +1,222 @@
+//! The invalidation walk and its bookkeeping.
+//!
+//! Edges point from a dependency to the code instances that recorded it: from a dispatch result
+//! (see [`crate::dispatch`]) and from a code-cache slot `(method instance, owner)` (see
+//! [`crate::cache`]). A mutation at world `w'` lowers the `max` of what it directly changes and
+//! then walks the edges: every dependent computed before `w'` gets `max = w'` and its own slot's
+//! dependents are visited in turn. A dependent whose `max` was already at or below `w'` is not
+//! revisited, so the walk touches each affected entry once and never looks at unaffected ones: its
+//! cost grows with what it invalidates, not with the size of the cache.
+//!
+//! Small walks run as a plain depth-first search on the mutating thread. Once the work stack grows
+//! past [`PARALLEL_SPLIT`] the walk moves into a rayon scope and hands half of its stack to another
+//! worker whenever it grows past that size again, so large graphs use every core while small ones
+//! pay nothing for coordination (on two cores a naive parallel frontier is slower than a DFS).
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::raw::edges::EdgeSet;
+use crate::raw::validity::Validity;
+use crate::world::World;
+
+/// A dependent: a code instance, seen without its compiler's types.
+pub(crate) trait Dependent: Send + Sync {
+    fn core(&self) -> &CiCore;
+    /// A description such as `f(Int64) in MyCompiler[2]`.
+    fn label(&self) -> String;
+}
+
+pub(crate) type DepRef = Arc<dyn Dependent>;
+pub(crate) type Edges = EdgeSet<DepRef>;
+
+/// What every code instance carries for invalidation, whatever its compiler.
+pub(crate) struct CiCore {
+    pub(crate) validity: Validity,
+    pub(crate) cause: OnceLock<Cause>,
+    /// The edges of this instance's own slot: who depends on this instance's result.
+    pub(crate) slot_edges: Arc<Edges>,
+}
+
+impl CiCore {
+    pub(crate) fn new(compile_world: u64, min: u64, slot_edges: Arc<Edges>) -> Self {
+        CiCore {
+            validity: Validity::new(compile_world, min),
+            cause: OnceLock::new(),
+            slot_edges,
+        }
+    }
+}
+
+/// A code-cache slot, seen without its compiler's types.
+pub(crate) trait SlotNode: Send + Sync {
+    /// Lowers every version computed before `world` to end at `world`, giving each the cause
+    /// `cause` makes; returns those lowered.
+    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<DepRef>;
+    /// Who depends on this slot's results.
+    fn edges(&self) -> &Arc<Edges>;
+    /// The `[defined, deleted)` worlds of the slot's method.
+    fn method_range(&self) -> (u64, u64);
+}
+
+/// The mutation at the root of an invalidation.
+#[derive(Debug)]
+pub(crate) struct Mutation {
+    pub(crate) world: u64,
+    pub(crate) description: String,
+}
+
+/// Why a code instance was invalidated.
+pub(crate) enum Cause {
+    /// A dispatch result it recorded changed.
+    Dispatch {
+        mutation: Arc<Mutation>,
+        call: String,
+    },
+    /// The method of a method instance it depends on (or its own) was replaced or deleted.
+    Method {
+        mutation: Arc<Mutation>,
+        instance: String,
+    },
+    /// A code instance it depends on was invalidated.
+    Via(DepRef),
+    /// A dependency was invalidated while it was being compiled; it was published already closed.
+    DuringCompilation { world: u64 },
+}
+
+/// Why a code instance stopped being valid: the mutation, what it changed, and the chain of
+/// dependencies through which the invalidation reached the instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The world the mutation created; the instance is valid only before it.
+    pub world: World,
+    /// The mutation, for example `method f(Int64) added to table global`.
+    pub mutation: String,
+    /// The edge the mutation hit first, for example `dispatch f(Int64) via [global] changed`.
+    pub trigger: String,
+    /// The code instances from the one the trigger hit down to the one asked about, inclusive.
+    pub chain: Vec<String>,
+}
+
+impl fmt::Display for Invalidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "world {}: {}; {}",
+            self.world, self.mutation, self.trigger
+        )?;
+        for link in &self.chain {
+            write!(f, " -> {link}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reconstructs the invalidation record of `dep`, if it was invalidated by a walk.
+pub(crate) fn explain(dep: &dyn Dependent) -> Option<Invalidation> {
+    let mut chain = vec![dep.label()];
+    let mut upstream: Option<DepRef> = None;
+    loop {
+        let cause = match &upstream {
+            None => dep.core().cause.get()?,
+            Some(up) => up.core().cause.get()?,
+        };
+        let (world, mutation, trigger) = match cause {
+            Cause::Via(up) => {
+                chain.push(up.label());
+                let next = Arc::clone(up);
+                upstream = Some(next);
+                continue;
+            }
+            Cause::Dispatch { mutation, call } => (
+                mutation.world,
+                mutation.description.clone(),
+                format!("dispatch {call} changed"),
+            ),
+            Cause::Method { mutation, instance } => (
+                mutation.world,
+                mutation.description.clone(),
+                format!("method of {instance} was replaced or deleted"),
+            ),
+            Cause::DuringCompilation { world } => (
+                *world,
+                "a dependency was invalidated while this was being compiled".to_owned(),
+                "published already invalid".to_owned(),
+            ),
+        };
+        chain.reverse();
+        return Some(Invalidation {
+            world: World::from_raw(world),
+            mutation,
+            trigger,
+            chain,
+        });
+    }
+}
+
+/// Work stack size past which the walk splits across rayon workers.
+pub(crate) const PARALLEL_SPLIT: usize = 4096;
+
+/// Propagates an invalidation at `world` from `seeds` (already lowered, causes set) through every
+/// transitive dependent. Returns the number of dependents it lowered (seeds not included).
+pub(crate) fn propagate(seeds: Vec<DepRef>, world: u64) -> usize {
+    let mut stack = seeds;
+    let mut lowered = 0;
+    while let Some(dep) = stack.pop() {
+        lowered += expand(&dep, world, &mut stack);
+        if stack.len() > PARALLEL_SPLIT && rayon::current_num_threads() > 1 {
+            let counter = std::sync::atomic::AtomicUsize::new(lowered);
+            rayon::scope(|scope| parallel(scope, stack, world, &counter));
+            return counter.into_inner();
+        }
+    }
+    lowered
+}
+
+fn parallel<'s>(
+    scope: &rayon::Scope<'s>,
+    mut stack: Vec<DepRef>,
+    world: u64,
+    counter: &'s std::sync::atomic::AtomicUsize,
+) {
+    let mut lowered = 0;
+    while let Some(dep) = stack.pop() {
+        lowered += expand(&dep, world, &mut stack);
+        if stack.len() > PARALLEL_SPLIT {
+            let half = stack.split_off(stack.len() / 2);
+            scope.spawn(move |scope| parallel(scope, half, world, counter));
+        }
+    }
+    counter.fetch_add(lowered, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Visits the dependents of `dep`'s slot: lowers each computed before `world` and pushes those it
+/// lowered. Returns how many it lowered.
+fn expand(dep: &DepRef, world: u64, stack: &mut Vec<DepRef>) -> usize {
+    let taken = dep
+        .core()
+        .slot_edges
+        .take(|d| d.core().validity.compile_world() < world);
+    let mut lowered = 0;
+    for d in taken {
+        if d.core().validity.lower(world) {
+            let _ = d.core().cause.set(Cause::Via(Arc::clone(dep)));
+            lowered += 1;
+            stack.push(d);
+        }
+    }
+    lowered
+}
+
+/// Lowers the dependents registered on `edges` (a dispatch node's, or a slot with no valid version)
+/// with a root cause, returning those lowered as seeds for [`propagate`].
+pub(crate) fn seed_from_edges(edges: &Edges, world: u64, cause: impl Fn() -> Cause) -> Vec<DepRef> {
+    let mut seeds = Vec::new();
+    for d in edges.take(|d| d.core().validity.compile_world() < world) {
+        if d.core().validity.lower(world) {
+            let _ = d.core().cause.set(cause());
+            seeds.push(d);
+        }
+    }
+    seeds
+}

@@ -1,0 +1,147 @@
+//! # compiler-caching
+//!
+//! A lock-free cache of compiled code for multithreaded JIT compilers and language runtimes,
+//! with multiple dispatch, world ages and automatic invalidation through backedges — the model of
+//! Julia's compiler caches (and of the CompilerCaching.jl package), native to Rust.
+//!
+//! ## The model
+//!
+//! - An [`Engine`] is one universe: a type [`Lattice`], [`Function`]s, a global [`MethodTable`]
+//!   and any number of overlays, code caches, and a **world counter**. Every method definition,
+//!   replacement or deletion advances the world by one, atomically: a reader sees all of a
+//!   mutation or none of it.
+//! - Readers [`pin`](Engine::pin) a world and get a [`Guard`]. Lookups through it are answered
+//!   *in that world*: older worlds answer as the engine stood then.
+//! - **Dispatch** ([`Guard::dispatch_in`]) walks a [`TableStack`] such as `[overlay, global]`; the
+//!   first table with an applicable live method decides, and its most specific applicable method
+//!   wins. The result is an interned [`MethodInstance`].
+//! - A [`CompilerCache`] runs a [`Compiler`]'s three phases — `infer`, `codegen`, `link` — at most
+//!   once per [`CodeInstance`], keyed by method instance and owner key, and deduplicates
+//!   concurrent compilations of the same key.
+//! - While inferring, a compiler records what its result depends on through [`InferCx`]:
+//!   dispatch results, and other method instances (also of a foreign IR the engine cannot read).
+//!   When a mutation changes one of those, every dependent's validity is closed at the new world,
+//!   transitively, and the next call recompiles. Nothing else is touched.
+//!
+//! ## Example
+//!
+//! ```
+//! use compiler_caching::{Compiler, CompilerCache, Engine, InferCx, PhaseCx, Ty};
+//!
+//! /// A toy compiler: a method's source is a number; "linking" adds the callee's result.
+//! struct Toy;
+//!
+//! impl Compiler for Toy {
+//!     type Key = u8; // an optimization level, say
+//!     type Inferred = i64;
+//!     type Artifact = i64;
+//!     type Linked = i64;
+//!     type Error = String;
+//!
+//!     fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<i64, String> {
+//!         let own = *cx.instance().method().source::<i64>().ok_or("not a number")?;
+//!         // `f` calls `g` with the same argument types: dispatch through the context so the
+//!         // answer is recorded as a dependency.
+//!         let f = cx.engine().function("f").unwrap();
+//!         if cx.instance().method().function() == f {
+//!             let g = cx.engine().function("g").unwrap();
+//!             let callee = cx.dispatch(g, &cx.instance().argtypes().to_vec()).map_err(|e| e.to_string())?;
+//!             if let compiler_caching::Callee::Ready(ci) = cx.compile(&callee).map_err(|e| e.to_string())? {
+//!                 return Ok(own + ci.linked().copied().unwrap_or(0));
+//!             }
+//!         }
+//!         Ok(own)
+//!     }
+//!     fn codegen(&self, _: &PhaseCx<'_, Self>, inferred: &i64) -> Result<i64, String> { Ok(*inferred) }
+//!     fn link(&self, _: &PhaseCx<'_, Self>, artifact: &i64) -> Result<i64, String> { Ok(*artifact) }
+//! }
+//!
+//! let engine = Engine::new();
+//! let int = engine.lattice().declare_concrete("Int", &Ty::any()).unwrap();
+//! let f = engine.declare_function("f").unwrap();
+//! let g = engine.declare_function("g").unwrap();
+//! engine.add_method(f, &[int.clone()], 100_i64).unwrap();
+//! engine.add_method(g, &[Ty::any()], 1_i64).unwrap();
+//!
+//! let cache = CompilerCache::new(&engine, "Toy", Toy);
+//! {
+//!     let guard = engine.pin();
+//!     let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+//!     assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 101);
+//!     assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 101); // a hit: no phase runs
+//! }
+//! assert_eq!(engine.stats().infer_runs, 2);
+//!
+//! // A more specific method of `g` changes what `f(Int)` calls: `f` is invalidated.
+//! engine.add_method(g, &[int.clone()], 2_i64).unwrap();
+//! let guard = engine.pin();
+//! let mi = guard.dispatch(f, &[int]).unwrap();
+//! assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 102);
+//! assert_eq!(engine.stats().infer_runs, 4);
+//! ```
+//!
+//! ## The seed API, in Rust
+//!
+//! | CompilerCaching.jl | here |
+//! |---|---|
+//! | `CompilerCache(tag)` | [`CompilerCache::new`] |
+//! | `CompilerCache(tag, mt)` | [`CompilerCache::with_stack`] with [`Engine::stack`] |
+//! | `CompilerCache{K}(tag)` | a [`Compiler`] whose [`Compiler::Key`] is `K` |
+//! | `add_method(cache, f, arg_types, source)` | [`Engine::add_method`] / [`Engine::add_method_to`] |
+//! | `method_instance(f, tt; world, method_table)` | [`Guard::dispatch_in`] / [`Engine::method_instance`] |
+//! | `cached_compilation(cache, mi, world, keys; infer, codegen, link)` | [`CompilerCache::compile`] |
+//! | `cache!(cache, mi; world, deps)` | [`InferCx::dispatch`], [`InferCx::depend_on`], [`InferCx::compile`] |
+//! | `Base.get_world_counter()` | [`Engine::current_world`] |
+//!
+//! ## Modules
+//!
+//! [`world`] holds the world counter; [`types`] the lattice; [`table`] functions, methods and
+//! tables; [`dispatch`] the dispatch algorithm and cache; [`cache`] the code cache; [`compile`] the
+//! three phases; [`invalidate`] the invalidation walk; [`retention`] pinning and reclamation;
+//! [`raw`] the small concurrent protocols the rest is built from, which the loom models check.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[doc(hidden)]
+pub mod raw;
+mod sync;
+pub mod world;
+
+#[cfg(not(loom))]
+pub mod cache;
+#[cfg(not(loom))]
+pub mod compile;
+#[cfg(not(loom))]
+pub mod dispatch;
+#[cfg(not(loom))]
+mod engine;
+#[cfg(not(loom))]
+pub mod error;
+#[cfg(not(loom))]
+mod instance;
+#[cfg(not(loom))]
+pub mod invalidate;
+#[cfg(not(loom))]
+pub mod retention;
+#[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
+pub mod table;
+#[cfg(not(loom))]
+pub mod types;
+
+pub use crate::world::{World, WorldRange};
+#[cfg(not(loom))]
+pub use crate::{
+    cache::{CodeInstance, CompilerCache},
+    compile::{Callee, Compiler, InferCx, PhaseCx},
+    engine::{Engine, Guard},
+    error::{CompileError, Error, Phase, TypeError},
+    instance::MethodInstance,
+    invalidate::Invalidation,
+    retention::Census,
+    stats::StatsSnapshot,
+    table::{Function, Method, MethodTable, TableStack},
+    types::{DefaultLattice, Lattice, Ty, TyKind, TypeDecl, TypeDeclKind},
+};

@@ -1,0 +1,108 @@
+//! Backedges: the dependents registered on one dependency.
+//!
+//! # The insert-versus-invalidate protocol
+//!
+//! A compilation running in world `w` reads dependencies that a concurrent mutation may invalidate
+//! at `w' > w` before the compilation publishes its result. The rule (`SEMANTICS.md` §7) is that
+//! the result must then be published with `max <= w'`. Both sides go through the dependency's lock:
+//!
+//! - the **invalidator** first lowers the dependency's validity to `w'`, then [`EdgeSet::take`]s the
+//!   dependents under the lock and lowers each of them;
+//! - the **publisher** [`EdgeSet::register`]s its result under the same lock and, still under it,
+//!   reads the dependency's current `max` and lowers its own `max` to it.
+//!
+//! The lock orders the two. If the publisher came first, the invalidator finds it in the set; if
+//! the invalidator came first, the publisher reads the lowered `max`. Either way the result ends
+//! with `max <= w'`, and no reader in a world `>= w'` can take it. The loom model
+//! `edges_register_vs_invalidate` checks this interleaving by interleaving.
+//!
+//! Registration is O(1) amortized: entries are pushed, and the set is compacted (dropping
+//! dependents that are already invalid, which further invalidation cannot affect) only when it
+//! has doubled since the last compaction.
+
+use crate::sync::Mutex;
+
+/// The dependents of one dependency.
+#[derive(Debug)]
+pub struct EdgeSet<T> {
+    inner: Mutex<Inner<T>>,
+}
+
+#[derive(Debug)]
+struct Inner<T> {
+    items: Vec<T>,
+    compact_at: usize,
+}
+
+const MIN_COMPACT: usize = 8;
+
+impl<T> Default for EdgeSet<T> {
+    fn default() -> Self {
+        EdgeSet::new()
+    }
+}
+
+impl<T> EdgeSet<T> {
+    /// An empty set.
+    pub fn new() -> Self {
+        EdgeSet {
+            inner: Mutex::new(Inner {
+                items: Vec::new(),
+                compact_at: MIN_COMPACT,
+            }),
+        }
+    }
+
+    /// Registers `item` and, under the same lock, calls `read_max` to read the dependency's
+    /// current upper bound, which the caller applies to `item`. `is_dead` tells which entries a
+    /// compaction may drop.
+    pub fn register<R>(
+        &self,
+        item: T,
+        read_max: impl FnOnce() -> R,
+        is_dead: impl Fn(&T) -> bool,
+    ) -> R {
+        let mut inner = self.inner.lock();
+        if inner.items.len() >= inner.compact_at {
+            inner.items.retain(|d| !is_dead(d));
+            inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
+        }
+        inner.items.push(item);
+        read_max()
+    }
+
+    /// Removes and returns the dependents that `affected` selects (for an invalidation at `w'`:
+    /// those computed in a world before `w'`); the others stay registered.
+    pub fn take(&self, affected: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut inner = self.inner.lock();
+        if inner.items.is_empty() {
+            return Vec::new();
+        }
+        if inner.items.iter().all(&affected) {
+            inner.compact_at = MIN_COMPACT;
+            return std::mem::take(&mut inner.items);
+        }
+        let (hit, kept): (Vec<T>, Vec<T>) = std::mem::take(&mut inner.items)
+            .into_iter()
+            .partition(|d| affected(d));
+        inner.items = kept;
+        hit
+    }
+
+    /// Drops the entries `is_dead` selects; used by reclamation.
+    pub fn prune(&self, is_dead: impl Fn(&T) -> bool) {
+        let mut inner = self.inner.lock();
+        inner.items.retain(|d| !is_dead(d));
+        inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
+    }
+
+    /// The number of registered dependents.
+    pub fn len(&self) -> usize {
+        self.inner.lock().items.len()
+    }
+
+    /// Whether no dependent is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

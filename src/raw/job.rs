@@ -1,0 +1,128 @@
+//! The per-key once-cell that deduplicates compilation, and the wait-for graph that keeps
+//! recursive compilation from deadlocking.
+//!
+//! The first thread to miss a key creates a [`Job`] and runs the work; every other thread that
+//! misses the same key waits on the job and receives a clone of its outcome, success or failure.
+//! The job is removed from its key before it completes, so a failed job is never seen again and a
+//! later call retries.
+//!
+//! # Cycles
+//!
+//! Compiling `f` may compile `g`, which may compile `f` again: on one thread (the job's owner is
+//! the waiter itself) or across threads (thread 1 owns `f` and waits for `g`, thread 2 owns `g`
+//! and waits for `f`). Before blocking, a thread follows the chain "owner of the job I would wait
+//! for → job that owner is waiting for → its owner → …" in the [`WaitGraph`]; if the chain comes
+//! back to itself, waiting would deadlock, so [`Job::wait`] returns [`Waited::Cycle`] instead and
+//! the caller goes on without the result. The chain is read and the new edge added under one lock,
+//! so of two threads closing a cycle at the same moment, the second sees the first's edge. This
+//! lock is taken only on the blocking path, never on a cache hit.
+
+use std::collections::HashMap;
+
+use crate::sync::{current_thread, Arc, AtomicBool, Condvar, Mutex, Ordering, ThreadId};
+
+/// Who waits on whom. One per engine.
+#[derive(Debug, Default)]
+pub struct WaitGraph {
+    /// waiter → (owner of the job it waits on, whether that job is already done)
+    waiting: Mutex<HashMap<ThreadId, (ThreadId, Arc<AtomicBool>)>>,
+}
+
+impl WaitGraph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        WaitGraph {
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The outcome of [`Job::wait`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited<T> {
+    /// The job finished with this outcome.
+    Done(T),
+    /// Waiting would close a cycle of threads waiting on each other; the caller must go on
+    /// without the job's result.
+    Cycle,
+}
+
+/// A unit of work run once by its owner thread, whose outcome every waiter receives.
+#[derive(Debug)]
+pub struct Job<T> {
+    owner: ThreadId,
+    done: Arc<AtomicBool>,
+    outcome: Mutex<Option<T>>,
+    finished: Condvar,
+}
+
+impl<T: Clone> Job<T> {
+    /// A job owned by the calling thread.
+    pub fn new() -> Self {
+        Job {
+            owner: current_thread(),
+            done: Arc::new(AtomicBool::new(false)),
+            outcome: Mutex::new(None),
+            finished: Condvar::new(),
+        }
+    }
+
+    /// The thread running the job.
+    pub fn owner(&self) -> ThreadId {
+        self.owner
+    }
+
+    /// Whether the job has completed.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Records the outcome and wakes every waiter. Only the first completion counts.
+    pub fn complete(&self, outcome: T) {
+        let mut slot = self.outcome.lock();
+        if slot.is_none() {
+            *slot = Some(outcome);
+            self.done.store(true, Ordering::Release);
+        }
+        drop(slot);
+        self.finished.notify_all();
+    }
+
+    /// Blocks until the job completes and returns its outcome, unless blocking would deadlock
+    /// (see the module docs), in which case it returns [`Waited::Cycle`] at once.
+    pub fn wait(&self, graph: &WaitGraph) -> Waited<T> {
+        let me = current_thread();
+        if self.owner == me {
+            return Waited::Cycle;
+        }
+        {
+            let mut waiting = graph.waiting.lock();
+            let mut cursor = self.owner;
+            // Edges are only added when they close no cycle, so the chain is finite.
+            while let Some((next, done)) = waiting.get(&cursor) {
+                if done.load(Ordering::Acquire) {
+                    break; // that wait is about to end; it cannot hold us up
+                }
+                if *next == me {
+                    return Waited::Cycle;
+                }
+                cursor = *next;
+            }
+            waiting.insert(me, (self.owner, Arc::clone(&self.done)));
+        }
+        let mut outcome = self.outcome.lock();
+        while outcome.is_none() {
+            outcome = self.finished.wait(outcome);
+        }
+        let result = outcome.clone().expect("checked above");
+        drop(outcome);
+        graph.waiting.lock().remove(&me);
+        Waited::Done(result)
+    }
+}
+
+impl<T: Clone> Default for Job<T> {
+    fn default() -> Self {
+        Job::new()
+    }
+}

@@ -1,0 +1,14 @@
+//! The lock-free and blocking protocols the engine is built from, kept small and free of the
+//! engine's types so that the loom models in `loom-tests/` can check them directly.
+//!
+//! - [`validity`]: a world range whose upper end only ever moves down.
+//! - [`edges`]: dependents registered on a dependency, and the register-versus-invalidate protocol
+//!   that keeps a result compiled against a stale dependency from ever looking valid.
+//! - [`job`]: the per-key once-cell that deduplicates compilation, with cross-thread cycle
+//!   detection so recursive compiles never deadlock.
+//!
+//! Everything here takes its atomics and locks from the crate's `sync` facade.
+
+pub mod edges;
+pub mod job;
+pub mod validity;

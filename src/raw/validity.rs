@@ -1,0 +1,53 @@
+//! A world range `[min, max)` whose `max` starts open and only ever decreases.
+
+use crate::sync::{AtomicU64, Ordering};
+use crate::world::OPEN;
+
+/// The validity of one cached result: fixed `min`, monotonically decreasing `max`.
+#[derive(Debug)]
+pub struct Validity {
+    compile_world: u64,
+    min: u64,
+    max: AtomicU64,
+}
+
+impl Validity {
+    /// A validity for a result computed in `compile_world`, valid from `min`, with an open end.
+    pub fn new(compile_world: u64, min: u64) -> Self {
+        Validity {
+            compile_world,
+            min,
+            max: AtomicU64::new(OPEN),
+        }
+    }
+
+    /// The world the result was computed in.
+    pub fn compile_world(&self) -> u64 {
+        self.compile_world
+    }
+
+    /// The first world the result is valid in.
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// The first world the result is no longer valid in ([`OPEN`] while unbounded).
+    ///
+    /// `Acquire` pairs with the `Release` in [`Validity::lower`] so a reader that sees a lowered
+    /// bound also sees what the invalidator wrote before lowering it (for example its cause).
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Acquire)
+    }
+
+    /// Whether `world` is in `[min, max)`.
+    #[inline]
+    pub fn contains(&self, world: u64) -> bool {
+        self.min <= world && world < self.max()
+    }
+
+    /// Lowers `max` to `world` if it is higher. Returns whether this call lowered it, so that of
+    /// many concurrent invalidators exactly one goes on to propagate.
+    pub fn lower(&self, world: u64) -> bool {
+        self.max.fetch_min(world, Ordering::AcqRel) > world
+    }
+}

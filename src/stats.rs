@@ -1,0 +1,125 @@
+//! Counters: hits, misses, phase runs, invalidations.
+//!
+//! Counting a hit must not make every reader write one shared cache line (that alone would cost
+//! more than the hit), so each counter is spread over cache-padded shards and a thread increments
+//! the shard it was assigned on first use. Reading sums the shards, so a snapshot is exact once the
+//! counting threads are quiet and approximate while they run.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+const SHARDS: usize = 32;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn shard() -> usize {
+    SHARD.with(|s| {
+        let mut v = s.get();
+        if v == usize::MAX {
+            v = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(v);
+        }
+        v
+    })
+}
+
+/// What is counted.
+#[derive(Copy, Clone, Debug)]
+#[repr(usize)]
+pub(crate) enum Counter {
+    DispatchHit,
+    DispatchMiss,
+    CodeHit,
+    CodeMiss,
+    Infer,
+    Codegen,
+    Link,
+    PhaseFailure,
+    Invalidated,
+    DispatchInvalidated,
+    Reclaimed,
+}
+
+const COUNTERS: usize = 11;
+
+#[derive(Default)]
+struct Shard {
+    counts: [AtomicU64; COUNTERS],
+}
+
+pub(crate) struct Stats {
+    shards: Box<[CachePadded<Shard>]>,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Stats {
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(Shard::default()))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.shards[shard()].counts[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self, counter: Counter) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.counts[counter as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            dispatch_hits: self.sum(Counter::DispatchHit),
+            dispatch_misses: self.sum(Counter::DispatchMiss),
+            code_hits: self.sum(Counter::CodeHit),
+            code_misses: self.sum(Counter::CodeMiss),
+            infer_runs: self.sum(Counter::Infer),
+            codegen_runs: self.sum(Counter::Codegen),
+            link_runs: self.sum(Counter::Link),
+            phase_failures: self.sum(Counter::PhaseFailure),
+            invalidated_code_instances: self.sum(Counter::Invalidated),
+            invalidated_dispatches: self.sum(Counter::DispatchInvalidated),
+            reclaimed: self.sum(Counter::Reclaimed),
+        }
+    }
+}
+
+/// A snapshot of an engine's or a cache's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Dispatches answered from the dispatch cache.
+    pub dispatch_hits: u64,
+    /// Dispatches computed from the method tables.
+    pub dispatch_misses: u64,
+    /// Compilations answered from the code cache without running a phase.
+    pub code_hits: u64,
+    /// Compilations that had to run (or wait for) at least one phase.
+    pub code_misses: u64,
+    /// Successful runs of the infer phase.
+    pub infer_runs: u64,
+    /// Successful runs of the codegen phase.
+    pub codegen_runs: u64,
+    /// Successful runs of the link phase.
+    pub link_runs: u64,
+    /// Phase runs that returned an error or panicked.
+    pub phase_failures: u64,
+    /// Code instances whose validity an invalidation closed.
+    pub invalidated_code_instances: u64,
+    /// Cached dispatch results a mutation changed.
+    pub invalidated_dispatches: u64,
+    /// Entries (methods, dispatch results, code instances) dropped by reclamation.
+    pub reclaimed: u64,
+}

@@ -1,0 +1,78 @@
+//! The one place the crate takes its synchronization primitives from.
+//!
+//! Under `--cfg loom` every atomic, `Arc`, mutex and condition variable used by the protocols in
+//! [`crate::raw`] comes from loom, so the model tests in `loom-tests/` check the shipped code rather
+//! than a copy of it. Everything else (papaya, arc-swap, rayon) is outside the models.
+//!
+//! The mutex never poisons: a panic in a user callback is caught and reported as an error by the
+//! compile path, and must not turn every later lock into a second panic.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc,
+};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc,
+};
+
+#[cfg(loom)]
+use loom::sync as imp;
+#[cfg(not(loom))]
+use std::sync as imp;
+
+/// A mutex whose lock ignores poisoning (see the module docs for why).
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(imp::Mutex<T>);
+
+/// The guard of [`Mutex`].
+pub(crate) type MutexGuard<'a, T> = imp::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(imp::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A condition variable paired with [`Mutex`].
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(imp::Condvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(imp::Condvar::new())
+    }
+
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0
+            .wait(guard)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+/// An identifier of the calling thread (loom's own under `--cfg loom`).
+#[cfg(loom)]
+pub(crate) type ThreadId = loom::thread::ThreadId;
+/// An identifier of the calling thread (loom's own under `--cfg loom`).
+#[cfg(not(loom))]
+pub(crate) type ThreadId = std::thread::ThreadId;
+
+/// The calling thread's identifier.
+pub(crate) fn current_thread() -> ThreadId {
+    #[cfg(loom)]
+    return loom::thread::current().id();
+    #[cfg(not(loom))]
+    return std::thread::current().id();
+}
