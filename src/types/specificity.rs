@@ -3,7 +3,7 @@
 //! This is Julia's `morespecific` restricted to the fragment the default lattice has (nominal types,
 //! `Any`, unions, tuples), stated in `SEMANTICS.md` §4. Without unions it reduces to "`s1 <: s2` and
 //! not `s2 <: s1`"; the union clauses are what make, for example, `f(::Union{Int, String})` beat
-//! `f(::Any)` while staying ambiguous against `f(::Real)`.
+//! both `f(::Any)` and `f(::Real)` for an `Int` argument.
 
 use super::Ty;
 

@@ -1,0 +1,469 @@
+//! Dispatch (SEMANTICS §1, §3, §4, §5, §9): specificity, ambiguity, missing methods, overlays,
+//! replacement and deletion, each asked in the old and the new world; typed errors.
+
+mod common;
+
+use common::types;
+use compiler_caching::{Engine, Error, Ty, TypeError, World};
+
+fn source(
+    engine: &Engine,
+    world: World,
+    f: compiler_caching::Function,
+    args: &[Ty],
+) -> Result<&'static str, Error> {
+    let guard = engine.pin_world(world)?;
+    let mi = guard.dispatch(f, args)?;
+    Ok(*mi.method().source::<&'static str>().unwrap())
+}
+
+#[test]
+fn world_starts_at_one_and_each_mutation_advances_it_by_one() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    assert_eq!(engine.current_world(), World::FIRST);
+    assert_eq!(World::FIRST.get(), 1);
+    let f = engine.declare_function("f").unwrap();
+    assert_eq!(
+        engine.current_world().get(),
+        1,
+        "declarations are not table mutations"
+    );
+    let m = engine.add_method(f, &[t.real.clone()], "real").unwrap();
+    assert_eq!(engine.current_world().get(), 2);
+    assert_eq!(m.defined().get(), 2);
+    let m2 = engine.add_method(f, &[t.real.clone()], "real2").unwrap();
+    assert_eq!(engine.current_world().get(), 3);
+    assert_eq!(
+        m.deleted().map(World::get),
+        Some(3),
+        "replacement deletes the old method"
+    );
+    engine.delete_method(&m2).unwrap();
+    assert_eq!(engine.current_world().get(), 4);
+    // Failed mutations do not advance the world.
+    assert!(engine.delete_method(&m2).is_err());
+    assert!(engine
+        .add_method(f, &[Ty::tuple([Ty::any()]), Ty::any()], "x")
+        .is_ok());
+    assert_eq!(engine.current_world().get(), 5);
+}
+
+#[test]
+fn most_specific_applicable_method_wins() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[Ty::any()], "any").unwrap();
+    engine.add_method(f, &[t.real.clone()], "real").unwrap();
+    engine.add_method(f, &[t.int.clone()], "int").unwrap();
+    let w = engine.current_world();
+    assert_eq!(source(&engine, w, f, &[t.int.clone()]), Ok("int"));
+    assert_eq!(source(&engine, w, f, &[t.float.clone()]), Ok("real"));
+    assert_eq!(source(&engine, w, f, &[t.boolean.clone()]), Ok("real"));
+    assert_eq!(source(&engine, w, f, &[t.string.clone()]), Ok("any"));
+    // Abstract argument types dispatch too.
+    assert_eq!(source(&engine, w, f, &[t.integer.clone()]), Ok("real"));
+    assert_eq!(source(&engine, w, f, &[t.number.clone()]), Ok("any"));
+}
+
+#[test]
+fn two_argument_specificity_and_ambiguity() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let g = engine.declare_function("g").unwrap();
+    engine
+        .add_method(g, &[t.int.clone(), Ty::any()], "int,any")
+        .unwrap();
+    engine
+        .add_method(g, &[Ty::any(), t.int.clone()], "any,int")
+        .unwrap();
+    let w = engine.current_world();
+    assert_eq!(
+        source(&engine, w, g, &[t.int.clone(), t.float.clone()]),
+        Ok("int,any")
+    );
+    assert_eq!(
+        source(&engine, w, g, &[t.float.clone(), t.int.clone()]),
+        Ok("any,int")
+    );
+    let err = source(&engine, w, g, &[t.int.clone(), t.int.clone()]).unwrap_err();
+    match &err {
+        Error::Ambiguous {
+            function,
+            argtypes,
+            candidates,
+        } => {
+            assert_eq!(function, "g");
+            assert_eq!(argtypes, "(Int64, Int64)");
+            let mut c = candidates.clone();
+            c.sort();
+            assert_eq!(
+                c,
+                vec!["g(Any, Int64)".to_string(), "g(Int64, Any)".to_string()]
+            );
+        }
+        other => panic!("expected ambiguity, got {other:?}"),
+    }
+    assert!(err.to_string().contains("ambiguous"));
+    // A method more specific than both resolves it, in the new world only.
+    engine
+        .add_method(g, &[t.int.clone(), t.int.clone()], "int,int")
+        .unwrap();
+    let w2 = engine.current_world();
+    assert_eq!(
+        source(&engine, w2, g, &[t.int.clone(), t.int.clone()]),
+        Ok("int,int")
+    );
+    assert!(matches!(
+        source(&engine, w, g, &[t.int.clone(), t.int.clone()]),
+        Err(Error::Ambiguous { .. })
+    ));
+}
+
+#[test]
+fn union_signatures_follow_the_specificity_rule() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let h = engine.declare_function("h").unwrap();
+    engine.add_method(h, &[Ty::any()], "any").unwrap();
+    engine
+        .add_method(
+            h,
+            &[Ty::union([t.int.clone(), t.string.clone()])],
+            "int|string",
+        )
+        .unwrap();
+    let w = engine.current_world();
+    assert_eq!(source(&engine, w, h, &[t.int.clone()]), Ok("int|string"));
+    assert_eq!(source(&engine, w, h, &[t.string.clone()]), Ok("int|string"));
+    assert_eq!(source(&engine, w, h, &[t.float.clone()]), Ok("any"));
+    engine.add_method(h, &[t.real.clone()], "real").unwrap();
+    let w = engine.current_world();
+    assert_eq!(source(&engine, w, h, &[t.int.clone()]), Ok("int|string"));
+    assert_eq!(source(&engine, w, h, &[t.float.clone()]), Ok("real"));
+    engine.add_method(h, &[t.int.clone()], "int").unwrap();
+    let w = engine.current_world();
+    assert_eq!(source(&engine, w, h, &[t.int.clone()]), Ok("int"));
+}
+
+#[test]
+fn no_method_names_function_and_argument_types() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("lonely").unwrap();
+    let guard = engine.pin();
+    let err = guard.dispatch(f, &[t.int.clone()]).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NoMethod {
+            function: "lonely".into(),
+            argtypes: "(Int64)".into()
+        }
+    );
+    assert_eq!(err.to_string(), "no method of `lonely` matches (Int64)");
+    drop(guard);
+    engine.add_method(f, &[t.float.clone()], "float").unwrap();
+    assert!(matches!(
+        source(&engine, engine.current_world(), f, &[t.int.clone()]),
+        Err(Error::NoMethod { .. })
+    ));
+    // Arity is part of applicability.
+    assert!(matches!(
+        source(
+            &engine,
+            engine.current_world(),
+            f,
+            &[t.float.clone(), t.float.clone()]
+        ),
+        Err(Error::NoMethod { .. })
+    ));
+}
+
+#[test]
+fn replacement_and_deletion_answer_per_world() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[t.real.clone()], "v1").unwrap();
+    let w1 = engine.current_world();
+    // Union{Real, Int64} normalizes to Real: type-equal, so this replaces v1.
+    let v2 = engine
+        .add_method(f, &[Ty::union([t.real.clone(), t.int.clone()])], "v2")
+        .unwrap();
+    let w2 = engine.current_world();
+    assert_eq!(source(&engine, w1, f, &[t.int.clone()]), Ok("v1"));
+    assert_eq!(source(&engine, w2, f, &[t.int.clone()]), Ok("v2"));
+    engine.delete_method(&v2).unwrap();
+    let w3 = engine.current_world();
+    assert!(matches!(
+        source(&engine, w3, f, &[t.int.clone()]),
+        Err(Error::NoMethod { .. })
+    ));
+    assert_eq!(source(&engine, w2, f, &[t.int.clone()]), Ok("v2"));
+    assert_eq!(source(&engine, w1, f, &[t.int.clone()]), Ok("v1"));
+    assert!(!v2.is_live_in(w3) && v2.is_live_in(w2) && !v2.is_live_in(w1));
+    // Deleting a method reveals the less specific one again.
+    engine.add_method(f, &[Ty::any()], "any").unwrap();
+    let int_m = engine.add_method(f, &[t.int.clone()], "int").unwrap();
+    assert_eq!(
+        source(&engine, engine.current_world(), f, &[t.int.clone()]),
+        Ok("int")
+    );
+    engine.delete_method(&int_m).unwrap();
+    assert_eq!(
+        source(&engine, engine.current_world(), f, &[t.int.clone()]),
+        Ok("any")
+    );
+}
+
+#[test]
+fn overlays_win_when_applicable_and_fall_through_otherwise() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let kernel = engine.declare_function("device_kernel").unwrap();
+    let overlay = engine.new_overlay("device").unwrap();
+    let stack = engine.stack(&[overlay, engine.global_table()]).unwrap();
+    assert_eq!(
+        stack,
+        engine.stack(&[overlay, engine.global_table()]).unwrap(),
+        "stacks are interned"
+    );
+    engine
+        .add_method(kernel, &[Ty::any()], "global any")
+        .unwrap();
+    engine
+        .add_method_to(overlay, kernel, &[t.int.clone()], "overlay int")
+        .unwrap();
+    let guard = engine.pin();
+    let via = |args: &[Ty]| {
+        *guard
+            .dispatch_in(stack, kernel, args)
+            .unwrap()
+            .method()
+            .source::<&str>()
+            .unwrap()
+    };
+    assert_eq!(via(&[t.int.clone()]), "overlay int");
+    assert_eq!(via(&[t.float.clone()]), "global any");
+    // The global stack never sees overlay methods.
+    assert_eq!(
+        *guard
+            .dispatch(kernel, &[t.int.clone()])
+            .unwrap()
+            .method()
+            .source::<&str>()
+            .unwrap(),
+        "global any"
+    );
+    // The first table with an applicable method decides, even if a later one is more specific.
+    drop(guard);
+    engine
+        .add_method_to(overlay, kernel, &[Ty::any()], "overlay any")
+        .unwrap();
+    engine
+        .add_method(kernel, &[t.float.clone()], "global float")
+        .unwrap();
+    let guard = engine.pin();
+    assert_eq!(
+        *guard
+            .dispatch_in(stack, kernel, &[t.float.clone()])
+            .unwrap()
+            .method()
+            .source::<&str>()
+            .unwrap(),
+        "overlay any"
+    );
+}
+
+#[test]
+fn method_instances_are_interned_and_cached() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[t.real.clone()], "real").unwrap();
+    let guard = engine.pin();
+    let a = guard.dispatch(f, &[t.int.clone()]).unwrap().clone();
+    let misses = engine.stats().dispatch_misses;
+    let b = guard.dispatch(f, &[t.int.clone()]).unwrap().clone();
+    assert_eq!(a, b);
+    assert_eq!(a.id(), b.id());
+    assert_eq!(
+        engine.stats().dispatch_misses,
+        misses,
+        "the second dispatch is a cache hit"
+    );
+    assert!(engine.stats().dispatch_hits >= 1);
+    let c = guard.dispatch(f, &[t.float.clone()]).unwrap().clone();
+    assert_ne!(a, c, "different argument types, different instances");
+    assert_eq!(a.method(), c.method());
+    assert_eq!(a.argtypes(), &[t.int.clone()]);
+    let via_seed_api = engine
+        .method_instance(
+            f,
+            &[t.int.clone()],
+            engine.current_world(),
+            engine.global_stack(),
+        )
+        .unwrap();
+    assert_eq!(via_seed_api, a);
+    assert_eq!(a.to_string(), "f(Int64)");
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let other = Engine::new();
+    let foreign_f = other.declare_function("f").unwrap();
+    let foreign_ty = other
+        .lattice()
+        .declare_concrete("Int64", &Ty::any())
+        .unwrap();
+    let foreign_table = other.new_overlay("o").unwrap();
+
+    let f = engine.declare_function_with_arity("f", 1).unwrap();
+    assert!(matches!(
+        engine.declare_function("f"),
+        Err(Error::DuplicateFunction { .. })
+    ));
+    assert!(matches!(
+        engine.declare_function(""),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        engine.function("nope"),
+        Err(Error::UnknownFunction { .. })
+    ));
+    assert!(matches!(
+        engine.add_method(foreign_f, &[t.int.clone()], ()),
+        Err(Error::UnknownFunction { .. })
+    ));
+    assert_eq!(
+        engine
+            .add_method(f, &[t.int.clone(), t.int.clone()], ())
+            .unwrap_err(),
+        Error::ArityMismatch {
+            function: "f".into(),
+            expected: 1,
+            found: 2
+        }
+    );
+    assert!(matches!(
+        engine.add_method(f, &[foreign_ty.clone()], ()),
+        Err(Error::Type(TypeError::ForeignType { .. }))
+    ));
+    assert!(matches!(
+        engine.add_method_to(foreign_table, f, &[t.int.clone()], ()),
+        Err(Error::UnknownTable { .. })
+    ));
+    assert!(matches!(
+        engine.stack(&[foreign_table]),
+        Err(Error::UnknownTable { .. })
+    ));
+    assert!(matches!(engine.stack(&[]), Err(Error::UnknownTable { .. })));
+    assert_eq!(
+        engine.current_world(),
+        World::FIRST,
+        "no failed call mutated anything"
+    );
+
+    let m = engine.add_method(f, &[t.int.clone()], ()).unwrap();
+    let guard = engine.pin();
+    assert!(matches!(
+        guard.dispatch(foreign_f, &[t.int.clone()]),
+        Err(Error::UnknownFunction { .. })
+    ));
+    assert!(matches!(
+        guard.dispatch(f, &[]),
+        Err(Error::ArityMismatch { .. })
+    ));
+    assert!(matches!(
+        guard.dispatch(f, &[foreign_ty]),
+        Err(Error::Type(TypeError::ForeignType { .. }))
+    ));
+    assert!(matches!(
+        guard.dispatch_in(other.global_stack(), f, &[t.int.clone()]),
+        Err(Error::UnknownTable { .. })
+    ));
+    drop(guard);
+    let foreign_m = other.add_method(foreign_f, &[Ty::any()], ()).unwrap();
+    assert!(matches!(
+        engine.delete_method(&foreign_m),
+        Err(Error::MethodNotLive { .. })
+    ));
+    engine.delete_method(&m).unwrap();
+    assert!(matches!(
+        engine.delete_method(&m),
+        Err(Error::MethodNotLive { .. })
+    ));
+    assert!(matches!(
+        engine.pin_world(World::FIRST.next_for_tests(100)),
+        Err(Error::FutureWorld { .. })
+    ));
+    // Nothing above disturbed the engine.
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(g, &[Ty::any()], "ok").unwrap();
+    assert_eq!(
+        source(&engine, engine.current_world(), g, &[t.int.clone()]),
+        Ok("ok")
+    );
+}
+
+trait WorldExt {
+    fn next_for_tests(self, n: u64) -> World;
+}
+
+impl WorldExt for World {
+    fn next_for_tests(self, n: u64) -> World {
+        // Worlds are only made by the engine; find a future one by asking a scratch engine.
+        let scratch = Engine::new();
+        let f = scratch.declare_function("f").unwrap();
+        for _ in 0..n {
+            scratch.add_method(f, &[Ty::any()], ()).unwrap();
+        }
+        let _ = self;
+        scratch.current_world()
+    }
+}
+
+#[test]
+fn custom_lattices_plug_in() {
+    use compiler_caching::Lattice;
+    /// Types are bit sets; subtyping is inclusion.
+    struct Bits;
+    impl Lattice for Bits {
+        type Type = u8;
+        fn is_subtype(&self, a: &u8, b: &u8) -> bool {
+            a & !b == 0
+        }
+        fn is_disjoint(&self, a: &u8, b: &u8) -> bool {
+            a & b == 0
+        }
+        fn is_concrete(&self, a: &u8) -> bool {
+            a.count_ones() == 1
+        }
+    }
+    let engine = Engine::with_lattice(Bits);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[0b1111], "wide").unwrap();
+    engine.add_method(f, &[0b0011], "narrow").unwrap();
+    engine.add_method(f, &[0b0110], "other").unwrap();
+    let g = engine.pin();
+    assert_eq!(
+        g.dispatch(f, &[0b0001]).unwrap().method().source::<&str>(),
+        Some(&"narrow")
+    );
+    assert_eq!(
+        g.dispatch(f, &[0b1000]).unwrap().method().source::<&str>(),
+        Some(&"wide")
+    );
+    assert!(matches!(
+        g.dispatch(f, &[0b0010]),
+        Err(Error::Ambiguous { .. })
+    ));
+    assert!(matches!(
+        g.dispatch(f, &[0b1_0000]),
+        Err(Error::NoMethod { .. })
+    ));
+}
