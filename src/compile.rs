@@ -410,6 +410,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             }
             .into());
         }
+        if !mi.method().is_live_in(world) {
+            // Compiling it would publish an instance already closed at the method's deletion.
+            return Err(Error::MethodNotLive {
+                method: mi.method().to_string(),
+            }
+            .into());
+        }
         loop {
             let slot = self.slot(mi, key, seize);
             let mut state = lock(&slot.state);

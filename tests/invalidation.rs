@@ -1,0 +1,344 @@
+//! Invalidation (SEMANTICS §7): direct, transitive, diamond, overlays, deletion, per-owner edges,
+//! held method instances, the "why" record, and what must not be invalidated.
+
+mod common;
+
+use common::{types, Call, Foreign, Ir, Types};
+use compiler_caching::{
+    CompileError, Compiler, CompilerCache, Engine, Error, Function, InferCx, Phase, PhaseCx,
+    TableStack, Ty,
+};
+
+struct Setup {
+    engine: Engine,
+    t: Types,
+    cache: CompilerCache<Foreign>,
+    log: std::sync::Arc<common::Log>,
+}
+
+fn setup() -> Setup {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let compiler = Foreign::default();
+    let log = compiler.log.clone();
+    let cache = CompilerCache::new(&engine, "Test", compiler);
+    Setup {
+        engine,
+        t,
+        cache,
+        log,
+    }
+}
+
+impl Setup {
+    fn f(&self, name: &str) -> Function {
+        self.engine
+            .function(name)
+            .or_else(|_| self.engine.declare_function(name))
+            .unwrap()
+    }
+
+    fn define(&self, name: &str, ir: Ir) -> compiler_caching::Method {
+        let int = self.t.int.clone();
+        self.engine.add_method(self.f(name), &[int], ir).unwrap()
+    }
+
+    fn run(&self, name: &str) -> i64 {
+        self.run_in(name, self.engine.global_stack(), &self.cache)
+    }
+
+    fn run_in(&self, name: &str, stack: TableStack, cache: &CompilerCache<Foreign>) -> i64 {
+        let guard = self.engine.pin();
+        let mi = guard
+            .dispatch_in(stack, self.f(name), &[self.t.int.clone()])
+            .unwrap();
+        *cache.compile(&guard, mi, &0).unwrap()
+    }
+
+    fn infers(&self, name: &str) -> usize {
+        self.log.runs(name, Phase::Infer)
+    }
+
+    fn ci(&self, name: &str) -> compiler_caching::CodeInstance<Foreign> {
+        let guard = self.engine.pin();
+        let mi = guard
+            .dispatch(self.f(name), &[self.t.int.clone()])
+            .unwrap()
+            .clone();
+        let versions = self.cache.versions(&mi, &0);
+        versions.last().cloned().expect("compiled")
+    }
+}
+
+fn calls(value: i64, callees: &[&str], int: &Ty) -> Ir {
+    Ir {
+        value,
+        calls: callees
+            .iter()
+            .map(|c| Call {
+                function: c.to_string(),
+                args: vec![int.clone()],
+            })
+            .collect(),
+        opaque_deps: Vec::new(),
+    }
+}
+
+#[test]
+fn direct_dependent_is_invalidated_and_old_world_still_hits() {
+    let s = setup();
+    let int = s.t.int.clone();
+    s.define("f", calls(100, &["g"], &int));
+    s.define("g", Ir::constant(1));
+    assert_eq!(s.run("f"), 101);
+    let old_world = s.engine.current_world();
+    let old_ci = s.ci("f");
+    assert!(old_ci.validity().max.is_none());
+
+    s.define("g", Ir::constant(2));
+    let w = s.engine.current_world();
+    assert_eq!(
+        old_ci.validity().max,
+        Some(w),
+        "closed at the replacing world"
+    );
+    assert!(old_ci.is_valid_in(old_world) && !old_ci.is_valid_in(w));
+    assert_eq!(s.run("f"), 102);
+    assert_eq!((s.infers("f"), s.infers("g")), (2, 2));
+
+    // The old world still answers with what was compiled for it, without compiling.
+    let guard = s.engine.pin_world(old_world).unwrap();
+    let mi = guard.dispatch(s.f("f"), &[int]).unwrap();
+    assert_eq!(*s.cache.compile(&guard, mi, &0).unwrap(), 101);
+    assert_eq!(s.infers("f"), 2);
+}
+
+#[test]
+fn transitive_chain_and_why() {
+    let s = setup();
+    let int = s.t.int.clone();
+    s.define("a", calls(1000, &["b"], &int));
+    s.define("b", calls(100, &["c"], &int));
+    s.define("c", calls(10, &["d"], &int));
+    s.define("d", Ir::constant(1));
+    assert_eq!(s.run("a"), 1111);
+    let old = s.ci("a");
+    s.define("d", Ir::constant(2));
+    let w = s.engine.current_world();
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(s.infers(name), 1, "{name} is recompiled lazily");
+    }
+    let why = old.invalidation().expect("a was invalidated");
+    assert_eq!(why.world, w);
+    assert_eq!(why.mutation, "method d(Int64) replaced in table global");
+    // c's call to d dispatches differently now: that edge is hit first, then c's dependents.
+    assert_eq!(why.trigger, "dispatch d(Int64) via [global] changed");
+    let chain: Vec<&str> = why
+        .chain
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(chain, ["c(Int64)", "b(Int64)", "a(Int64)"]);
+    assert!(why.to_string().contains("a(Int64)"));
+    assert_eq!(s.run("a"), 1112);
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(s.infers(name), 2, "{name}");
+    }
+    assert!(s.ci("a").invalidation().is_none());
+}
+
+#[test]
+fn diamond_recompiles_each_dependent_once() {
+    let s = setup();
+    let int = s.t.int.clone();
+    s.define("top", calls(1000, &["left", "right"], &int));
+    s.define("left", calls(100, &["bottom"], &int));
+    s.define("right", calls(10, &["bottom"], &int));
+    s.define("bottom", Ir::constant(1));
+    assert_eq!(s.run("top"), 1112);
+    assert_eq!(s.infers("bottom"), 1, "the second caller hits");
+    let before = s.engine.stats().invalidated_code_instances;
+    s.define("bottom", Ir::constant(2));
+    assert_eq!(s.engine.stats().invalidated_code_instances - before, 4);
+    assert_eq!(s.run("top"), 1114);
+    for name in ["top", "left", "right", "bottom"] {
+        assert_eq!(s.infers(name), 2, "{name}");
+    }
+}
+
+#[test]
+fn new_overlay_method_invalidates_callers_that_fell_back_to_global() {
+    let s = setup();
+    let int = s.t.int.clone();
+    let overlay = s.engine.new_overlay("debug").unwrap();
+    let stack = s.engine.stack(&[overlay, s.engine.global_table()]).unwrap();
+    let overlay_cache =
+        CompilerCache::with_stack(&s.engine, "Overlay", stack, Foreign { log: s.log.clone() });
+    s.define("caller", calls(100, &["callee"], &int));
+    s.define("callee", Ir::constant(1));
+    assert_eq!(s.run_in("caller", stack, &overlay_cache), 101);
+    assert_eq!(s.run("caller"), 101);
+    assert_eq!(s.infers("caller"), 2);
+
+    s.engine
+        .add_method_to(overlay, s.f("callee"), &[int.clone()], Ir::constant(5))
+        .unwrap();
+    assert_eq!(
+        s.run_in("caller", stack, &overlay_cache),
+        105,
+        "the overlay caller is recompiled"
+    );
+    assert_eq!(s.run("caller"), 101, "the global-only caller is untouched");
+    assert_eq!(s.infers("caller"), 3);
+}
+
+#[test]
+fn deletion_invalidates_and_missing_methods_are_dependencies_too() {
+    let s = setup();
+    let int = s.t.int.clone();
+    s.define("f", calls(100, &["g"], &int));
+    let g = s.define("g", Ir::constant(1));
+    assert_eq!(s.run("f"), 101);
+    s.engine.delete_method(&g).unwrap();
+    assert_eq!(
+        s.run("f"),
+        100,
+        "g no longer exists: the call contributes nothing"
+    );
+    assert_eq!(s.infers("f"), 2);
+    // "No method" was recorded: defining g again invalidates f.
+    s.define("g", Ir::constant(7));
+    assert_eq!(s.run("f"), 107);
+    assert_eq!(s.infers("f"), 3);
+}
+
+#[test]
+fn mutations_that_change_no_dispatch_result_invalidate_nothing() {
+    let s = setup();
+    let int = s.t.int.clone();
+    s.define("f", calls(100, &["g"], &int));
+    s.define("g", Ir::constant(1));
+    assert_eq!(s.run("f"), 101);
+    let before = s.engine.stats();
+    // A method of g for other types, a less specific one, and another function entirely.
+    s.engine
+        .add_method(s.f("g"), &[s.t.float.clone()], Ir::constant(9))
+        .unwrap();
+    s.engine
+        .add_method(s.f("g"), &[Ty::any()], Ir::constant(9))
+        .unwrap();
+    s.engine
+        .add_method(s.f("g"), &[int.clone(), int.clone()], Ir::constant(9))
+        .unwrap();
+    s.define("h", Ir::constant(3));
+    let after = s.engine.stats();
+    assert_eq!(
+        after.invalidated_code_instances,
+        before.invalidated_code_instances
+    );
+    assert_eq!(after.invalidated_dispatches, before.invalidated_dispatches);
+    assert_eq!(s.run("f"), 101);
+    assert_eq!((s.infers("f"), s.infers("g")), (1, 1));
+    assert!(s.ci("f").validity().max.is_none());
+}
+
+/// Records a dependency on `g(Int64)` only when compiling for key 1.
+struct KeyDependent;
+
+impl Compiler for KeyDependent {
+    type Key = u32;
+    type Inferred = u32;
+    type Artifact = u32;
+    type Linked = u32;
+    type Error = Error;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u32, Error> {
+        if *cx.key() == 1 {
+            let g = cx.engine().function("g")?;
+            let args = cx.instance().argtypes().to_vec();
+            cx.dispatch(g, &args)?;
+        }
+        Ok(*cx.key())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, i: &u32) -> Result<u32, Error> {
+        Ok(*i)
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, a: &u32) -> Result<u32, Error> {
+        Ok(*a)
+    }
+}
+
+#[test]
+fn edges_belong_to_code_instances_not_to_method_instances() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(f, &[t.int.clone()], ()).unwrap();
+    engine.add_method(g, &[t.real.clone()], ()).unwrap();
+    let cache = CompilerCache::new(&engine, "K", KeyDependent);
+    let guard = engine.pin();
+    let mi = guard.dispatch(f, &[t.int.clone()]).unwrap().clone();
+    cache.compile(&guard, &mi, &1).unwrap();
+    cache.compile(&guard, &mi, &2).unwrap();
+    drop(guard);
+    engine.add_method(g, &[t.int.clone()], ()).unwrap();
+    let with_edge = &cache.versions(&mi, &1)[0];
+    let without = &cache.versions(&mi, &2)[0];
+    assert_eq!(with_edge.validity().max, Some(engine.current_world()));
+    assert_eq!(without.validity().max, None, "key 2 recorded no edge to g");
+}
+
+#[test]
+fn held_method_instances_see_their_own_code_invalidated() {
+    let s = setup();
+    let g = s.define("g", Ir::constant(1));
+    let guard = s.engine.pin();
+    let held = guard
+        .dispatch(s.f("g"), &[s.t.int.clone()])
+        .unwrap()
+        .clone();
+    s.cache.compile(&guard, &held, &0).unwrap();
+    drop(guard);
+    s.define("g", Ir::constant(2));
+    let ci = &s.cache.versions(&held, &0)[0];
+    assert_eq!(ci.validity().max, Some(s.engine.current_world()));
+    let why = ci.invalidation().unwrap();
+    assert!(why.trigger.contains("g(Int64)"), "{why}");
+    // Compiling the stale handle in the new world is an error, not stale code.
+    let guard = s.engine.pin();
+    assert!(s.cache.lookup(&guard, &held, &0).is_none());
+    assert!(matches!(
+        s.cache.compile(&guard, &held, &0),
+        Err(CompileError::Engine(Error::MethodNotLive { .. }))
+    ));
+    assert!(!g.is_live_in(guard.world()));
+}
+
+#[test]
+fn opaque_dependencies_on_foreign_callees() {
+    // A foreign IR whose callee the engine cannot read: recorded with depend_on only.
+    let s = setup();
+    let int = s.t.int.clone();
+    s.define(
+        "outer",
+        Ir {
+            value: 5,
+            calls: Vec::new(),
+            opaque_deps: vec![Call {
+                function: "opaque".into(),
+                args: vec![int.clone()],
+            }],
+        },
+    );
+    s.define("opaque", Ir::constant(1));
+    assert_eq!(s.run("outer"), 5);
+    assert_eq!(s.infers("opaque"), 0, "depend_on compiles nothing");
+    s.define("opaque", Ir::constant(2));
+    assert_eq!(s.run("outer"), 5);
+    assert_eq!(
+        s.infers("outer"),
+        2,
+        "replacing the opaque callee's method invalidated outer"
+    );
+}
