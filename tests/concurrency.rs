@@ -1,0 +1,382 @@
+//! Concurrency (SEMANTICS §1, §6, §7): exactly-once compilation under contention, failures and
+//! panics that poison nothing, recursion without deadlock, no stale result across a racing
+//! invalidation, monotonic worlds and atomic mutations. Every multi-threaded test runs under a
+//! watchdog that fails it instead of hanging CI.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use common::{types, Call, Fault, Foreign, Ir};
+use compiler_caching::{CompileError, CompilerCache, Engine, Phase, Ty};
+
+/// Runs `body` on a thread and fails if it does not finish within `secs`.
+fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, body: F) {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => handle.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(payload) = handle.join() {
+                std::panic::resume_unwind(payload);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("deadlock: test did not finish in {secs}s"),
+    }
+}
+
+fn calls(value: i64, callees: &[&str], int: &Ty) -> Ir {
+    Ir {
+        value,
+        calls: callees
+            .iter()
+            .map(|c| Call {
+                function: c.to_string(),
+                args: vec![int.clone()],
+            })
+            .collect(),
+        opaque_deps: Vec::new(),
+    }
+}
+
+#[test]
+fn sixteen_threads_missing_one_key_run_each_phase_once() {
+    watchdog(60, || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let f = engine.declare_function("f").unwrap();
+        engine
+            .add_method(f, &[t.int.clone()], Ir::constant(7))
+            .unwrap();
+        let compiler = Foreign::default();
+        *compiler.log.infer_delay.lock().unwrap() = Some(Duration::from_millis(50));
+        let log = compiler.log.clone();
+        let cache = CompilerCache::new(&engine, "C", compiler);
+        let barrier = Barrier::new(16);
+        thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    let guard = engine.pin();
+                    let mi = guard.dispatch(f, &[t.int.clone()]).unwrap();
+                    barrier.wait();
+                    assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 7);
+                });
+            }
+        });
+        for phase in [Phase::Infer, Phase::Codegen, Phase::Link] {
+            assert_eq!(log.runs("f", phase), 1, "{phase}");
+        }
+    });
+}
+
+#[test]
+fn failures_and_panics_reach_every_waiter_and_a_later_call_retries() {
+    for phase in [Phase::Infer, Phase::Codegen, Phase::Link] {
+        for fault in [Fault::Error, Fault::Panic] {
+            watchdog(60, move || {
+                let engine = Engine::new();
+                let t = types(&engine);
+                let f = engine.declare_function("f").unwrap();
+                engine
+                    .add_method(f, &[t.int.clone()], Ir::constant(7))
+                    .unwrap();
+                let compiler = Foreign::default();
+                *compiler.log.infer_delay.lock().unwrap() = Some(Duration::from_millis(30));
+                compiler.log.inject("f", phase, fault);
+                let log = compiler.log.clone();
+                let cache = CompilerCache::new(&engine, "C", compiler);
+                let barrier = Barrier::new(8);
+                let failures = AtomicU64::new(0);
+                thread::scope(|s| {
+                    for _ in 0..8 {
+                        s.spawn(|| {
+                            let guard = engine.pin();
+                            let mi = guard.dispatch(f, &[t.int.clone()]).unwrap();
+                            barrier.wait();
+                            match cache.compile(&guard, mi, &0) {
+                                Ok(v) => assert_eq!(*v, 7),
+                                Err(e) => {
+                                    match (&e, fault) {
+                                        (CompileError::Phase { phase: p, .. }, Fault::Error)
+                                        | (CompileError::Panicked { phase: p, .. }, Fault::Panic) =>
+                                        {
+                                            assert_eq!(*p, phase)
+                                        }
+                                        other => panic!("unexpected {other:?}"),
+                                    }
+                                    failures.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                    }
+                });
+                assert!(
+                    failures.load(Ordering::Relaxed) >= 1,
+                    "{phase} {fault:?}: the failing run was seen"
+                );
+                // Nothing partial is left: a later call completes and each phase succeeded once.
+                let guard = engine.pin();
+                let mi = guard.dispatch(f, &[t.int.clone()]).unwrap();
+                assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 7);
+                for p in [Phase::Infer, Phase::Codegen, Phase::Link] {
+                    assert_eq!(log.runs("f", p), 1, "{phase} {fault:?}: {p}");
+                }
+                assert!(engine.stats().phase_failures >= 1);
+                assert!(cache.versions(mi, &0).len() <= 1);
+            });
+        }
+    }
+}
+
+#[test]
+fn direct_and_mutual_recursion_terminate_on_one_thread() {
+    watchdog(30, || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let int = t.int.clone();
+        for n in ["fact", "even", "odd"] {
+            engine.declare_function(n).unwrap();
+        }
+        engine
+            .add_method(
+                engine.function("fact").unwrap(),
+                &[int.clone()],
+                calls(1, &["fact"], &int),
+            )
+            .unwrap();
+        engine
+            .add_method(
+                engine.function("even").unwrap(),
+                &[int.clone()],
+                calls(10, &["odd"], &int),
+            )
+            .unwrap();
+        engine
+            .add_method(
+                engine.function("odd").unwrap(),
+                &[int.clone()],
+                calls(1, &["even"], &int),
+            )
+            .unwrap();
+        let compiler = Foreign::default();
+        let log = compiler.log.clone();
+        let cache = CompilerCache::new(&engine, "C", compiler);
+        let guard = engine.pin();
+        let fact = guard
+            .dispatch(engine.function("fact").unwrap(), &[int.clone()])
+            .unwrap();
+        assert_eq!(
+            *cache.compile(&guard, fact, &0).unwrap(),
+            1,
+            "the recursive call is in progress"
+        );
+        let even = guard
+            .dispatch(engine.function("even").unwrap(), &[int.clone()])
+            .unwrap();
+        // odd compiles first (inside even) and sees even in progress; even then sees odd ready.
+        assert_eq!(*cache.compile(&guard, even, &0).unwrap(), 11);
+        assert_eq!(
+            (
+                log.runs("even", Phase::Infer),
+                log.runs("odd", Phase::Infer)
+            ),
+            (1, 1)
+        );
+        drop(guard);
+        // The cycle's edges were recorded: redefining odd invalidates even, and the reverse.
+        engine
+            .add_method(
+                engine.function("odd").unwrap(),
+                &[int.clone()],
+                calls(2, &["even"], &int),
+            )
+            .unwrap();
+        let guard = engine.pin();
+        let even = guard
+            .dispatch(engine.function("even").unwrap(), &[int.clone()])
+            .unwrap();
+        assert_eq!(*cache.compile(&guard, even, &0).unwrap(), 12);
+        drop(guard);
+        engine
+            .add_method(
+                engine.function("even").unwrap(),
+                &[int.clone()],
+                calls(20, &["odd"], &int),
+            )
+            .unwrap();
+        let guard = engine.pin();
+        let odd = guard
+            .dispatch(engine.function("odd").unwrap(), &[int.clone()])
+            .unwrap();
+        assert_eq!(
+            *cache.compile(&guard, odd, &0).unwrap(),
+            22,
+            "odd depended on even through the cycle"
+        );
+    });
+}
+
+#[test]
+fn mutual_recursion_across_threads_terminates() {
+    for round in 0..20 {
+        watchdog(30, move || {
+            let engine = Engine::new();
+            let t = types(&engine);
+            let int = t.int.clone();
+            let ping = engine.declare_function("ping").unwrap();
+            let pong = engine.declare_function("pong").unwrap();
+            engine
+                .add_method(ping, &[int.clone()], calls(10, &["pong"], &int))
+                .unwrap();
+            engine
+                .add_method(pong, &[int.clone()], calls(1, &["ping"], &int))
+                .unwrap();
+            let compiler = Foreign::default();
+            *compiler.log.infer_delay.lock().unwrap() = Some(Duration::from_millis(20 + round % 3));
+            let log = compiler.log.clone();
+            let cache = CompilerCache::new(&engine, "C", compiler);
+            let barrier = Barrier::new(2);
+            let results: Vec<i64> = thread::scope(|s| {
+                let handles: Vec<_> = [ping, pong]
+                    .into_iter()
+                    .map(|f| {
+                        let (engine, cache, barrier, int) =
+                            (&engine, &cache, &barrier, int.clone());
+                        s.spawn(move || {
+                            let guard = engine.pin();
+                            let mi = guard.dispatch(f, &[int]).unwrap();
+                            barrier.wait();
+                            *cache.compile(&guard, mi, &0).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            // Each is compiled once; whichever saw the other in progress did without its value.
+            assert_eq!(
+                (
+                    log.runs("ping", Phase::Infer),
+                    log.runs("pong", Phase::Infer)
+                ),
+                (1, 1)
+            );
+            assert!(results[0] == 10 || results[0] == 11, "{results:?}");
+            assert!(results[1] == 1 || results[1] == 11, "{results:?}");
+            assert!(
+                results[0] == 11 || results[1] == 11,
+                "at least one saw the other finished: {results:?}"
+            );
+        });
+    }
+}
+
+#[test]
+fn no_reader_in_a_world_after_an_invalidation_receives_a_stale_result() {
+    watchdog(120, || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let int = t.int.clone();
+        let f = engine.declare_function("f").unwrap();
+        let g = engine.declare_function("g").unwrap();
+        engine
+            .add_method(f, &[int.clone()], calls(1_000_000, &["g"], &int))
+            .unwrap();
+        engine
+            .add_method(g, &[int.clone()], Ir::constant(0))
+            .unwrap();
+        let cache = CompilerCache::new(&engine, "C", Foreign::default());
+        let stop = AtomicBool::new(false);
+        let checked = AtomicU64::new(0);
+        thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let guard = engine.pin();
+                        let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+                        let got = *cache.compile(&guard, mi, &0).unwrap();
+                        // What g is in this reader's world decides the only correct answer.
+                        let g_now = guard.dispatch(g, &[int.clone()]).unwrap();
+                        let expected = 1_000_000 + g_now.method().source::<Ir>().unwrap().value;
+                        assert_eq!(got, expected, "stale result in world {}", guard.world());
+                        checked.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            s.spawn(|| {
+                for i in 1..=2000 {
+                    engine
+                        .add_method(g, &[int.clone()], Ir::constant(i))
+                        .unwrap();
+                    if i % 64 == 0 {
+                        thread::yield_now();
+                    }
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        });
+        assert!(checked.load(Ordering::Relaxed) > 100);
+    });
+}
+
+#[test]
+fn worlds_are_monotonic_and_mutations_atomic() {
+    watchdog(60, || {
+        let engine = Engine::new();
+        let lattice = engine.lattice();
+        let names: Vec<Ty> = (0..400)
+            .map(|i| {
+                lattice
+                    .declare_concrete(&format!("T{i}"), &Ty::any())
+                    .unwrap()
+            })
+            .collect();
+        let f = engine.declare_function("f").unwrap();
+        let first = engine.current_world().get();
+        let stop = AtomicBool::new(false);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let mut last = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let guard = engine.pin();
+                        let w = guard.world().get();
+                        assert!(w >= last, "world went back from {last} to {w}");
+                        last = w;
+                        // In world w exactly the first w - first methods exist.
+                        let visible = (w - first) as usize;
+                        for probe in [visible.saturating_sub(1), visible] {
+                            if probe >= names.len() {
+                                continue;
+                            }
+                            let found = guard.dispatch(f, &[names[probe].clone()]).is_ok();
+                            assert_eq!(found, probe < visible, "world {w}, method {probe}");
+                        }
+                    }
+                });
+            }
+            s.spawn(|| {
+                for (i, ty) in names.iter().enumerate() {
+                    engine.add_method(f, &[ty.clone()], i).unwrap();
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        });
+        assert_eq!(engine.current_world().get(), first + names.len() as u64);
+    });
+}
+
+#[test]
+fn engine_and_caches_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    assert_send_sync::<CompilerCache<Foreign>>();
+    assert_send_sync::<compiler_caching::MethodInstance>();
+    assert_send_sync::<compiler_caching::CodeInstance<Foreign>>();
+    let _ = Arc::new(Engine::new());
+}
