@@ -1,11 +1,11 @@
 //! Multiple dispatch and the dispatch cache.
 //!
-//! [`compute`] is the algorithm of `SEMANTICS.md` §4: walk the stack of tables, let the first
+//! `compute` is the algorithm of `SEMANTICS.md` §4: walk the stack of tables, let the first
 //! table holding a live applicable method decide, and pick the method more specific than every
 //! other applicable one. Along the way it computes the exact world range over which the answer
 //! holds, from the `defined`/`deleted` worlds of the applicable methods.
 //!
-//! A result valid in the newest world becomes a [`DispatchNode`], registered with its function
+//! A result valid in the newest world becomes a dispatch node, registered with its function
 //! (so a mutation of that function can find it and re-check it) and published in the engine's
 //! lock-free dispatch cache (so a repeated lookup costs one hash-map probe and an atomic load).
 //! Registration re-checks, under the function's lock, that no mutation of the function happened
@@ -79,9 +79,12 @@ impl<L: Lattice> DispatchNode<L> {
     }
 }
 
+/// A registered node's key within its function: the stack and the argument types.
+pub(crate) type NodeKey<T> = (u32, Box<[T]>);
+
 /// The dispatch nodes of one function that are valid in the newest world.
 pub(crate) struct FuncDispatch<L: Lattice> {
-    pub(crate) nodes: HashMap<(u32, Box<[L::Type]>), Arc<DispatchNode<L>>>,
+    pub(crate) nodes: HashMap<NodeKey<L::Type>, Arc<DispatchNode<L>>>,
 }
 
 impl<L: Lattice> Default for FuncDispatch<L> {

@@ -836,7 +836,7 @@ impl<L: Lattice> EngineInner<L> {
                     let versions = slot.invalidate_versions(world, &cause);
                     touched += versions.len();
                     touched += invalidate::propagate(versions, world);
-                    let rest = invalidate::seed_from_edges(slot.edges(), world, &cause);
+                    let rest = invalidate::seed_from_edges(slot.edges(), world, cause);
                     touched += rest.len();
                     touched += invalidate::propagate(rest, world);
                 }

@@ -9,7 +9,7 @@
 //! cost grows with what it invalidates, not with the size of the cache.
 //!
 //! Small walks run as a plain depth-first search on the mutating thread. Once the work stack grows
-//! past [`PARALLEL_SPLIT`] the walk moves into a rayon scope and hands half of its stack to another
+//! past `PARALLEL_SPLIT` (4096) entries the walk moves into a rayon scope and hands half of its stack to another
 //! worker whenever it grows past that size again, so large graphs use every core while small ones
 //! pay nothing for coordination (on two cores a naive parallel frontier is slower than a DFS).
 

@@ -1,6 +1,6 @@
 //! Functions, methods and method tables.
 //!
-//! A function's methods are kept per table in one immutable [`MethodLists`] snapshot, published
+//! A function's methods are kept per table in one immutable snapshot, published
 //! with an atomic swap (arc-swap) on every mutation of that function. Dispatch loads the snapshot
 //! once and so sees every table of a stack at the same instant. A snapshot keeps replaced and
 //! deleted methods (each knows its `[defined, deleted)` range) until reclamation proves no pinned
@@ -79,7 +79,7 @@ pub(crate) struct MethodData<L: Lattice> {
     pub(crate) deleted: AtomicU64,
     /// Interned method instances. Weak so that an instance nobody holds is reclaimed; an instance
     /// someone holds keeps its identity.
-    pub(crate) instances: Mutex<HashMap<Box<[L::Type]>, Weak<MiData<L>>>>,
+    pub(crate) instances: Mutex<InstanceMap<L>>,
 }
 
 impl<L: Lattice> Clone for Method<L> {
@@ -197,6 +197,9 @@ impl<L: Lattice> fmt::Debug for Method<L> {
         )
     }
 }
+
+/// A method's interned instances, by argument types.
+pub(crate) type InstanceMap<L> = HashMap<Box<[<L as Lattice>::Type]>, Weak<MiData<L>>>;
 
 /// One function's methods, per table, as of one mutation.
 pub(crate) struct MethodLists<L: Lattice> {
