@@ -3,8 +3,6 @@
 //! invalidation, monotonic worlds and atomic mutations. Every multi-threaded test runs under a
 //! watchdog that fails it instead of hanging CI.
 
-#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ty.clone()]` reads better in tests
-
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,8 +1,6 @@
 //! Dispatch (SEMANTICS §1, §3, §4, §5, §9): specificity, ambiguity, missing methods, overlays,
 //! replacement and deletion, each asked in the old and the new world; typed errors.
 
-#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ty.clone()]` reads better in tests
-
 mod common;
 
 use common::types;

@@ -1,8 +1,6 @@
 //! Invalidation (SEMANTICS §7): direct, transitive, diamond, overlays, deletion, per-owner edges,
 //! held method instances, the "why" record, and what must not be invalidated.
 
-#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ty.clone()]` reads better in tests
-
 mod common;
 
 use common::{types, Call, Foreign, Ir, Types};

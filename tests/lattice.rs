@@ -1,8 +1,6 @@
 //! The default lattice's laws (SEMANTICS §2), checked as properties over random hierarchies and
 //! types, and its declaration errors (§9).
 
-#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ty.clone()]` reads better in tests
-
 use compiler_caching::{DefaultLattice, Lattice, Ty, TyKind, TypeDecl, TypeError};
 use proptest::prelude::*;
 

@@ -1,8 +1,6 @@
 //! Retention (SEMANTICS §8): pinned worlds stay answerable; what no pinned or current world can
 //! see is reclaimed, so memory stays bounded under a steady churn of redefinitions.
 
-#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ty.clone()]` reads better in tests
-
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,5 @@
 //! The seed document's examples (CompilerCaching.jl README), in Rust, asserting phase-run counts.
 
-#![allow(clippy::cloned_ref_to_slice_refs)] // `&[ty.clone()]` reads better in tests
-
 mod common;
 
 use common::{types, Foreign, Ir};
