@@ -1,1 +1,116 @@
-fn main() {}
+//! The hit path, beside its floors measured in the same run:
+//! - a cached dispatch (`Guard::dispatch`) vs a `std::collections::HashMap` (Fx hasher) lookup of
+//!   the same key and a pinned papaya `get` of a precomputed key;
+//! - a code-cache hit (`CompilerCache::compile`) vs the same papaya `get`;
+//! - the whole hit path (dispatch then code-cache hit).
+//!
+//! Run: `cargo bench --bench hit_path`. Compare ratios within one run, not absolute times.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use compiler_caching::{Compiler, CompilerCache, Engine, InferCx, PhaseCx, Ty};
+use criterion::{criterion_group, criterion_main, Criterion};
+use rustc_hash::FxBuildHasher;
+
+struct Const;
+
+impl Compiler for Const {
+    type Key = u32;
+    type Inferred = u64;
+    type Artifact = u64;
+    type Linked = u64;
+    type Error = String;
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
+        Ok(cx.instance().id())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
+        Ok(*v)
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
+        Ok(*v)
+    }
+}
+
+fn hit_path(c: &mut Criterion) {
+    let engine = Engine::new();
+    let real = engine
+        .lattice()
+        .declare_abstract("Real", &Ty::any())
+        .unwrap();
+    let int = engine.lattice().declare_concrete("Int64", &real).unwrap();
+    let float = engine.lattice().declare_concrete("Float64", &real).unwrap();
+    let f = engine.declare_function("f").unwrap();
+    engine
+        .add_method(f, &[real.clone(), Ty::any()], ())
+        .unwrap();
+    engine.add_method(f, &[int.clone(), Ty::any()], ()).unwrap();
+    let cache = CompilerCache::new(&engine, "bench", Const);
+    let args = [int.clone(), float.clone()];
+    let guard = engine.pin();
+    let mi = guard.dispatch(f, &args).unwrap().clone();
+    cache.compile(&guard, &mi, &0).unwrap();
+
+    // Floors: the same shape of key in a std HashMap and in papaya.
+    let mut std_map: HashMap<(u32, u32, Box<[Ty]>), u64, FxBuildHasher> = HashMap::default();
+    let papaya_map: papaya::HashMap<(u32, u32, Box<[Ty]>), u64, FxBuildHasher> =
+        papaya::HashMap::with_hasher(FxBuildHasher);
+    for i in 0..64u32 {
+        let key = (i, 0, Box::from(args.clone()));
+        std_map.insert(key.clone(), u64::from(i));
+        papaya_map.pin().insert(key, u64::from(i));
+    }
+    let key = (7u32, 0u32, Box::<[Ty]>::from(args.clone()));
+    let papaya_guard = papaya_map.guard();
+    let papaya_int: papaya::HashMap<u64, u64, FxBuildHasher> =
+        papaya::HashMap::with_hasher(FxBuildHasher);
+    papaya_int.pin().insert(mi.id(), 1);
+    let papaya_int_guard = papaya_int.guard();
+
+    let mut group = c.benchmark_group("dispatch_hit");
+    group.bench_function("engine_dispatch", |b| {
+        b.iter(|| black_box(guard.dispatch(f, black_box(&args)).unwrap()))
+    });
+    group.bench_function("std_hashmap_fx_get", |b| {
+        b.iter(|| black_box(std_map.get(black_box(&key))))
+    });
+    group.bench_function("papaya_pinned_get", |b| {
+        b.iter(|| black_box(papaya_map.get(black_box(&key), &papaya_guard)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("code_hit");
+    group.bench_function("engine_compile_hit", |b| {
+        b.iter(|| {
+            black_box(
+                cache
+                    .compile(&guard, black_box(&mi), black_box(&0))
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("papaya_pinned_get_u64", |b| {
+        b.iter(|| black_box(papaya_int.get(black_box(&mi.id()), &papaya_int_guard)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("full_hit");
+    group.bench_function("dispatch_then_compile", |b| {
+        b.iter(|| {
+            let mi = guard.dispatch(f, black_box(&args)).unwrap();
+            black_box(cache.compile(&guard, mi, &0).unwrap())
+        })
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+}
+
+criterion_group! { name = benches; config = config(); targets = hit_path }
+criterion_main!(benches);

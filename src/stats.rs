@@ -69,7 +69,8 @@ impl Stats {
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.shards[shard()].counts[counter as usize].fetch_add(n, Ordering::Relaxed);
+        let cell = &self.shards[shard()].counts[counter as usize];
+        cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
     fn sum(&self, counter: Counter) -> u64 {

@@ -298,6 +298,7 @@ fn canonical_cmp(a: &Ty, b: &Ty) -> CmpOrdering {
 }
 
 impl PartialEq for Ty {
+    #[inline]
     fn eq(&self, other: &Ty) -> bool {
         match (&self.0, &other.0) {
             (Repr::Any, Repr::Any) | (Repr::Bottom, Repr::Bottom) => true,
@@ -311,18 +312,19 @@ impl PartialEq for Ty {
 impl Eq for Ty {}
 
 impl Hash for Ty {
+    /// Named types hash their identity (equality is identity), so hashing one reads no memory
+    /// behind the pointer: this is on the dispatch-cache hit path.
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u8(self.rank());
         match &self.0 {
-            Repr::Named(n) => {
-                state.write_u64(n.lattice);
-                state.write_u32(n.id());
-            }
+            Repr::Named(n) => state.write_usize(Arc::as_ptr(n) as *const u8 as usize),
+            Repr::Any => state.write_u8(0xA7),
+            Repr::Bottom => state.write_u8(0xB0),
             Repr::Union(m) | Repr::Tuple(m) => {
+                state.write_u8(self.rank());
                 state.write_usize(m.len());
                 m.iter().for_each(|t| t.hash(state));
             }
-            Repr::Any | Repr::Bottom => {}
         }
     }
 }
