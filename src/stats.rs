@@ -2,8 +2,10 @@
 //!
 //! Counting a hit must not make every reader write one shared cache line (that alone would cost
 //! more than the hit), so each counter is spread over cache-padded shards and a thread increments
-//! the shard it was assigned on first use. Reading sums the shards, so a snapshot is exact once the
-//! counting threads are quiet and approximate while they run.
+//! the shard it was assigned on first use, with a plain load and store rather than a locked
+//! read-modify-write (which cost 4 ns per hit in `benches/hit_path`). Reading sums the shards, so a
+//! snapshot is exact once the counting threads are quiet and approximate while they run; with more
+//! than 32 counting threads two may share a shard and, rarely, one increment is lost.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
