@@ -61,6 +61,7 @@ pub(crate) struct EngineInner<L: Lattice> {
     caches: Mutex<Vec<Weak<dyn CacheMaintenance>>>,
     garbage: AtomicUsize,
     reclaim_survivors: AtomicUsize,
+    auto_reclaim: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_ENGINE: AtomicU32 = AtomicU32::new(1);
@@ -164,6 +165,7 @@ impl<L: Lattice> Engine<L> {
             caches: Mutex::new(Vec::new()),
             garbage: AtomicUsize::new(0),
             reclaim_survivors: AtomicUsize::new(0),
+            auto_reclaim: std::sync::atomic::AtomicBool::new(true),
             collector,
         };
         inner.stacks.pin().insert(
@@ -447,9 +449,20 @@ impl<L: Lattice> Engine<L> {
         let inner = &*self.inner;
         let garbage = inner.garbage.fetch_add(garbage, Ordering::Relaxed) + garbage;
         let survivors = inner.reclaim_survivors.load(Ordering::Relaxed);
-        if garbage > RECLAIM_MIN_GARBAGE && garbage > survivors / 2 {
+        if garbage > RECLAIM_MIN_GARBAGE
+            && garbage > survivors / 2
+            && inner.auto_reclaim.load(Ordering::Relaxed)
+        {
             self.reclaim();
         }
+    }
+
+    /// Turns automatic reclamation after mutations on (the default) or off. With it off, memory
+    /// grows with every invalidated entry until [`Engine::reclaim`] is called; an embedder that
+    /// wants mutations to pay only for their invalidation walk can reclaim at a time of its own
+    /// choosing instead.
+    pub fn set_auto_reclaim(&self, on: bool) {
+        self.inner.auto_reclaim.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn note_garbage(&self, n: usize) {
