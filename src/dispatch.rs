@@ -226,6 +226,51 @@ fn select<L: Lattice>(lattice: &L, live: &[&Method<L>]) -> Raw<L> {
     Raw::Ambiguous(undominated)
 }
 
+/// Whether two raw answers are the same answer.
+pub(crate) fn same_raw<L: Lattice>(a: &Raw<L>, b: &Raw<L>) -> bool {
+    match (a, b) {
+        (Raw::Found(x), Raw::Found(y)) => x == y,
+        (Raw::NoMethod, Raw::NoMethod) => true,
+        (Raw::Ambiguous(x), Raw::Ambiguous(y)) => {
+            x.len() == y.len() && x.iter().all(|m| y.contains(m))
+        }
+        _ => false,
+    }
+}
+
+/// The first world after `world` in which the answer differs from `raw`, or `OPEN` if it never
+/// does in `lists`. [`compute`]'s upper bound is conservative (any applicable method's event);
+/// this re-dispatches at each such event to find the one that really changes the answer, so an
+/// answer asked for an older world is not closed by, say, a less specific method added later.
+pub(crate) fn exact_max<L: Lattice>(
+    lattice: &L,
+    lists: &MethodLists<L>,
+    stack: &StackData,
+    args: &[L::Type],
+    world: u64,
+    raw: &Raw<L>,
+) -> u64 {
+    let mut events: Vec<u64> = Vec::new();
+    for &table in stack.tables.iter() {
+        for m in lists.table(table) {
+            if sig_subtype(lattice, args, &m.0.sig) {
+                let deleted = m.0.deleted.load(std::sync::atomic::Ordering::Acquire);
+                events.extend(
+                    [m.0.defined, deleted]
+                        .into_iter()
+                        .filter(|&e| e != OPEN && e > world),
+                );
+            }
+        }
+    }
+    events.sort_unstable();
+    events.dedup();
+    events
+        .into_iter()
+        .find(|&e| !same_raw(&compute(lattice, lists, stack, args, e).0, raw))
+        .unwrap_or(OPEN)
+}
+
 /// Turns a raw answer into an outcome, interning the method instance.
 pub(crate) fn outcome<L: Lattice>(raw: Raw<L>, args: &[L::Type]) -> Outcome<L> {
     match raw {

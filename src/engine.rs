@@ -710,8 +710,11 @@ impl<L: Lattice> EngineInner<L> {
         loop {
             let generation = func.generation.load(Ordering::Acquire);
             let lists = func.lists.load();
-            let (raw, min, max) =
+            let (raw, min, mut max) =
                 dispatch::compute(&engine.lattice, &lists, &stack_data, args, world);
+            if max != OPEN {
+                max = dispatch::exact_max(&engine.lattice, &lists, &stack_data, args, world, &raw);
+            }
             let node = Arc::new(DispatchNode {
                 function_name: Arc::clone(&func.name),
                 stack: Arc::clone(&stack_data),
