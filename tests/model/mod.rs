@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use compiler_caching::{
     Callee, Compiler, CompilerCache, Engine, Error, Function, InferCx, Lattice, MethodTable,
-    PhaseCx, TableStack, Ty, World,
+    PhaseCx, TableStack, Ty,
 };
 
 /// The types the operations draw from: a small fixed hierarchy.
