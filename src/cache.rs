@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crate::compile::{Compiler, JobOutcome};
 use crate::engine::{CacheMaintenance, Engine};
 use crate::instance::MethodInstance;
-use crate::invalidate::{self, Cause, CiCore, DepRef, Dependent, Edges, Invalidation, SlotNode};
+use crate::invalidate::{
+    self, Cause, CiCore, DepRef, Dependent, Edge, Edges, Invalidation, SlotNode,
+};
 use crate::raw::job::Job;
 use crate::types::Lattice;
-use crate::world::{World, WorldRange, OPEN};
+use crate::world::{World, WorldRange};
 use crate::{DefaultLattice, TableStack};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -263,12 +265,15 @@ impl<L: Lattice> Dep<L> {
 
     /// Registers `dependent` and returns the upper end of this dependency's validity, read under
     /// the same lock (see [`crate::raw::edges`]).
-    pub(crate) fn register(&self, dependent: DepRef) -> u64 {
-        let dead = |d: &DepRef| d.core().validity.max() != OPEN;
+    pub(crate) fn register(&self, dependent: &DepRef) -> u64 {
+        let dead = Edge::is_dead;
         match self {
-            Dep::Dispatch(node) => node.edges.register(dependent, || node.validity.max(), dead),
+            Dep::Dispatch(node) => {
+                node.edges
+                    .register(Edge::to(dependent), || node.validity.max(), dead)
+            }
             Dep::Slot { slot, version } => slot.edges().register(
-                dependent,
+                Edge::to(dependent),
                 || match version {
                     Some(v) => v.core().validity.max(),
                     None => slot.method_range().1,
@@ -382,7 +387,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
             let mut state = lock(&slot.state);
             let before = state.versions.len();
             state.versions.retain(|v| v.core.validity.max() > horizon);
-            slot.edges.prune(|d| d.core().validity.max() != OPEN);
+            slot.edges.prune(Edge::is_dead);
             if state.versions.len() != before {
                 dropped += before - state.versions.len();
                 slot.publish(self, &state, &guard);

@@ -570,7 +570,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         let as_dep: DepRef = Arc::clone(&ci) as DepRef;
         let mut closed_by = OPEN;
         for dep in &deps {
-            closed_by = closed_by.min(dep.register(Arc::clone(&as_dep)));
+            closed_by = closed_by.min(dep.register(&as_dep));
         }
         let _ = ci.deps.set(deps);
         let mut state = lock(&slot.state);

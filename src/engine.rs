@@ -543,7 +543,7 @@ impl<L: Lattice> Engine<L> {
                 func.lists.store(Arc::new(pruned));
             }
             for node in registry.nodes.values() {
-                node.edges.prune(|d| d.core().validity.max() != OPEN);
+                node.edges.prune(crate::invalidate::Edge::is_dead);
             }
             dropped += before - after;
             methods += after;

@@ -28,7 +28,33 @@ pub(crate) trait Dependent: Send + Sync {
 }
 
 pub(crate) type DepRef = Arc<dyn Dependent>;
-pub(crate) type Edges = EdgeSet<DepRef>;
+
+/// A backedge: the dependent's compile world (so an invalidation can select edges without
+/// touching the dependent) and a weak reference to it. Weak, because the dependent in turn holds
+/// its dependencies strongly; a strong backedge would make every edge a reference cycle.
+pub(crate) struct Edge {
+    pub(crate) compile_world: u64,
+    pub(crate) dependent: std::sync::Weak<dyn Dependent>,
+}
+
+impl Edge {
+    pub(crate) fn to(dependent: &DepRef) -> Edge {
+        Edge {
+            compile_world: dependent.core().validity.compile_world(),
+            dependent: Arc::downgrade(dependent),
+        }
+    }
+
+    /// Whether the edge can never matter again: its dependent is gone or already invalid, and a
+    /// further invalidation could not lower it.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dependent
+            .upgrade()
+            .is_none_or(|d| d.core().validity.max() != crate::world::OPEN)
+    }
+}
+
+pub(crate) type Edges = EdgeSet<Edge>;
 
 /// What every code instance carries for invalidation, whatever its compiler.
 pub(crate) struct CiCore {
@@ -193,12 +219,9 @@ fn parallel<'s>(
 /// Visits the dependents of `dep`'s slot: lowers each computed before `world` and pushes those it
 /// lowered. Returns how many it lowered.
 fn expand(dep: &DepRef, world: u64, stack: &mut Vec<DepRef>) -> usize {
-    let taken = dep
-        .core()
-        .slot_edges
-        .take(|d| d.core().validity.compile_world() < world);
+    let taken = dep.core().slot_edges.take(|e| e.compile_world < world);
     let mut lowered = 0;
-    for d in taken {
+    for d in taken.into_iter().filter_map(|e| e.dependent.upgrade()) {
         if d.core().validity.lower(world) {
             let _ = d.core().cause.set(Cause::Via(Arc::clone(dep)));
             lowered += 1;
@@ -212,7 +235,8 @@ fn expand(dep: &DepRef, world: u64, stack: &mut Vec<DepRef>) -> usize {
 /// with a root cause, returning those lowered as seeds for [`propagate`].
 pub(crate) fn seed_from_edges(edges: &Edges, world: u64, cause: impl Fn() -> Cause) -> Vec<DepRef> {
     let mut seeds = Vec::new();
-    for d in edges.take(|d| d.core().validity.compile_world() < world) {
+    let taken = edges.take(|e| e.compile_world < world);
+    for d in taken.into_iter().filter_map(|e| e.dependent.upgrade()) {
         if d.core().validity.lower(world) {
             let _ = d.core().cause.set(cause());
             seeds.push(d);

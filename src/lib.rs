@@ -132,6 +132,11 @@ pub mod table;
 pub mod types;
 
 pub use crate::world::{World, WorldRange};
+
+/// The world counter, exposed only to the loom models.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use crate::world::WorldCounter;
 #[cfg(not(loom))]
 pub use crate::{
     cache::{CodeInstance, CompilerCache},

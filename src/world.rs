@@ -23,11 +23,13 @@ impl World {
         self.0
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) const fn from_raw(raw: u64) -> World {
         World(raw)
     }
 
-    pub(crate) const fn next(self) -> World {
+    #[doc(hidden)]
+    pub const fn next(self) -> World {
         World(self.0 + 1)
     }
 }
@@ -57,6 +59,7 @@ pub struct WorldRange {
 }
 
 impl WorldRange {
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn from_raw(min: u64, max: u64) -> WorldRange {
         WorldRange {
             min: World(min),
@@ -81,12 +84,20 @@ impl fmt::Display for WorldRange {
 
 /// The engine's world counter. Only the (serialized) mutation path advances it.
 #[derive(Debug)]
-pub(crate) struct WorldCounter {
+#[doc(hidden)]
+pub struct WorldCounter {
     current: crossbeam_utils::CachePadded<AtomicU64>,
 }
 
+impl Default for WorldCounter {
+    fn default() -> Self {
+        WorldCounter::new()
+    }
+}
+
 impl WorldCounter {
-    pub(crate) fn new() -> Self {
+    /// A counter at [`World::FIRST`].
+    pub fn new() -> Self {
         WorldCounter {
             current: crossbeam_utils::CachePadded::new(AtomicU64::new(World::FIRST.0)),
         }
@@ -94,13 +105,13 @@ impl WorldCounter {
 
     /// The newest published world. `Acquire` pairs with [`WorldCounter::publish`], so everything a
     /// mutation did before publishing is visible to whoever observes its world.
-    pub(crate) fn current(&self) -> World {
+    pub fn current(&self) -> World {
         World(self.current.load(Ordering::Acquire))
     }
 
     /// Publishes `world`, which must be the successor of the current one. Callers hold the
     /// engine's writer lock, so there is a single writer and the counter is monotonic.
-    pub(crate) fn publish(&self, world: World) {
+    pub fn publish(&self, world: World) {
         debug_assert_eq!(world.0, self.current.load(Ordering::Relaxed) + 1);
         self.current.store(world.0, Ordering::Release);
     }

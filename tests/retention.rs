@@ -115,3 +115,84 @@ fn memory_stays_bounded_under_100k_redefinitions_with_readers() {
         engine.stats()
     );
 }
+
+/// A compiled value that counts how many exist, to show nothing outlives the engine.
+struct Counted(std::sync::Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct CountingCompiler(std::sync::Arc<AtomicUsize>);
+
+impl compiler_caching::Compiler for CountingCompiler {
+    type Key = ();
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = Counted;
+    type Error = String;
+
+    fn infer(&self, cx: &mut compiler_caching::InferCx<'_, Self>) -> Result<(), String> {
+        // Every function calls the next one: a chain of backedges in both directions.
+        let name = cx
+            .engine()
+            .function_name(cx.instance().method().function())
+            .unwrap();
+        let next: usize = name[1..].parse::<usize>().unwrap() + 1;
+        if let Ok(f) = cx.engine().function(&format!("f{next}")) {
+            let args = cx.instance().argtypes().to_vec();
+            let mi = cx.dispatch(f, &args).map_err(|e| e.to_string())?;
+            cx.compile(&mi).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    fn codegen(&self, _: &compiler_caching::PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &compiler_caching::PhaseCx<'_, Self>, _: &()) -> Result<Counted, String> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(Counted(self.0.clone()))
+    }
+}
+
+#[test]
+fn dropping_the_engine_and_its_caches_frees_every_code_instance() {
+    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let engine = Engine::new();
+        let int = engine
+            .lattice()
+            .declare_concrete("Int", &compiler_caching::Ty::any())
+            .unwrap();
+        for i in 0..20 {
+            let f = engine.declare_function(&format!("f{i}")).unwrap();
+            engine.add_method(f, &[int.clone()], ()).unwrap();
+        }
+        let cache = CompilerCache::new(&engine, "C", CountingCompiler(live.clone()));
+        {
+            let guard = engine.pin();
+            let mi = guard
+                .dispatch(engine.function("f0").unwrap(), &[int.clone()])
+                .unwrap();
+            cache.compile(&guard, mi, &()).unwrap();
+        }
+        assert_eq!(live.load(Ordering::Relaxed), 20);
+        // Invalidate half of the chain and recompile: old and new instances coexist.
+        engine
+            .add_method(engine.function("f10").unwrap(), &[int.clone()], ())
+            .unwrap();
+        let guard = engine.pin();
+        let mi = guard
+            .dispatch(engine.function("f0").unwrap(), &[int.clone()])
+            .unwrap();
+        cache.compile(&guard, mi, &()).unwrap();
+        assert_eq!(live.load(Ordering::Relaxed), 31);
+    }
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        0,
+        "backedges must not keep code instances alive"
+    );
+}

@@ -1,0 +1,237 @@
+//! Loom models of the protocols in `compiler_caching::raw` and the world counter: the shipped
+//! code, compiled with `--cfg loom` so its atomics and locks are loom's.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release`
+//! (preemption bound: 3, see README.md).
+#![cfg(loom)]
+
+use compiler_caching::raw::edges::EdgeSet;
+use compiler_caching::raw::job::{Job, WaitGraph, Waited};
+use compiler_caching::raw::validity::Validity;
+use compiler_caching::{World, WorldCounter};
+use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+const OPEN: u64 = u64::MAX;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
+
+/// SEMANTICS §7's race: a compilation registers with a dependency while a mutation invalidates
+/// it. Whatever the interleaving, the dependent ends closed at or before the invalidating world.
+#[test]
+fn edges_register_vs_invalidate() {
+    model(|| {
+        let dependency = Arc::new(Validity::new(1, 1));
+        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let dependent = Arc::new(Validity::new(2, 1));
+
+        let publisher = {
+            let (dependency, edges, dependent) =
+                (dependency.clone(), edges.clone(), dependent.clone());
+            thread::spawn(move || {
+                let max =
+                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
+                dependent.lower(max);
+            })
+        };
+        let invalidator = {
+            let (dependency, edges) = (dependency.clone(), edges.clone());
+            thread::spawn(move || {
+                dependency.lower(5);
+                for d in edges.take(|d| d.compile_world() < 5) {
+                    d.lower(5);
+                }
+            })
+        };
+        publisher.join().unwrap();
+        invalidator.join().unwrap();
+        assert!(
+            dependent.max() <= 5,
+            "published valid past the invalidation: {}",
+            dependent.max()
+        );
+        assert!(!dependent.contains(5));
+    });
+}
+
+/// The same race with the bound read *before* registering (outside the lock): loom must find the
+/// interleaving that publishes a stale dependent, which shows the model above has teeth.
+#[test]
+#[should_panic(expected = "published valid past the invalidation")]
+fn edges_model_catches_a_read_outside_the_lock() {
+    model(|| {
+        let dependency = Arc::new(Validity::new(1, 1));
+        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let dependent = Arc::new(Validity::new(2, 1));
+        let publisher = {
+            let (dependency, edges, dependent) =
+                (dependency.clone(), edges.clone(), dependent.clone());
+            thread::spawn(move || {
+                let max = dependency.max();
+                edges.register(dependent.clone(), || (), |d| d.max() != OPEN);
+                dependent.lower(max);
+            })
+        };
+        let invalidator = {
+            let (dependency, edges) = (dependency.clone(), edges.clone());
+            thread::spawn(move || {
+                dependency.lower(5);
+                for d in edges.take(|d| d.compile_world() < 5) {
+                    d.lower(5);
+                }
+            })
+        };
+        publisher.join().unwrap();
+        invalidator.join().unwrap();
+        assert!(
+            dependent.max() <= 5,
+            "published valid past the invalidation: {}",
+            dependent.max()
+        );
+    });
+}
+
+/// Concurrent lowering keeps the minimum, and exactly one lowerer of the final bound reports it.
+#[test]
+fn validity_lowering_is_monotonic() {
+    model(|| {
+        let v = Arc::new(Validity::new(1, 1));
+        let a = {
+            let v = v.clone();
+            thread::spawn(move || v.lower(7))
+        };
+        let b = {
+            let v = v.clone();
+            thread::spawn(move || v.lower(4))
+        };
+        let (la, lb) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(v.max(), 4);
+        assert!(lb, "lowering to the smaller bound always succeeds");
+        let _ = la;
+    });
+}
+
+/// A job's outcome, success or failure, reaches a waiter; nobody waits forever.
+#[test]
+fn job_outcome_reaches_every_waiter() {
+    model(|| {
+        let graph = Arc::new(WaitGraph::new());
+        let job: Arc<Job<Result<u32, &'static str>>> = Arc::new(Job::new());
+        let waiter = {
+            let (graph, job) = (graph.clone(), job.clone());
+            thread::spawn(move || job.wait(&graph))
+        };
+        job.complete(Err("phase failed"));
+        assert_eq!(waiter.join().unwrap(), Waited::Done(Err("phase failed")));
+        assert!(job.is_done());
+    });
+}
+
+/// Per-key deduplication as the compile path does it: the first thread to find no job creates one
+/// and runs the work; a thread that finds a job waits for it. The work runs exactly once and both
+/// threads see its result.
+#[test]
+fn job_dedupes_concurrent_misses() {
+    model(|| {
+        let graph = Arc::new(WaitGraph::new());
+        let slot: Arc<loom::sync::Mutex<(Option<u32>, Option<Arc<Job<u32>>>)>> =
+            Arc::new(loom::sync::Mutex::new((None, None)));
+        let runs = Arc::new(AtomicU64::new(0));
+        let miss = {
+            let (graph, slot, runs) = (graph.clone(), slot.clone(), runs.clone());
+            move || -> u32 {
+                loop {
+                    let mut s = slot.lock().unwrap();
+                    if let Some(v) = s.0 {
+                        return v;
+                    }
+                    if let Some(job) = s.1.clone() {
+                        drop(s);
+                        match job.wait(&graph) {
+                            Waited::Done(v) => return v,
+                            Waited::Cycle => unreachable!("no thread waits on its own job here"),
+                        }
+                    }
+                    let job = Arc::new(Job::new());
+                    s.1 = Some(job.clone());
+                    drop(s);
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    let mut s = slot.lock().unwrap();
+                    s.0 = Some(42);
+                    s.1 = None;
+                    drop(s);
+                    job.complete(42);
+                    return 42;
+                }
+            }
+        };
+        let other = thread::spawn(miss.clone());
+        assert_eq!(miss(), 42);
+        assert_eq!(other.join().unwrap(), 42);
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// Two threads each own a job and then wait on the other's (mutual recursion across threads):
+/// at least one is told `Cycle` instead of blocking, so both finish.
+#[test]
+fn cross_thread_cycle_is_detected_not_deadlocked() {
+    model(|| {
+        let graph = Arc::new(WaitGraph::new());
+        let slots: Arc<loom::sync::Mutex<[Option<Arc<Job<u32>>>; 2]>> =
+            Arc::new(loom::sync::Mutex::new([None, None]));
+        let ready = Arc::new(AtomicU64::new(0));
+        let side = |me: usize| {
+            let (graph, slots, ready) = (graph.clone(), slots.clone(), ready.clone());
+            move || -> bool {
+                let mine = Arc::new(Job::new());
+                slots.lock().unwrap()[me] = Some(mine.clone());
+                ready.fetch_add(1, Ordering::SeqCst);
+                while ready.load(Ordering::SeqCst) < 2 {
+                    thread::yield_now();
+                }
+                let theirs = slots.lock().unwrap()[1 - me].clone().unwrap();
+                let cycle = matches!(theirs.wait(&graph), Waited::Cycle);
+                mine.complete(me as u32);
+                cycle
+            }
+        };
+        let t = thread::spawn(side(1));
+        let cycle0 = side(0)();
+        let cycle1 = t.join().unwrap();
+        assert!(cycle0 || cycle1, "one side must detect the cycle");
+    });
+}
+
+/// A mutation's effects are written before its world is published, so a reader that observes the
+/// new world sees them (SEMANTICS §1: all of a mutation or none of it).
+#[test]
+fn world_publication_is_atomic_to_readers() {
+    model(|| {
+        let counter = Arc::new(WorldCounter::new());
+        let effect = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (counter, effect) = (counter.clone(), effect.clone());
+            thread::spawn(move || {
+                effect.store(1, Ordering::Relaxed);
+                counter.publish(World::FIRST.next());
+            })
+        };
+        let seen = counter.current();
+        if seen == World::FIRST.next() {
+            assert_eq!(
+                effect.load(Ordering::Relaxed),
+                1,
+                "saw the world but not its effect"
+            );
+        }
+        let later = counter.current();
+        assert!(later >= seen, "world went backwards");
+        writer.join().unwrap();
+    });
+}
