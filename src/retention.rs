@@ -16,91 +16,52 @@
 //! reclamation's cost is paid for by the garbage it removes. [`Engine::reclaim`](crate::Engine::reclaim)
 //! runs one on demand.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
 use crate::error::Error;
+use crate::raw::pins::PinError;
 use crate::world::{World, WorldCounter};
 
 /// Garbage entries below which automatic reclamation never runs.
 pub const RECLAIM_MIN_GARBAGE: usize = 1024;
 
-#[derive(Debug)]
-struct PinState {
-    counts: BTreeMap<u64, usize>,
-    /// Worlds below this may have been reclaimed and cannot be pinned.
-    floor: u64,
-}
-
-/// The registry of pinned worlds.
-#[derive(Debug)]
-pub(crate) struct Pins {
-    state: Mutex<PinState>,
-}
+/// The engine's pins: [`crate::raw::pins::Pins`] read against the world counter, with typed
+/// errors.
+#[derive(Debug, Default)]
+pub(crate) struct Pins(crate::raw::pins::Pins);
 
 impl Pins {
     pub(crate) fn new() -> Self {
-        Pins {
-            state: Mutex::new(PinState {
-                counts: BTreeMap::new(),
-                floor: World::FIRST.get(),
-            }),
-        }
+        Pins::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PinState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Pins the current world. Reading the world under the lock orders the pin against a
-    /// concurrent horizon computation.
     pub(crate) fn pin_current(&self, counter: &WorldCounter) -> World {
-        let mut state = self.lock();
-        let world = counter.current();
-        *state.counts.entry(world.get()).or_insert(0) += 1;
-        world
+        World::from_raw(self.0.pin_current(|| counter.current().get()))
     }
 
-    /// Pins `world` if it is still retained and not in the future.
     pub(crate) fn pin(&self, world: World, counter: &WorldCounter) -> Result<(), Error> {
-        let mut state = self.lock();
-        let current = counter.current();
-        if world > current {
-            return Err(Error::FutureWorld { world, current });
-        }
-        if world.get() < state.floor {
-            return Err(Error::WorldNotRetained {
-                world,
-                oldest: World::from_raw(state.floor),
-            });
-        }
-        *state.counts.entry(world.get()).or_insert(0) += 1;
-        Ok(())
+        self.0
+            .pin(world.get(), || counter.current().get())
+            .map_err(|e| match e {
+                PinError::Future { current } => Error::FutureWorld {
+                    world,
+                    current: World::from_raw(current),
+                },
+                PinError::Reclaimed { oldest } => Error::WorldNotRetained {
+                    world,
+                    oldest: World::from_raw(oldest),
+                },
+            })
     }
 
     pub(crate) fn unpin(&self, world: World) {
-        let mut state = self.lock();
-        if let Some(count) = state.counts.get_mut(&world.get()) {
-            *count -= 1;
-            if *count == 0 {
-                state.counts.remove(&world.get());
-            }
-        }
+        self.0.unpin(world.get());
     }
 
-    /// The oldest world that must stay answerable; raises the floor to it.
     pub(crate) fn horizon(&self, counter: &WorldCounter) -> u64 {
-        let mut state = self.lock();
-        let current = counter.current().get();
-        let oldest_pin = state.counts.keys().next().copied().unwrap_or(current);
-        let horizon = oldest_pin.min(current).max(state.floor);
-        state.floor = horizon;
-        horizon
+        self.0.horizon(|| counter.current().get())
     }
 
-    /// The oldest world that can still be pinned.
     pub(crate) fn floor(&self) -> World {
-        World::from_raw(self.lock().floor)
+        World::from_raw(self.0.floor())
     }
 }
 

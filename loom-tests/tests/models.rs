@@ -7,6 +7,7 @@
 
 use compiler_caching::raw::edges::EdgeSet;
 use compiler_caching::raw::job::{Job, WaitGraph, Waited};
+use compiler_caching::raw::pins::{PinError, Pins};
 use compiler_caching::raw::validity::Validity;
 use compiler_caching::{World, WorldCounter};
 use loom::sync::atomic::{AtomicU64, Ordering};
@@ -233,5 +234,34 @@ fn world_publication_is_atomic_to_readers() {
         let later = counter.current();
         assert!(later >= seen, "world went backwards");
         writer.join().unwrap();
+    });
+}
+
+/// A reader pinning the current world races a writer that advances the world and reclaims. The
+/// horizon the reclaimer computes never passes a world that is pinned, and a world below the
+/// floor can no longer be pinned (SEMANTICS §8).
+#[test]
+fn pin_vs_reclaim() {
+    model(|| {
+        let pins = Arc::new(Pins::new());
+        let world = Arc::new(AtomicU64::new(1));
+        let reclaimer = {
+            let (pins, world) = (pins.clone(), world.clone());
+            thread::spawn(move || {
+                world.store(2, Ordering::SeqCst);
+                pins.horizon(|| world.load(Ordering::SeqCst))
+            })
+        };
+        let pinned = pins.pin_current(|| world.load(Ordering::SeqCst));
+        let horizon = reclaimer.join().unwrap();
+        assert!(
+            horizon <= pinned,
+            "reclaimed past pinned world {pinned}: horizon {horizon}"
+        );
+        pins.unpin(pinned);
+        let after = pins.horizon(|| world.load(Ordering::SeqCst));
+        assert_eq!(after, 2);
+        assert_eq!(pins.pin(1, || 2), Err(PinError::Reclaimed { oldest: 2 }));
+        assert_eq!(pins.pin(3, || 2), Err(PinError::Future { current: 2 }));
     });
 }

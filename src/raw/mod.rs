@@ -6,9 +6,11 @@
 //!   that keeps a result compiled against a stale dependency from ever looking valid.
 //! - [`job`]: the per-key once-cell that deduplicates compilation, with cross-thread cycle
 //!   detection so recursive compiles never deadlock.
+//! - [`pins`]: pinned worlds and the horizon reclamation may not pass.
 //!
 //! Everything here takes its atomics and locks from the crate's `sync` facade.
 
 pub mod edges;
 pub mod job;
+pub mod pins;
 pub mod validity;
