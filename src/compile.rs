@@ -576,6 +576,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         let mut state = lock(&slot.state);
         closed_by = closed_by.min(method.deleted.load(std::sync::atomic::Ordering::Acquire));
         ci.core.validity.lower(closed_by.min(max));
+        debug_assert!(
+            ci.core.validity.contains(w),
+            "{} published in world {w} with validity [{}, {})",
+            slot.mi,
+            ci.core.validity.min(),
+            ci.core.validity.max()
+        );
         state.versions.push(Arc::clone(&ci));
         slot.publish(self, &state, seize);
         drop(state);

@@ -737,7 +737,13 @@ impl<L: Lattice> EngineInner<L> {
                 .nodes
                 .get(&(stack.id, Box::<[L::Type]>::from(args)))
             {
-                Some(existing) if existing.validity.max() == OPEN => Arc::clone(existing),
+                Some(existing) if existing.validity.max() == OPEN => {
+                    // Same answer from `min` on (no mutation of `f` since the methods were read,
+                    // and ours is open-ended too); it may have been computed in a later world
+                    // with a later `min`, which must not exclude the world asked in here.
+                    existing.validity.extend_min(min);
+                    Arc::clone(existing)
+                }
                 _ => {
                     registry
                         .nodes

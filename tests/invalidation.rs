@@ -342,3 +342,42 @@ fn opaque_dependencies_on_foreign_callees() {
         "replacing the opaque callee's method invalidated outer"
     );
 }
+
+#[test]
+fn compiling_in_an_older_world_after_a_newer_one_terminates_with_the_old_answer() {
+    // Found by the `ops` fuzz target: the dispatch of g(Float) was first computed in world 4,
+    // where it was valid from 4 on; asked again in world 3 (same answer), the cached node's range
+    // excluded world 3, so every compile in world 3 published an instance not valid in it.
+    let s = setup();
+    let (int, float) = (s.t.int.clone(), s.t.float.clone());
+    let f = s.f("f");
+    let g = s.f("g");
+    s.engine
+        .add_method(g, &[float.clone()], Ir::constant(17))
+        .unwrap();
+    s.engine
+        .add_method(
+            f,
+            &[s.t.real.clone()],
+            Ir {
+                value: 38,
+                calls: vec![Call {
+                    function: "g".into(),
+                    args: vec![float.clone()],
+                }],
+                opaque_deps: vec![],
+            },
+        )
+        .unwrap();
+    let world3 = s.engine.pin();
+    s.engine
+        .add_method(g, &[Ty::any()], Ir::constant(0))
+        .unwrap();
+    let world4 = s.engine.pin();
+    let mi = world4.dispatch(f, &[float.clone()]).unwrap();
+    assert_eq!(*s.cache.compile(&world4, mi, &1).unwrap(), 55);
+    let mi = world3.dispatch(f, &[float.clone()]).unwrap();
+    assert_eq!(*s.cache.compile(&world3, mi, &0).unwrap(), 55);
+    assert_eq!(s.infers("f"), 2);
+    let _ = int;
+}

@@ -3,11 +3,12 @@
 use crate::sync::{AtomicU64, Ordering};
 use crate::world::OPEN;
 
-/// The validity of one cached result: fixed `min`, monotonically decreasing `max`.
+/// The validity of one cached result: `min` only ever decreases (when the same answer is proven
+/// for earlier worlds), `max` only ever decreases (when an invalidation closes it).
 #[derive(Debug)]
 pub struct Validity {
     compile_world: u64,
-    min: u64,
+    min: AtomicU64,
     max: AtomicU64,
 }
 
@@ -16,7 +17,7 @@ impl Validity {
     pub fn new(compile_world: u64, min: u64) -> Self {
         Validity {
             compile_world,
-            min,
+            min: AtomicU64::new(min),
             max: AtomicU64::new(OPEN),
         }
     }
@@ -28,7 +29,13 @@ impl Validity {
 
     /// The first world the result is valid in.
     pub fn min(&self) -> u64 {
-        self.min
+        self.min.load(Ordering::Relaxed)
+    }
+
+    /// Extends the range back to `min` if it starts later. Only for results proven identical
+    /// over the added worlds; a reader that misses the extension merely recomputes.
+    pub fn extend_min(&self, min: u64) {
+        self.min.fetch_min(min, Ordering::Relaxed);
     }
 
     /// The first world the result is no longer valid in ([`OPEN`] while unbounded).
@@ -42,7 +49,7 @@ impl Validity {
     /// Whether `world` is in `[min, max)`.
     #[inline]
     pub fn contains(&self, world: u64) -> bool {
-        self.min <= world && world < self.max()
+        self.min() <= world && world < self.max()
     }
 
     /// Lowers `max` to `world` if it is higher. Returns whether this call lowered it, so that of
