@@ -191,6 +191,8 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
         let version = lock(&slot.state)
             .versions
             .iter()
+            // Newest first: lookups are mostly in the current world.
+            .rev()
             .find(|v| v.core.validity.contains(self.world.get()))
             .map(|v| Arc::clone(v) as DepRef);
         self.record_slot(slot, version);
@@ -343,6 +345,8 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         entry
             .versions
             .iter()
+            // Newest first: lookups are mostly in the current world.
+            .rev()
             .find(|v| v.core.validity.contains(guard.world().get()))
             .map(|v| CodeInstance(Arc::clone(v)))
     }
@@ -361,6 +365,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         entry
             .versions
             .iter()
+            // Newest first: lookups are mostly in the current world.
+            .rev()
             .find(|v| v.core.validity.contains(world))
             .and_then(|v| v.linked.get())
     }
@@ -423,6 +429,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             let existing = state
                 .versions
                 .iter()
+                // Newest first: lookups are mostly in the current world.
+                .rev()
                 .find(|v| v.core.validity.contains(world.get()))
                 .cloned();
             if let Some(ci) = &existing {

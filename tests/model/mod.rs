@@ -482,6 +482,7 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
                         stack: *stack,
                         key: *key,
                         world: w,
+                        published_at: model.world,
                         reads,
                     });
                 }
@@ -516,11 +517,29 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
                 let valid_now = ci.is_valid_in(guard.world());
                 cov.validity_checks += 1;
                 cov.invalid_instances += usize::from(!valid_now);
-                if valid_now != unchanged {
+                if valid_now && !unchanged {
                     return Err(ctx(&format!(
-                        "{} compiled in world {}: engine says valid in {now} = {valid_now}, model = {unchanged}",
+                        "{} compiled in world {}: still valid in {now} though what it read changed",
                         c.mi, c.world
                     )));
+                }
+                if !valid_now && unchanged {
+                    // Not invalidated by any mutation: it may only have been closed when it was
+                    // published, before a newer version of the same slot (one valid version per
+                    // world), compiled in a later world with a later start.
+                    let max = ci.validity().max.map_or(u64::MAX, |m| m.get());
+                    let clamped = max <= c.published_at
+                        && versions.iter().any(|v| {
+                            v.validity().min.get() == max && v.compiled_in().get() > c.world
+                        });
+                    if !clamped {
+                        return Err(ctx(&format!(
+                            "{} compiled in world {}: invalid in {now} ({}) though nothing it read changed",
+                            c.mi,
+                            c.world,
+                            ci.validity()
+                        )));
+                    }
                 }
             }
             compiled.retain(|c| c.world + 8 > now);
@@ -536,5 +555,7 @@ struct Compiled {
     stack: usize,
     key: u8,
     world: u64,
+    /// The newest world when it was compiled.
+    published_at: u64,
     reads: Vec<(usize, Answer)>,
 }
