@@ -64,6 +64,9 @@ pub(crate) struct EngineInner<L: Lattice> {
     auto_reclaim: std::sync::atomic::AtomicBool,
 }
 
+/// List length past which a definition prunes the function's invisible history.
+const HISTORY_PRUNE_LEN: usize = 64;
+
 static NEXT_ENGINE: AtomicU32 = AtomicU32::new(1);
 static NEXT_METHOD: AtomicU64 = AtomicU64::new(1);
 
@@ -370,7 +373,24 @@ impl<L: Lattice> Engine<L> {
             deleted: AtomicU64::new(OPEN),
             instances: Mutex::new(HashMap::new()),
         }));
-        let mut new_list = list.to_vec();
+        // Every mutation copies the function's list, so a function redefined over and over must
+        // not drag its whole history along: past a small length, methods no retained world can
+        // see are dropped here (as reclamation would), keeping a definition's cost independent
+        // of how often the function was redefined and of everything else in the engine.
+        let mut new_list: Vec<Method<L>> = if list.len() >= HISTORY_PRUNE_LEN {
+            let horizon = inner.pins.horizon(&inner.world);
+            let kept: Vec<Method<L>> = list
+                .iter()
+                .filter(|m| m.0.deleted.load(Ordering::Acquire) > horizon)
+                .cloned()
+                .collect();
+            inner
+                .stats
+                .add(Counter::Reclaimed, (list.len() - kept.len()) as u64);
+            kept
+        } else {
+            list.to_vec()
+        };
         new_list.push(method.clone());
         if let Some(old) = &replaced {
             old.0.deleted.store(world.get(), Ordering::Release);
