@@ -1,0 +1,86 @@
+//! `jit [SCRIPT]`: run a script (or, with no argument, the built-in tour) and print what was
+//! compiled, what each redefinition invalidated and why, and the engine's counters.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use jit::syntax::{parse, Pos, Stmt};
+use jit::{Session, Value};
+
+const TOUR: &str = include_str!("../scripts/tour.jl");
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (name, src) = match args.as_slice() {
+        [] => ("the built-in tour".to_string(), TOUR.to_string()),
+        [path] => match std::fs::read_to_string(path) {
+            Ok(s) => (path.clone(), s),
+            Err(e) => {
+                eprintln!("cannot read {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: jit [SCRIPT]");
+            return ExitCode::from(2);
+        }
+    };
+    let session = match Session::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "Running {name}. Each line shows a result and the method instances compiled for it.\n"
+    );
+    let mut out = std::io::stdout();
+    if let Err(e) = session.run(&src, &mut out) {
+        eprintln!("{name}: {e}");
+        return ExitCode::from(1);
+    }
+    if args.is_empty() {
+        threads(&session);
+    }
+    println!("\nCounters: {:#?}", session.engine.stats());
+    ExitCode::SUCCESS
+}
+
+/// Four threads call `area(2)` while this one redefines `scale(Int64)` 100 times.
+fn threads(session: &Session) {
+    println!("\nFour threads call area(2) while the main thread redefines scale(Int64) 100 times:");
+    let stop = AtomicBool::new(false);
+    let calls = AtomicU64::new(0);
+    let redefine = |i: usize| format!("fn scale(x: Int64) -> Float64 = {i}.0");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(Value::Float(_)) =
+                        session.call(None, "area", &[Value::Int(2)], Pos::default())
+                    {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        for i in 0..100 {
+            let Ok(stmts) = parse(&redefine(i)) else {
+                continue;
+            };
+            if let Some(Stmt::Def(def)) = stmts.first() {
+                let _ = session.define(def);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let last = session.call(None, "area", &[Value::Int(2)], Pos::default());
+    println!(
+        "  {} calls ran native code; area(2) is now {} (scale(Int64) = 99.0)",
+        calls.load(Ordering::Relaxed),
+        last.map_or_else(|e| e.to_string(), |v| v.to_string())
+    );
+    session.take_compiled();
+}
