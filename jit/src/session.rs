@@ -94,6 +94,16 @@ impl Session {
     /// Defines (or redefines) a method. Returns what the redefinition invalidated among earlier
     /// top-level calls, with the reason.
     pub fn define(&self, def: &FnDef) -> Result<Vec<String>, ScriptError> {
+        if def.params.len() > MAX_PARAMS {
+            return Err(ScriptError::new(
+                def.pos,
+                format!(
+                    "`{}` has {} parameters; at most {MAX_PARAMS} are supported",
+                    def.name,
+                    def.params.len()
+                ),
+            ));
+        }
         let mut sig = Vec::new();
         for (_, t, pos) in &def.params {
             sig.push(
@@ -214,7 +224,12 @@ impl Session {
             None => entries.push(ci),
         }
         drop(entries);
-        Ok(invoke(native, args))
+        invoke(native, args).ok_or_else(|| {
+            ScriptError::new(
+                pos,
+                format!("calls with {} arguments are not supported", args.len()),
+            )
+        })
     }
 
     /// What was inferred since the last call, in order.
@@ -297,9 +312,15 @@ fn render(e: &Expr) -> String {
     }
 }
 
-/// Runs native code.
-fn invoke(native: Native, args: &[Value]) -> Value {
+/// The most parameters a method may have (the arities `invoke` can call).
+const MAX_PARAMS: usize = 4;
+
+/// Runs native code; `None` for an arity it cannot call.
+fn invoke(native: Native, args: &[Value]) -> Option<Value> {
     let a: Vec<i64> = args.iter().map(|v| v.to_bits()).collect();
+    if a.len() != native.arity || native.arity > MAX_PARAMS {
+        return None;
+    }
     // SAFETY: `entry` is the address of a function `link` finalized with cranelift-jit, whose
     // module is never freed; its signature is `native.arity` `i64` parameters returning one `i64`
     // in the host's default calling convention, which is `extern "C"`. `a` has exactly
@@ -318,8 +339,8 @@ fn invoke(native: Native, args: &[Value]) -> Value {
             4 => std::mem::transmute::<usize, extern "C" fn(i64, i64, i64, i64) -> i64>(
                 native.entry,
             )(a[0], a[1], a[2], a[3]),
-            n => panic!("calls with {n} arguments are not supported (at most 4)"),
+            _ => return None,
         }
     };
-    Value::from_bits(native.ret, bits)
+    Some(Value::from_bits(native.ret, bits))
 }

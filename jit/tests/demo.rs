@@ -140,6 +140,11 @@ fn bad_scripts_fail_with_a_position_and_no_panic() {
         ("fn f(x: Int64) -> Int64 = y\nprint f(1)\n", "line 1, column 27", "unknown variable `y`"),
         ("print nope(1)\n", "line 1, column 7", "unknown function `nope`"),
         ("fn f(x: Int64) -> Int64 = 1 $ 2\n", "line 1, column 29", "unexpected character `$`"),
+        (
+            "fn f(a: Int64, b: Int64, c: Int64, d: Int64, e: Int64) -> Int64 = a\n",
+            "line 1, column 1",
+            "at most 4 are supported",
+        ),
     ];
     for (script, pos, message) in cases {
         let (ok, stderr) = run_binary(script);
