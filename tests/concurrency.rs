@@ -6,44 +6,12 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use common::{types, Call, Fault, Foreign, Ir};
+use common::{calls, types, watchdog, Fault, Foreign, Ir};
 use compiler_caching::{CompileError, CompilerCache, Engine, Phase, Ty};
-
-/// Runs `body` on a thread and fails if it does not finish within `secs`.
-fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, body: F) {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => handle.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(payload) = handle.join() {
-                std::panic::resume_unwind(payload);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("deadlock: test did not finish in {secs}s"),
-    }
-}
-
-fn calls(value: i64, callees: &[&str], int: &Ty) -> Ir {
-    Ir {
-        value,
-        calls: callees
-            .iter()
-            .map(|c| Call {
-                function: c.to_string(),
-                args: vec![int.clone()],
-            })
-            .collect(),
-        opaque_deps: Vec::new(),
-    }
-}
 
 #[test]
 fn sixteen_threads_missing_one_key_run_each_phase_once() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{types, Call, Foreign, Ir, Types};
+use common::{calls, types, Call, Foreign, Ir, Types};
 use compiler_caching::{
     CompileError, Compiler, CompilerCache, Engine, Error, Function, InferCx, Phase, PhaseCx,
     TableStack, Ty,
@@ -67,20 +67,6 @@ impl Setup {
             .clone();
         let versions = self.cache.versions(&mi, &0);
         versions.last().cloned().expect("compiled")
-    }
-}
-
-fn calls(value: i64, callees: &[&str], int: &Ty) -> Ir {
-    Ir {
-        value,
-        calls: callees
-            .iter()
-            .map(|c| Call {
-                function: c.to_string(),
-                args: vec![int.clone()],
-            })
-            .collect(),
-        opaque_deps: Vec::new(),
     }
 }
 

@@ -7,9 +7,8 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
 use common::{Call, Foreign, Ir};
 use compiler_caching::{CompilerCache, Engine, Error, Function, Guard, Method, Ty};
@@ -54,22 +53,7 @@ impl Rng {
 
 #[test]
 fn eight_threads_of_mixed_operations_keep_every_invariant() {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        run();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(240)) {
-        Ok(()) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = worker.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("stress test deadlocked (no progress in 240 s)")
-        }
-    }
+    common::watchdog(240, run);
 }
 
 fn run() {

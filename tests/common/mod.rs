@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use compiler_caching::{Callee, Compiler, Engine, Error, InferCx, Phase, PhaseCx, Ty};
@@ -212,5 +212,38 @@ pub fn types(engine: &Engine) -> Types {
         number,
         real,
         integer,
+    }
+}
+
+/// An [`Ir`] with constant `value` calling each of `callees` with `(int)`.
+pub fn calls(value: i64, callees: &[&str], int: &Ty) -> Ir {
+    Ir {
+        value,
+        calls: callees
+            .iter()
+            .map(|c| Call {
+                function: c.to_string(),
+                args: vec![int.clone()],
+            })
+            .collect(),
+        opaque_deps: Vec::new(),
+    }
+}
+
+/// Runs `body` on a thread and fails if it does not finish within `secs`.
+pub fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, body: F) {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => handle.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(payload) = handle.join() {
+                std::panic::resume_unwind(payload);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("deadlock: test did not finish in {secs}s"),
     }
 }
