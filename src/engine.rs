@@ -491,13 +491,15 @@ impl<L: Lattice> Engine<L> {
 
     /// Pins the current world and returns a guard through which lookups are answered in it.
     ///
-    /// Pinning takes a short lock; lookups through the guard take none. Pin once per batch of
-    /// work, not once per lookup.
+    /// Pinning takes a short lock on a per-thread shard (uncontended unless many threads share a
+    /// shard); lookups through the guard take none. A long-lived guard keeps its world, and what
+    /// it sees, from being reclaimed, so re-pin between batches of work.
     pub fn pin(&self) -> Guard<'_, L> {
-        let world = self.inner.pins.pin_current(&self.inner.world);
+        let (world, slot) = self.inner.pins.pin_current(&self.inner.world);
         Guard {
             engine: &self.inner,
             world,
+            slot,
             seize: self.inner.collector.enter(),
         }
     }
@@ -505,10 +507,11 @@ impl<L: Lattice> Engine<L> {
     /// Pins an older (or the current) world. Fails with [`Error::WorldNotRetained`] if it has been
     /// reclaimed, or [`Error::FutureWorld`] if it has not happened yet.
     pub fn pin_world(&self, world: World) -> Result<Guard<'_, L>, Error> {
-        self.inner.pins.pin(world, &self.inner.world)?;
+        let slot = self.inner.pins.pin(world, &self.inner.world)?;
         Ok(Guard {
             engine: &self.inner,
             world,
+            slot,
             seize: self.inner.collector.enter(),
         })
     }
@@ -897,12 +900,13 @@ impl<L: Lattice> EngineInner<L> {
 pub struct Guard<'e, L: Lattice = DefaultLattice> {
     pub(crate) engine: &'e EngineInner<L>,
     world: World,
+    slot: crate::raw::pins::PinSlot,
     pub(crate) seize: seize::LocalGuard<'e>,
 }
 
 impl<L: Lattice> Drop for Guard<'_, L> {
     fn drop(&mut self) {
-        self.engine.pins.unpin(self.world);
+        self.engine.pins.unpin(self.world, self.slot);
     }
 }
 

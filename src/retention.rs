@@ -17,7 +17,7 @@
 //! runs one on demand.
 
 use crate::error::Error;
-use crate::raw::pins::PinError;
+use crate::raw::pins::{PinError, PinSlot};
 use crate::world::{World, WorldCounter};
 
 /// Garbage entries below which automatic reclamation never runs.
@@ -33,11 +33,12 @@ impl Pins {
         Pins::default()
     }
 
-    pub(crate) fn pin_current(&self, counter: &WorldCounter) -> World {
-        World::from_raw(self.0.pin_current(|| counter.current().get()))
+    pub(crate) fn pin_current(&self, counter: &WorldCounter) -> (World, PinSlot) {
+        let (world, slot) = self.0.pin_current(|| counter.current().get());
+        (World::from_raw(world), slot)
     }
 
-    pub(crate) fn pin(&self, world: World, counter: &WorldCounter) -> Result<(), Error> {
+    pub(crate) fn pin(&self, world: World, counter: &WorldCounter) -> Result<PinSlot, Error> {
         self.0
             .pin(world.get(), || counter.current().get())
             .map_err(|e| match e {
@@ -52,8 +53,8 @@ impl Pins {
             })
     }
 
-    pub(crate) fn unpin(&self, world: World) {
-        self.0.unpin(world.get());
+    pub(crate) fn unpin(&self, world: World, slot: PinSlot) {
+        self.0.unpin(world.get(), slot);
     }
 
     pub(crate) fn horizon(&self, counter: &WorldCounter) -> u64 {

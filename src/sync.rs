@@ -76,3 +76,31 @@ pub(crate) fn current_thread() -> ThreadId {
     #[cfg(not(loom))]
     return std::thread::current().id();
 }
+
+/// A small number identifying the calling thread, for spreading per-thread state over shards.
+/// Any value is correct; distinct threads usually get distinct values.
+pub(crate) fn thread_shard() -> usize {
+    #[cfg(loom)]
+    {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        current_thread().hash(&mut h);
+        h.finish() as usize
+    }
+    #[cfg(not(loom))]
+    {
+        use std::cell::Cell;
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        SHARD.with(|s| {
+            let mut v = s.get();
+            if v == usize::MAX {
+                v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.set(v);
+            }
+            v
+        })
+    }
+}

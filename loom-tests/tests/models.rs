@@ -252,16 +252,48 @@ fn pin_vs_reclaim() {
                 pins.horizon(|| world.load(Ordering::SeqCst))
             })
         };
-        let pinned = pins.pin_current(|| world.load(Ordering::SeqCst));
+        let (pinned, slot) = pins.pin_current(|| world.load(Ordering::SeqCst));
         let horizon = reclaimer.join().unwrap();
         assert!(
             horizon <= pinned,
             "reclaimed past pinned world {pinned}: horizon {horizon}"
         );
-        pins.unpin(pinned);
+        pins.unpin(pinned, slot);
         let after = pins.horizon(|| world.load(Ordering::SeqCst));
         assert_eq!(after, 2);
-        assert_eq!(pins.pin(1, || 2), Err(PinError::Reclaimed { oldest: 2 }));
-        assert_eq!(pins.pin(3, || 2), Err(PinError::Future { current: 2 }));
+        assert_eq!(
+            pins.pin(1, || 2).unwrap_err(),
+            PinError::Reclaimed { oldest: 2 }
+        );
+        assert_eq!(
+            pins.pin(3, || 2).unwrap_err(),
+            PinError::Future { current: 2 }
+        );
+    });
+}
+
+/// Pinning an *older* world races reclamation: either the pin lands first and holds the horizon
+/// at or below it, or it is refused because the world fell below the floor.
+#[test]
+fn old_world_pin_vs_reclaim() {
+    model(|| {
+        let pins = Arc::new(Pins::new());
+        let world = Arc::new(AtomicU64::new(2));
+        let reclaimer = {
+            let (pins, world) = (pins.clone(), world.clone());
+            thread::spawn(move || pins.horizon(|| world.load(Ordering::SeqCst)))
+        };
+        let pinned = pins.pin(1, || world.load(Ordering::SeqCst));
+        let horizon = reclaimer.join().unwrap();
+        match pinned {
+            Ok(slot) => {
+                assert!(
+                    horizon <= 1,
+                    "reclaimed past pinned world 1: horizon {horizon}"
+                );
+                pins.unpin(1, slot);
+            }
+            Err(e) => assert_eq!(e, PinError::Reclaimed { oldest: 2 }),
+        }
     });
 }

@@ -5,11 +5,14 @@
 //! cargo run --release -p perf -- [--quick] [--json] [--threads N] [WORKLOAD...]
 //! ```
 //!
-//! Workloads: `hits` (read-only hits), `invalidation` (invalidate a dependent graph on 1..N rayon
+//! Workloads: `hits` (read-only hits: a dispatch and a code-cache hit per op for the engine, one
+//! lookup of `(function, argtypes, owner, world)` for the baselines), `redefinitions` (the same with
+//! one redefinition per 10^4 lookups; for a world-keyed baseline that is a new world), `invalidation` (invalidate a dependent graph on 1..N rayon
 //! threads), `dedupe` (N threads missing one key). Absolute numbers depend on the machine; compare
 //! rows of one run.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -91,10 +94,10 @@ fn parse() -> Result<Options, String> {
                     .filter(|&n| n > 0)
                     .ok_or("--threads needs a positive number")?
             }
-            "hits" | "invalidation" | "dedupe" => o.workloads.push(a),
+            "hits" | "redefinitions" | "invalidation" | "dedupe" => o.workloads.push(a),
             "-h" | "--help" => {
                 return Err(
-                    "usage: perf [--quick] [--json] [--threads N] [hits|invalidation|dedupe]..."
+                    "usage: perf [--quick] [--json] [--threads N] [hits|redefinitions|invalidation|dedupe]..."
                         .into(),
                 )
             }
@@ -102,7 +105,12 @@ fn parse() -> Result<Options, String> {
         }
     }
     if o.workloads.is_empty() {
-        o.workloads = vec!["hits".into(), "invalidation".into(), "dedupe".into()];
+        o.workloads = vec![
+            "hits".into(),
+            "redefinitions".into(),
+            "invalidation".into(),
+            "dedupe".into(),
+        ];
     }
     Ok(o)
 }
@@ -153,10 +161,77 @@ fn throughput<F: Fn(usize, u64) + Sync>(threads: usize, dur: Duration, op: F) ->
     (ops as f64 / dur.as_secs_f64(), pct(0.50), pct(0.99))
 }
 
-/// The key the baselines cache by: function, argument types, owner, world.
-type Key = (u32, Box<[Ty]>, u32, u64);
+/// The key the baselines cache by: function, argument types (interned to an id, as a baseline
+/// would do to avoid allocating per lookup), owner, world.
+type Key = (u32, u32, u32, u64);
 
-fn hits(o: &Options, rows: &mut Vec<Row>) {
+/// A cache implementing the baseline semantics: key (function, argtypes, owner, world) → result.
+trait Baseline: Sync {
+    fn name(&self) -> &'static str;
+    fn get_or_compute(&self, key: &Key, compute: &dyn Fn() -> u64) -> u64;
+}
+
+struct MutexMap(Mutex<HashMap<Key, u64>>);
+struct RwMap(RwLock<HashMap<Key, u64>>);
+struct Dash(dashmap::DashMap<Key, u64>);
+struct Moka(moka::sync::Cache<Key, u64>);
+
+impl Baseline for MutexMap {
+    fn name(&self) -> &'static str {
+        "Mutex<HashMap>"
+    }
+    fn get_or_compute(&self, key: &Key, compute: &dyn Fn() -> u64) -> u64 {
+        if let Some(v) = self.0.lock().unwrap().get(key) {
+            return *v;
+        }
+        let v = compute();
+        self.0.lock().unwrap().insert(*key, v);
+        v
+    }
+}
+
+impl Baseline for RwMap {
+    fn name(&self) -> &'static str {
+        "RwLock<HashMap>"
+    }
+    fn get_or_compute(&self, key: &Key, compute: &dyn Fn() -> u64) -> u64 {
+        if let Some(v) = self.0.read().unwrap().get(key) {
+            return *v;
+        }
+        let v = compute();
+        self.0.write().unwrap().insert(*key, v);
+        v
+    }
+}
+
+impl Baseline for Dash {
+    fn name(&self) -> &'static str {
+        "dashmap"
+    }
+    fn get_or_compute(&self, key: &Key, compute: &dyn Fn() -> u64) -> u64 {
+        if let Some(v) = self.0.get(key) {
+            return *v;
+        }
+        *self.0.entry(*key).or_insert_with(compute)
+    }
+}
+
+impl Baseline for Moka {
+    fn name(&self) -> &'static str {
+        "moka"
+    }
+    fn get_or_compute(&self, key: &Key, compute: &dyn Fn() -> u64) -> u64 {
+        self.0.get_with_by_ref(key, compute)
+    }
+}
+
+/// Read-mostly hits over 256 functions; with `redefine_every`, the op that completes every
+/// that-many lookups redefines one function (a new world).
+fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
+    let workload = match redefine_every {
+        None => "hits".to_string(),
+        Some(n) => format!("hits, 1 redefinition per {n} lookups"),
+    };
     let dur = Duration::from_millis(if o.quick { 300 } else { 2000 });
     let engine = Engine::new();
     let int = engine
@@ -180,81 +255,68 @@ fn hits(o: &Options, rows: &mut Vec<Row>) {
         })
         .collect();
     let cache = CompilerCache::new(&engine, "perf", Sum);
-    {
-        let g = engine.pin();
-        for &f in &funcs {
-            let mi = g.dispatch(f, &[int.clone()]).unwrap();
-            cache.compile(&g, mi, &0).unwrap();
-        }
-    }
-    let world = engine.current_world().get();
-    let key = |i: usize| -> Key { (i as u32, Box::from([int.clone()]), 0, world) };
-    let mutex: Mutex<HashMap<Key, u64>> =
-        Mutex::new((0..256).map(|i| (key(i), i as u64)).collect());
-    let rwlock: RwLock<HashMap<Key, u64>> =
-        RwLock::new((0..256).map(|i| (key(i), i as u64)).collect());
-    for threads in 1..=o.max_threads {
-        progress(o, &format!("hits, {threads} thread(s)"));
-        let args = [int.clone()];
-        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-            thread_local!(static G: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
-            let g = engine.pin();
-            // Pin once per 64 lookups, as a JIT's call loop would.
-            for k in 0..64u64 {
-                let f = funcs[((n * 64 + k) % 256) as usize];
-                let mi = g.dispatch(f, &args).unwrap();
-                std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
+    let args = [int.clone()];
+    let lookups = AtomicU64::new(0);
+    let redefine = |n: u64| {
+        if let Some(every) = redefine_every {
+            if lookups.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
+                let f = funcs[(n % 256) as usize];
+                engine
+                    .add_method(
+                        f,
+                        &[int.clone()],
+                        Ir {
+                            value: n,
+                            calls: vec![],
+                        },
+                    )
+                    .unwrap();
             }
-            G.with(|c| c.set(c.get() + 1));
+        }
+    };
+    for threads in 1..=o.max_threads {
+        progress(o, &format!("{workload}, {threads} thread(s)"));
+        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
+            redefine(n);
+            let g = engine.pin();
+            let mi = g.dispatch(funcs[(n % 256) as usize], &args).unwrap();
+            std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
         });
         rows.push(Row {
-            workload: "hits".into(),
+            workload: workload.clone(),
             imp: "engine".into(),
             threads,
-            ops_per_sec: ops * 64.0,
-            p50_ns: p50 / 64.0,
-            p99_ns: p99 / 64.0,
+            ops_per_sec: ops,
+            p50_ns: p50,
+            p99_ns: p99,
         });
-        let probe = |n: u64| key((n % 256) as usize);
-        let keys: Vec<Key> = (0..256).map(probe).collect();
-        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-            for k in 0..64u64 {
-                std::hint::black_box(
-                    mutex
-                        .lock()
-                        .unwrap()
-                        .get(&keys[((n * 64 + k) % 256) as usize])
-                        .copied(),
-                );
-            }
-        });
-        rows.push(Row {
-            workload: "hits".into(),
-            imp: "Mutex<HashMap>".into(),
-            threads,
-            ops_per_sec: ops * 64.0,
-            p50_ns: p50 / 64.0,
-            p99_ns: p99 / 64.0,
-        });
-        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-            for k in 0..64u64 {
-                std::hint::black_box(
-                    rwlock
-                        .read()
-                        .unwrap()
-                        .get(&keys[((n * 64 + k) % 256) as usize])
-                        .copied(),
-                );
-            }
-        });
-        rows.push(Row {
-            workload: "hits".into(),
-            imp: "RwLock<HashMap>".into(),
-            threads,
-            ops_per_sec: ops * 64.0,
-            p50_ns: p50 / 64.0,
-            p99_ns: p99 / 64.0,
-        });
+        let world = AtomicU64::new(1);
+        let baselines: Vec<Box<dyn Baseline>> = vec![
+            Box::new(MutexMap(Mutex::new(HashMap::new()))),
+            Box::new(RwMap(RwLock::new(HashMap::new()))),
+            Box::new(Dash(dashmap::DashMap::new())),
+            Box::new(Moka(moka::sync::Cache::new(1 << 20))),
+        ];
+        for b in &baselines {
+            let (ops, p50, p99) = throughput(threads, dur, |_, n| {
+                if let Some(every) = redefine_every {
+                    // A redefinition is a new world: a world-keyed cache misses on every key.
+                    if lookups.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
+                        world.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let key: Key = ((n % 256) as u32, 0, 0, world.load(Ordering::Relaxed));
+                std::hint::black_box(b.get_or_compute(&key, &|| n % 256));
+            });
+            rows.push(Row {
+                workload: workload.clone(),
+                imp: b.name().into(),
+                threads,
+                ops_per_sec: ops,
+                p50_ns: p50,
+                p99_ns: p99,
+            });
+        }
     }
 }
 
@@ -409,7 +471,8 @@ fn main() {
     let mut rows = Vec::new();
     for w in o.workloads.clone() {
         match w.as_str() {
-            "hits" => hits(&o, &mut rows),
+            "hits" => hits(&o, &mut rows, None),
+            "redefinitions" => hits(&o, &mut rows, Some(10_000)),
             "invalidation" => invalidation(&o, &mut rows),
             "dedupe" => dedupe(&o, &mut rows),
             _ => unreachable!("validated by parse"),
