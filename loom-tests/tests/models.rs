@@ -1,7 +1,7 @@
 //! Loom models of the protocols in `compiler_caching::raw` and the world counter: the shipped
 //! code, compiled with `--cfg loom` so its atomics and locks are loom's.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release`
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release -- --test-threads=1`
 //! (preemption bound: 3, see README.md).
 #![cfg(loom)]
 
