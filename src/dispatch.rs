@@ -226,15 +226,30 @@ fn select<L: Lattice>(lattice: &L, live: &[&Method<L>]) -> Raw<L> {
     Raw::Ambiguous(undominated)
 }
 
+/// Whether two ambiguity candidate sets hold the same methods.
+fn same_methods<L: Lattice>(a: &[Method<L>], b: &[Method<L>]) -> bool {
+    a.len() == b.len() && a.iter().all(|m| b.contains(m))
+}
+
 /// Whether two raw answers are the same answer.
 pub(crate) fn same_raw<L: Lattice>(a: &Raw<L>, b: &Raw<L>) -> bool {
     match (a, b) {
         (Raw::Found(x), Raw::Found(y)) => x == y,
         (Raw::NoMethod, Raw::NoMethod) => true,
-        (Raw::Ambiguous(x), Raw::Ambiguous(y)) => {
-            x.len() == y.len() && x.iter().all(|m| y.contains(m))
-        }
+        (Raw::Ambiguous(x), Raw::Ambiguous(y)) => same_methods(x, y),
         _ => false,
+    }
+}
+
+impl<L: Lattice> Raw<L> {
+    /// Whether this answer is the one `outcome` records.
+    pub(crate) fn matches(&self, outcome: &Outcome<L>) -> bool {
+        match (self, outcome) {
+            (Raw::Found(m), Outcome::Found(mi)) => mi.method() == m,
+            (Raw::NoMethod, Outcome::NoMethod) => true,
+            (Raw::Ambiguous(a), Outcome::Ambiguous(b)) => same_methods(a, b),
+            _ => false,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustc_hash::FxBuildHasher;
 
-use crate::dispatch::{self, DispatchKey, DispatchNode, DispatchQuery, Outcome, Raw};
+use crate::dispatch::{self, DispatchKey, DispatchNode, DispatchQuery};
 use crate::error::Error;
 use crate::instance::MethodInstance;
 use crate::invalidate::{self, Cause, DepRef, Edges, Mutation};
@@ -829,14 +829,7 @@ impl<L: Lattice> EngineInner<L> {
             }
             let (raw, _, _) =
                 dispatch::compute(&self.lattice, lists, &node.stack, &node.args, world);
-            let same = match (&raw, &node.outcome) {
-                (Raw::Found(m), Outcome::Found(mi)) => mi.method() == m,
-                (Raw::NoMethod, Outcome::NoMethod) => true,
-                (Raw::Ambiguous(a), Outcome::Ambiguous(b)) => {
-                    a.len() == b.len() && a.iter().all(|m| b.contains(m))
-                }
-                _ => false,
-            };
+            let same = raw.matches(&node.outcome);
             if !same {
                 changed.push(Arc::clone(node));
             }

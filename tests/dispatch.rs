@@ -467,3 +467,43 @@ fn custom_lattices_plug_in() {
         Err(Error::NoMethod { .. })
     ));
 }
+
+#[test]
+fn two_engines_share_nothing() {
+    let a = Engine::new();
+    let b = Engine::new();
+    let ta = types(&a);
+    let tb = types(&b);
+    let fa = a.declare_function("f").unwrap();
+    let fb = b.declare_function("f").unwrap();
+    a.add_method(fa, &[Ty::any()], "a").unwrap();
+    a.add_method(fa, &[ta.int.clone()], "a int").unwrap();
+    // Same names, separate universes: worlds, tables and caches are independent.
+    assert_eq!(a.current_world().get(), 3);
+    assert_eq!(b.current_world(), World::FIRST);
+    let gb = b.pin();
+    assert!(matches!(
+        gb.dispatch(fb, &[tb.int.clone()]),
+        Err(Error::NoMethod { .. })
+    ));
+    // Handles and types of one engine are not accepted by the other.
+    assert!(matches!(
+        gb.dispatch(fa, &[tb.int.clone()]),
+        Err(Error::UnknownFunction { .. })
+    ));
+    assert!(matches!(
+        gb.dispatch(fb, &[ta.int.clone()]),
+        Err(Error::Type(TypeError::ForeignType { .. }))
+    ));
+    assert_ne!(ta.int, tb.int);
+    drop(gb);
+    b.add_method(fb, &[Ty::any()], "b").unwrap();
+    assert_eq!(
+        source(&a, a.current_world(), fa, &[ta.int.clone()]),
+        Ok("a int")
+    );
+    assert_eq!(
+        source(&b, b.current_world(), fb, &[tb.int.clone()]),
+        Ok("b")
+    );
+}
