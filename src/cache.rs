@@ -99,11 +99,13 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
     /// Every version held for `(mi, key)`, oldest first, whatever their phases.
     pub fn versions(&self, mi: &MethodInstance<L>, key: &C::Key) -> Vec<CodeInstance<C, L>> {
         let guard = self.inner.engine.inner.collector.enter();
-        match self
-            .inner
-            .slots
-            .get(&SlotQuery { mi: mi.id(), key }, &guard)
-        {
+        match self.inner.slots.get(
+            &SlotQuery {
+                mi: mi.address(),
+                key,
+            },
+            &guard,
+        ) {
             Some(entry) => entry.versions.iter().cloned().map(CodeInstance).collect(),
             None => Vec::new(),
         }
@@ -120,12 +122,12 @@ impl<C: Compiler<L>, L: Lattice> fmt::Debug for CompilerCache<C, L> {
 }
 
 pub(crate) struct SlotKey<K> {
-    pub(crate) mi: u64,
+    pub(crate) mi: usize,
     pub(crate) key: K,
 }
 
 pub(crate) struct SlotQuery<'a, K> {
-    pub(crate) mi: u64,
+    pub(crate) mi: usize,
     pub(crate) key: &'a K,
 }
 
@@ -141,7 +143,7 @@ impl<K: Hash> Hash for SlotKey<K> {
 
 impl<K: Hash> Hash for SlotQuery<'_, K> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.mi);
+        state.write_usize(self.mi);
         self.key.hash(state);
     }
 }
@@ -161,8 +163,44 @@ impl<K: Eq> papaya::Equivalent<SlotKey<K>> for SlotQuery<'_, K> {
 
 /// The published state of a slot: the slot itself and an immutable snapshot of its versions.
 pub(crate) struct SlotEntry<C: Compiler<L>, L: Lattice> {
+    /// The last element of `versions`, also held inline so that a hit in the current world loads
+    /// the code instance straight from the map entry instead of through the list's allocation.
+    pub(crate) newest: Option<Arc<CiData<C, L>>>,
     pub(crate) slot: Arc<Slot<C, L>>,
     pub(crate) versions: Box<[Arc<CiData<C, L>>]>,
+}
+
+impl<C: Compiler<L>, L: Lattice> SlotEntry<C, L> {
+    pub(crate) fn new(slot: Arc<Slot<C, L>>, versions: &[Arc<CiData<C, L>>]) -> Self {
+        SlotEntry {
+            newest: versions.last().cloned(),
+            slot,
+            versions: versions.into(),
+        }
+    }
+
+    /// The version valid in `world`, if any.
+    #[inline]
+    pub(crate) fn valid_in(&self, world: u64) -> Option<&Arc<CiData<C, L>>> {
+        match &self.newest {
+            Some(v) if v.core.validity.contains(world) => Some(v),
+            Some(_) => valid_in(&self.versions, world),
+            None => None,
+        }
+    }
+}
+
+/// The version of `versions` (oldest first) valid in `world`, if any. At most one is.
+#[inline]
+pub(crate) fn valid_in<C: Compiler<L>, L: Lattice>(
+    versions: &[Arc<CiData<C, L>>],
+    world: u64,
+) -> Option<&Arc<CiData<C, L>>> {
+    // Newest first: lookups are mostly in the current world.
+    versions
+        .iter()
+        .rev()
+        .find(|v| v.core.validity.contains(world))
 }
 
 pub(crate) struct Slot<C: Compiler<L>, L: Lattice> {
@@ -202,13 +240,10 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
     ) {
         cache.slots.insert(
             SlotKey {
-                mi: self.mi.id(),
+                mi: self.mi.address(),
                 key: self.key.clone(),
             },
-            SlotEntry {
-                slot: Arc::clone(self),
-                versions: state.versions.clone().into(),
-            },
+            SlotEntry::new(Arc::clone(self), &state.versions),
             guard,
         );
     }

@@ -29,7 +29,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use crate::cache::{
-    lock, CacheInner, CiData, CodeInstance, CompilerCache, Dep, Slot, SlotEntry, SlotKey, SlotQuery,
+    lock, valid_in, CacheInner, CiData, CodeInstance, CompilerCache, Dep, Slot, SlotEntry, SlotKey,
+    SlotQuery,
 };
 use crate::engine::{Engine, Guard};
 use crate::error::{CompileError, Error, Phase};
@@ -173,7 +174,16 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
     ) -> Result<MethodInstance<L>, Error> {
         let engine = &self.cache.engine.inner;
         let seize = engine.collector.enter();
-        let node = engine.dispatch_node(&seize, self.world.get(), self.cache.stack, f, argtypes)?;
+        let hits = std::cell::Cell::new(0);
+        let node = engine.dispatch_node(
+            &seize,
+            self.world.get(),
+            self.cache.stack,
+            f,
+            argtypes,
+            &hits,
+        )?;
+        engine.stats.add(Counter::DispatchHit, hits.get());
         let node = Arc::clone(node);
         let result = node.result().cloned();
         if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {
@@ -188,12 +198,7 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
     pub fn depend_on(&mut self, mi: &MethodInstance<L>) {
         let seize = self.cache.engine.inner.collector.enter();
         let slot = self.cache.slot(mi, self.key, &seize);
-        let version = lock(&slot.state)
-            .versions
-            .iter()
-            // Newest first: lookups are mostly in the current world.
-            .rev()
-            .find(|v| v.core.validity.contains(self.world.get()))
+        let version = valid_in(&lock(&slot.state).versions, self.world.get())
             .map(|v| Arc::clone(v) as DepRef);
         self.record_slot(slot, version);
     }
@@ -282,7 +287,25 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
     ///
     /// A hit (a code instance valid in the world with a linked result) runs no phase, takes no
     /// lock and allocates nothing. The result borrows from the guard.
+    #[inline(always)]
     pub fn compile<'g>(
+        &'g self,
+        guard: &'g Guard<'_, L>,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Result<&'g C::Linked, CompileError<C::Error>> {
+        let inner = &*self.inner;
+        if let Some(linked) = inner.hit(&guard.seize, guard.world().get(), mi, key) {
+            guard.code_hits.set(guard.code_hits.get() + 1);
+            return Ok(linked);
+        }
+        self.compile_miss(guard, mi, key)
+    }
+
+    // Kept out of line so that the hit above inlines into the caller as a probe and a few loads.
+    #[cold]
+    #[inline(never)]
+    fn compile_miss<'g>(
         &'g self,
         guard: &'g Guard<'_, L>,
         mi: &MethodInstance<L>,
@@ -290,10 +313,6 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
     ) -> Result<&'g C::Linked, CompileError<C::Error>> {
         let world = guard.world().get();
         let inner = &*self.inner;
-        if let Some(linked) = inner.hit(&guard.seize, world, mi, key) {
-            inner.engine.inner.stats.add(Counter::CodeHit, 1);
-            return Ok(linked);
-        }
         inner.engine.inner.stats.add(Counter::CodeMiss, 1);
         loop {
             match inner.compile_slow(&guard.seize, guard.world(), mi, key)? {
@@ -319,7 +338,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         let inner = &*self.inner;
         if let Some(ci) = self.lookup(guard, mi, key) {
             if ci.linked().is_some() {
-                inner.engine.inner.stats.add(Counter::CodeHit, 1);
+                guard.code_hits.set(guard.code_hits.get() + 1);
                 return Ok(ci);
             }
         }
@@ -338,22 +357,21 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         mi: &MethodInstance<L>,
         key: &C::Key,
     ) -> Option<CodeInstance<C, L>> {
-        let entry = self
-            .inner
-            .slots
-            .get(&SlotQuery { mi: mi.id(), key }, &guard.seize)?;
+        let entry = self.inner.slots.get(
+            &SlotQuery {
+                mi: mi.address(),
+                key,
+            },
+            &guard.seize,
+        )?;
         entry
-            .versions
-            .iter()
-            // Newest first: lookups are mostly in the current world.
-            .rev()
-            .find(|v| v.core.validity.contains(guard.world().get()))
+            .valid_in(guard.world().get())
             .map(|v| CodeInstance(Arc::clone(v)))
     }
 }
 
 impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
-    #[inline]
+    #[inline(always)]
     fn hit<'g>(
         &'g self,
         seize: &'g seize::LocalGuard<'_>,
@@ -361,14 +379,17 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         mi: &MethodInstance<L>,
         key: &C::Key,
     ) -> Option<&'g C::Linked> {
-        let entry = self.slots.get(&SlotQuery { mi: mi.id(), key }, seize)?;
-        entry
-            .versions
-            .iter()
-            // Newest first: lookups are mostly in the current world.
-            .rev()
-            .find(|v| v.core.validity.contains(world))
-            .and_then(|v| v.linked.get())
+        self.slots
+            .get(
+                &SlotQuery {
+                    mi: mi.address(),
+                    key,
+                },
+                seize,
+            )?
+            .valid_in(world)?
+            .linked
+            .get()
     }
 
     /// The slot for `(mi, key)`, created (and registered with `mi`) if missing.
@@ -378,12 +399,18 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         key: &C::Key,
         seize: &seize::LocalGuard<'_>,
     ) -> Arc<Slot<C, L>> {
-        if let Some(entry) = self.slots.get(&SlotQuery { mi: mi.id(), key }, seize) {
+        if let Some(entry) = self.slots.get(
+            &SlotQuery {
+                mi: mi.address(),
+                key,
+            },
+            seize,
+        ) {
             return Arc::clone(&entry.slot);
         }
         let entry = self.slots.get_or_insert_with(
             SlotKey {
-                mi: mi.id(),
+                mi: mi.address(),
                 key: key.clone(),
             },
             || {
@@ -392,10 +419,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 // reaches it (an entry that loses the insertion race leaves a dead weak behind).
                 let weak = Arc::downgrade(&(Arc::clone(&slot) as Arc<dyn SlotNode>));
                 mi.register_slot(weak);
-                SlotEntry {
-                    slot,
-                    versions: Box::new([]),
-                }
+                SlotEntry::new(slot, &[])
             },
             seize,
         );
@@ -426,13 +450,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         loop {
             let slot = self.slot(mi, key, seize);
             let mut state = lock(&slot.state);
-            let existing = state
-                .versions
-                .iter()
-                // Newest first: lookups are mostly in the current world.
-                .rev()
-                .find(|v| v.core.validity.contains(world.get()))
-                .cloned();
+            let existing = valid_in(&state.versions, world.get()).cloned();
             if let Some(ci) = &existing {
                 if ci.linked.get().is_some() {
                     return Ok(Compiled::Ready(Arc::clone(ci)));

@@ -54,18 +54,30 @@ pub(crate) struct DispatchNode<L: Lattice> {
 }
 
 impl<L: Lattice> DispatchNode<L> {
+    #[inline]
     pub(crate) fn result(&self) -> Result<&MethodInstance<L>, Error> {
         match &self.outcome {
             Outcome::Found(mi) => Ok(mi),
-            Outcome::NoMethod => Err(Error::NoMethod {
-                function: self.function_name.to_string(),
-                argtypes: SigDisplay(&self.args).to_string(),
-            }),
-            Outcome::Ambiguous(ms) => Err(Error::Ambiguous {
-                function: self.function_name.to_string(),
-                argtypes: SigDisplay(&self.args).to_string(),
-                candidates: ms.iter().map(ToString::to_string).collect(),
-            }),
+            Outcome::NoMethod => Err(self.no_method()),
+            Outcome::Ambiguous(ms) => Err(self.ambiguous(ms)),
+        }
+    }
+
+    // The error paths build strings; kept out of line so a hit inlines as a tag check.
+    #[cold]
+    fn no_method(&self) -> Error {
+        Error::NoMethod {
+            function: self.function_name.to_string(),
+            argtypes: SigDisplay(&self.args).to_string(),
+        }
+    }
+
+    #[cold]
+    fn ambiguous(&self, candidates: &[Method<L>]) -> Error {
+        Error::Ambiguous {
+            function: self.function_name.to_string(),
+            argtypes: SigDisplay(&self.args).to_string(),
+            candidates: candidates.iter().map(ToString::to_string).collect(),
         }
     }
 

@@ -52,6 +52,14 @@ impl<L: Lattice> MethodInstance<L> {
         self.0.id
     }
 
+    /// The instance's address, the code cache's key for it: as unique as the id while the
+    /// instance lives, and a slot holds its instance, so no slot outlives the address it is keyed
+    /// by. Unlike the id, reading it does not load through the handle.
+    #[inline]
+    pub(crate) fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     pub(crate) fn register_slot(&self, slot: Weak<dyn SlotNode>) {
         let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
         if slots.len() >= 8 && slots.len().is_power_of_two() {

@@ -1,11 +1,15 @@
 //! Counters: hits, misses, phase runs, invalidations.
 //!
 //! Counting a hit must not make every reader write one shared cache line (that alone would cost
-//! more than the hit), so each counter is spread over cache-padded shards and a thread increments
-//! the shard it was assigned on first use, with a plain load and store rather than a locked
+//! more than the hit). Hits are tallied in the [`Guard`](crate::Guard) that made them — a plain
+//! increment of a field the thread owns — and added here when the guard is dropped; a thread-local
+//! shard lookup per hit cost a fifth of a code-cache hit (`perf/callgrind.sh`). Everything else is
+//! counted directly: each counter is spread over cache-padded shards and a thread increments the
+//! shard it was assigned on first use, with a plain load and store rather than a locked
 //! read-modify-write (which cost 4 ns per hit in `benches/hit_path`). Reading sums the shards, so a
-//! snapshot is exact once the counting threads are quiet and approximate while they run; with more
-//! than 32 counting threads two may share a shard and, rarely, one increment is lost.
+//! snapshot is exact once the counting threads are quiet and have dropped their guards, and
+//! approximate while they run; with more than 32 counting threads two may share a shard and,
+//! rarely, one increment is lost.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -103,11 +107,12 @@ impl Stats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Dispatches answered from the dispatch cache.
+    /// Dispatches answered from the dispatch cache (a guard's hits are added when it is dropped).
     pub dispatch_hits: u64,
     /// Dispatches computed from the method tables.
     pub dispatch_misses: u64,
-    /// Compilations answered from the code cache without running a phase.
+    /// Compilations answered from the code cache without running a phase (a guard's hits are
+    /// added when it is dropped).
     pub code_hits: u64,
     /// Compilations that had to run (or wait for) at least one phase.
     pub code_misses: u64,

@@ -293,7 +293,14 @@ fn method_instances_are_interned_and_cached() {
         misses,
         "the second dispatch is a cache hit"
     );
-    assert!(engine.stats().dispatch_hits >= 1);
+    // A guard tallies its hits and adds them to the engine's counters when it is dropped.
+    let hits = engine.stats().dispatch_hits;
+    let counted = engine.pin();
+    counted.dispatch(f, &[t.int.clone()]).unwrap();
+    counted.dispatch(f, &[t.int.clone()]).unwrap();
+    assert_eq!(engine.stats().dispatch_hits, hits, "not yet added");
+    drop(counted);
+    assert_eq!(engine.stats().dispatch_hits, hits + 2);
     let c = guard.dispatch(f, &[t.float.clone()]).unwrap().clone();
     assert_ne!(a, c, "different argument types, different instances");
     assert_eq!(a.method(), c.method());

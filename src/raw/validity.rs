@@ -23,11 +23,13 @@ impl Validity {
     }
 
     /// The world the result was computed in.
+    #[inline]
     pub fn compile_world(&self) -> u64 {
         self.compile_world
     }
 
     /// The first world the result is valid in.
+    #[inline]
     pub fn min(&self) -> u64 {
         self.min.load(Ordering::Relaxed)
     }
@@ -42,6 +44,7 @@ impl Validity {
     ///
     /// `Acquire` pairs with the `Release` in [`Validity::lower`] so a reader that sees a lowered
     /// bound also sees what the invalidator wrote before lowering it (for example its cause).
+    #[inline]
     pub fn max(&self) -> u64 {
         self.max.load(Ordering::Acquire)
     }

@@ -301,8 +301,18 @@ impl PartialEq for Ty {
     #[inline]
     fn eq(&self, other: &Ty) -> bool {
         match (&self.0, &other.0) {
-            (Repr::Any, Repr::Any) | (Repr::Bottom, Repr::Bottom) => true,
+            // Named types first and inline: dispatch-cache keys compare them on every hit.
             (Repr::Named(a), Repr::Named(b)) => Arc::ptr_eq(a, b),
+            _ => self.eq_structural(other),
+        }
+    }
+}
+
+impl Ty {
+    #[inline(never)]
+    fn eq_structural(&self, other: &Ty) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Any, Repr::Any) | (Repr::Bottom, Repr::Bottom) => true,
             (Repr::Union(a), Repr::Union(b)) | (Repr::Tuple(a), Repr::Tuple(b)) => a == b,
             _ => false,
         }

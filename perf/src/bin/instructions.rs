@@ -1,0 +1,161 @@
+//! Instructions per hit, counted by callgrind rather than timed (counts are repeatable on a noisy
+//! machine; times are not).
+//!
+//! Each measured loop is its own never-inlined function, so callgrind can collect inside it alone
+//! (`--toggle-collect`); the loop's total divided by its iteration count is the cost of one
+//! operation plus about four instructions of loop. `perf/callgrind.sh` runs every loop and prints
+//! the table:
+//!
+//! ```text
+//! bash perf/callgrind.sh            # builds the release binary, needs valgrind
+//! ```
+//!
+//! Run directly, `instructions LOOP N` runs one loop N times (LOOP is one of `code_hit`,
+//! `dispatch_hit`, `full_hit`, `papaya_u64`, `papaya_key`, `std_key`).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+
+use compiler_caching::{Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
+use rustc_hash::FxBuildHasher;
+
+struct Const;
+
+impl Compiler for Const {
+    type Key = u32;
+    type Inferred = u64;
+    type Artifact = u64;
+    type Linked = u64;
+    type Error = String;
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
+        Ok(cx.instance().id())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
+        Ok(*v)
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
+        Ok(*v)
+    }
+}
+
+type DispatchKey = (u32, u32, Box<[Ty]>);
+
+#[inline(never)]
+fn measured_code_hit(
+    cache: &CompilerCache<Const>,
+    guard: &compiler_caching::Guard<'_>,
+    mi: &compiler_caching::MethodInstance,
+    n: u64,
+) {
+    for _ in 0..n {
+        black_box(cache.compile(guard, black_box(mi), black_box(&0)).unwrap());
+    }
+}
+
+#[inline(never)]
+fn measured_dispatch_hit(guard: &compiler_caching::Guard<'_>, f: Function, args: &[Ty], n: u64) {
+    for _ in 0..n {
+        black_box(guard.dispatch(f, black_box(args)).unwrap());
+    }
+}
+
+#[inline(never)]
+fn measured_full_hit(
+    cache: &CompilerCache<Const>,
+    guard: &compiler_caching::Guard<'_>,
+    f: Function,
+    args: &[Ty],
+    n: u64,
+) {
+    for _ in 0..n {
+        let mi = guard.dispatch(f, black_box(args)).unwrap();
+        black_box(cache.compile(guard, mi, &0).unwrap());
+    }
+}
+
+#[inline(never)]
+fn measured_papaya_u64(map: &papaya::HashMap<u64, u64, FxBuildHasher>, key: u64, n: u64) {
+    let guard = map.guard();
+    for _ in 0..n {
+        black_box(map.get(black_box(&key), &guard));
+    }
+}
+
+#[inline(never)]
+fn measured_papaya_key(
+    map: &papaya::HashMap<DispatchKey, u64, FxBuildHasher>,
+    key: &DispatchKey,
+    n: u64,
+) {
+    let guard = map.guard();
+    for _ in 0..n {
+        black_box(map.get(black_box(key), &guard));
+    }
+}
+
+#[inline(never)]
+fn measured_std_key(map: &HashMap<DispatchKey, u64, FxBuildHasher>, key: &DispatchKey, n: u64) {
+    for _ in 0..n {
+        black_box(map.get(black_box(key)));
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (which, n) = match (args.next(), args.next().and_then(|n| n.parse::<u64>().ok())) {
+        (Some(w), Some(n)) => (w, n),
+        _ => {
+            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit full_hit papaya_u64 papaya_key std_key)");
+            std::process::exit(2);
+        }
+    };
+
+    // The same setup as benches/hit_path.rs.
+    let engine = Engine::new();
+    let real = engine
+        .lattice()
+        .declare_abstract("Real", &Ty::any())
+        .unwrap();
+    let int = engine.lattice().declare_concrete("Int64", &real).unwrap();
+    let float = engine.lattice().declare_concrete("Float64", &real).unwrap();
+    let f = engine.declare_function("f").unwrap();
+    engine
+        .add_method(f, &[real.clone(), Ty::any()], ())
+        .unwrap();
+    engine.add_method(f, &[int.clone(), Ty::any()], ()).unwrap();
+    let cache = CompilerCache::new(&engine, "instructions", Const);
+    let argtypes = [int, float];
+    let guard = engine.pin();
+    let mi = guard.dispatch(f, &argtypes).unwrap().clone();
+    cache.compile(&guard, &mi, &0).unwrap();
+
+    let std_map: HashMap<DispatchKey, u64, FxBuildHasher> = (0..64u32)
+        .map(|i| ((i, 0, Box::from(argtypes.clone())), u64::from(i)))
+        .collect();
+    let papaya_key: papaya::HashMap<DispatchKey, u64, FxBuildHasher> =
+        papaya::HashMap::with_hasher(FxBuildHasher);
+    for i in 0..64u32 {
+        papaya_key
+            .pin()
+            .insert((i, 0, Box::from(argtypes.clone())), u64::from(i));
+    }
+    let papaya_u64: papaya::HashMap<u64, u64, FxBuildHasher> =
+        papaya::HashMap::with_hasher(FxBuildHasher);
+    for i in 0..64u64 {
+        papaya_u64.pin().insert(mi.id() + i, i);
+    }
+    let key: DispatchKey = (7, 0, Box::from(argtypes.clone()));
+
+    match which.as_str() {
+        "code_hit" => measured_code_hit(&cache, &guard, &mi, n),
+        "dispatch_hit" => measured_dispatch_hit(&guard, f, &argtypes, n),
+        "full_hit" => measured_full_hit(&cache, &guard, f, &argtypes, n),
+        "papaya_u64" => measured_papaya_u64(&papaya_u64, mi.id(), n),
+        "papaya_key" => measured_papaya_key(&papaya_key, &key, n),
+        "std_key" => measured_std_key(&std_map, &key, n),
+        other => {
+            eprintln!("unknown loop `{other}`");
+            std::process::exit(2);
+        }
+    }
+}
