@@ -255,7 +255,7 @@ impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
         let mut lowered: Vec<DepRef> = Vec::new();
         for v in &state.versions {
             if v.core.validity.compile_world() < world && v.core.validity.lower(world) {
-                let _ = v.core.cause.set(cause());
+                v.core.set_cause(cause());
                 lowered.push(Arc::clone(v) as DepRef);
             }
         }

@@ -615,10 +615,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         if closed_by != OPEN {
             // A dependency was invalidated while this was compiled. Anything that recorded a
             // dependency on this slot meanwhile (a recursive caller) compiled against it.
-            let _ = ci
-                .core
-                .cause
-                .set(Cause::DuringCompilation { world: closed_by });
+            ci.core
+                .set_cause(Cause::DuringCompilation { world: closed_by });
             let seeds = invalidate::seed_from_edges(&slot.edges, closed_by, || {
                 Cause::Via(Arc::clone(&as_dep))
             });

@@ -72,6 +72,11 @@ impl CiCore {
             slot_edges,
         }
     }
+
+    /// Records why the instance was invalidated; the first record stands.
+    pub(crate) fn set_cause(&self, cause: Cause) {
+        let _ = self.cause.set(cause);
+    }
 }
 
 /// A code-cache slot, seen without its compiler's types.
@@ -187,9 +192,10 @@ pub(crate) const PARALLEL_SPLIT: usize = 4096;
 /// transitive dependent. Returns the number of dependents it lowered (seeds not included).
 pub(crate) fn propagate(seeds: Vec<DepRef>, world: u64) -> usize {
     let mut stack = seeds;
+    let mut scratch = Vec::new();
     let mut lowered = 0;
     while let Some(dep) = stack.pop() {
-        lowered += expand(&dep, world, &mut stack);
+        lowered += expand(&dep, world, &mut stack, &mut scratch);
         if stack.len() > PARALLEL_SPLIT && rayon::current_num_threads() > 1 {
             let counter = std::sync::atomic::AtomicUsize::new(lowered);
             rayon::scope(|scope| parallel(scope, stack, world, &counter));
@@ -205,9 +211,10 @@ fn parallel<'s>(
     world: u64,
     counter: &'s std::sync::atomic::AtomicUsize,
 ) {
+    let mut scratch = Vec::new();
     let mut lowered = 0;
     while let Some(dep) = stack.pop() {
-        lowered += expand(&dep, world, &mut stack);
+        lowered += expand(&dep, world, &mut stack, &mut scratch);
         if stack.len() > PARALLEL_SPLIT {
             let half = stack.split_off(stack.len() / 2);
             scope.spawn(move |scope| parallel(scope, half, world, counter));
@@ -217,13 +224,18 @@ fn parallel<'s>(
 }
 
 /// Visits the dependents of `dep`'s slot: lowers each computed before `world` and pushes those it
-/// lowered. Returns how many it lowered.
-fn expand(dep: &DepRef, world: u64, stack: &mut Vec<DepRef>) -> usize {
-    let taken = dep.core().slot_edges.take(|e| e.compile_world < world);
+/// lowered. Returns how many it lowered. `scratch` is an empty buffer reused across calls.
+fn expand(dep: &DepRef, world: u64, stack: &mut Vec<DepRef>, scratch: &mut Vec<Edge>) -> usize {
+    dep.core()
+        .slot_edges
+        .take_into(|e| e.compile_world < world, scratch);
     let mut lowered = 0;
-    for d in taken.into_iter().filter_map(|e| e.dependent.upgrade()) {
+    for edge in scratch.drain(..) {
+        let Some(d) = edge.dependent.upgrade() else {
+            continue;
+        };
         if d.core().validity.lower(world) {
-            let _ = d.core().cause.set(Cause::Via(Arc::clone(dep)));
+            d.core().set_cause(Cause::Via(Arc::clone(dep)));
             lowered += 1;
             stack.push(d);
         }
@@ -238,7 +250,7 @@ pub(crate) fn seed_from_edges(edges: &Edges, world: u64, cause: impl Fn() -> Cau
     let taken = edges.take(|e| e.compile_world < world);
     for d in taken.into_iter().filter_map(|e| e.dependent.upgrade()) {
         if d.core().validity.lower(world) {
-            let _ = d.core().cause.set(cause());
+            d.core().set_cause(cause());
             seeds.push(d);
         }
     }

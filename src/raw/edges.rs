@@ -74,19 +74,36 @@ impl<T> EdgeSet<T> {
     /// Removes and returns the dependents that `affected` selects (for an invalidation at `w'`:
     /// those computed in a world before `w'`); the others stay registered.
     pub fn take(&self, affected: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut out = Vec::new();
+        self.take_into(affected, &mut out);
+        out
+    }
+
+    /// Like [`EdgeSet::take`], appending to `out`. The invalidation walk reuses one buffer for
+    /// every node it visits; a fresh vector per node was a tenth of the walk in `malloc`/`free`.
+    pub fn take_into(&self, affected: impl Fn(&T) -> bool, out: &mut Vec<T>) {
         let mut inner = self.inner.lock();
         if inner.items.is_empty() {
-            return Vec::new();
+            return;
         }
         if inner.items.iter().all(&affected) {
             inner.compact_at = MIN_COMPACT;
-            return std::mem::take(&mut inner.items);
+            if out.is_empty() {
+                // Swapping hands the set the buffer's spare capacity for its next registrations.
+                std::mem::swap(&mut inner.items, out);
+            } else {
+                out.append(&mut inner.items);
+            }
+            return;
         }
-        let (hit, kept): (Vec<T>, Vec<T>) = std::mem::take(&mut inner.items)
-            .into_iter()
-            .partition(|d| affected(d));
-        inner.items = kept;
-        hit
+        let items = std::mem::take(&mut inner.items);
+        for item in items {
+            if affected(&item) {
+                out.push(item);
+            } else {
+                inner.items.push(item);
+            }
+        }
     }
 
     /// Drops the entries `is_dead` selects; used by reclamation.
@@ -104,5 +121,39 @@ impl<T> EdgeSet<T> {
     /// Whether no dependent is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::EdgeSet;
+
+    fn set(items: &[u64]) -> EdgeSet<u64> {
+        let s = EdgeSet::new();
+        for &i in items {
+            s.register(i, || (), |_| false);
+        }
+        s
+    }
+
+    #[test]
+    fn take_into_moves_the_selected_and_keeps_the_rest() {
+        let s = set(&[1, 5, 2, 6, 3]);
+        let mut out = vec![9];
+        s.take_into(|&i| i < 4, &mut out);
+        assert_eq!(out, [9, 1, 2, 3], "appended after what the buffer held");
+        assert_eq!(s.take(|_| true), [5, 6]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn take_into_an_empty_buffer_takes_everything_and_the_set_stays_usable() {
+        let s = set(&[1, 2, 3]);
+        let mut out = Vec::with_capacity(64);
+        s.take_into(|_| true, &mut out);
+        assert_eq!(out, [1, 2, 3]);
+        assert!(s.is_empty());
+        s.register(7, || (), |_| false);
+        assert_eq!(s.take(|_| true), [7]);
     }
 }

@@ -58,6 +58,11 @@ impl Validity {
     /// Lowers `max` to `world` if it is higher. Returns whether this call lowered it, so that of
     /// many concurrent invalidators exactly one goes on to propagate.
     pub fn lower(&self, world: u64) -> bool {
+        // Most edges an invalidation walks lead to an instance it has already lowered (a DAG
+        // reaches it along several paths); a load settles those without a locked instruction.
+        if self.max.load(Ordering::Acquire) <= world {
+            return false;
+        }
         self.max.fetch_min(world, Ordering::AcqRel) > world
     }
 }
