@@ -47,13 +47,26 @@ pub enum Waited<T> {
     Cycle,
 }
 
+/// How many times a waiter yields, checking for the outcome, before it sleeps on the condvar.
+#[cfg(not(loom))]
+const SPIN_YIELDS: usize = 64;
+
 /// A unit of work run once by its owner thread, whose outcome every waiter receives.
 #[derive(Debug)]
 pub struct Job<T> {
     owner: ThreadId,
     done: Arc<AtomicBool>,
-    outcome: Mutex<Option<T>>,
+    outcome: Mutex<Outcome<T>>,
     finished: Condvar,
+}
+
+#[derive(Debug)]
+struct Outcome<T> {
+    value: Option<T>,
+    /// Waiters asleep on `finished`. Read under the lock by the completer, which skips the
+    /// wake-up (a system call) when nobody sleeps: waiters usually catch the outcome while
+    /// yielding.
+    sleepers: usize,
 }
 
 impl<T: Clone> Job<T> {
@@ -62,7 +75,10 @@ impl<T: Clone> Job<T> {
         Job {
             owner: current_thread(),
             done: Arc::new(AtomicBool::new(false)),
-            outcome: Mutex::new(None),
+            outcome: Mutex::new(Outcome {
+                value: None,
+                sleepers: 0,
+            }),
             finished: Condvar::new(),
         }
     }
@@ -80,12 +96,15 @@ impl<T: Clone> Job<T> {
     /// Records the outcome and wakes every waiter. Only the first completion counts.
     pub fn complete(&self, outcome: T) {
         let mut slot = self.outcome.lock();
-        if slot.is_none() {
-            *slot = Some(outcome);
+        if slot.value.is_none() {
+            slot.value = Some(outcome);
             self.done.store(true, Ordering::Release);
         }
+        let sleepers = slot.sleepers;
         drop(slot);
-        self.finished.notify_all();
+        if sleepers > 0 {
+            self.finished.notify_all();
+        }
     }
 
     /// Blocks until the job completes and returns its outcome, unless blocking would deadlock
@@ -110,11 +129,27 @@ impl<T: Clone> Job<T> {
             }
             waiting.insert(me, (self.owner, Arc::clone(&self.done)));
         }
-        let mut outcome = self.outcome.lock();
-        while outcome.is_none() {
-            outcome = self.finished.wait(outcome);
+        // Yield a little before sleeping: a deduplicated miss is often a short compilation, and on
+        // a loaded machine a condvar wake-up costs several times a short compilation
+        // (`benches/concurrent_miss`). The outcome is still read under the lock below.
+        #[cfg(not(loom))]
+        for _ in 0..SPIN_YIELDS {
+            if self.is_done() {
+                break;
+            }
+            std::thread::yield_now();
         }
-        let result = outcome.clone().expect("checked above");
+        let mut outcome = self.outcome.lock();
+        let result = loop {
+            if let Some(value) = &outcome.value {
+                break value.clone();
+            }
+            // Counted under the lock, before the wait releases it: a completer that takes the lock
+            // afterwards sees the count and wakes us.
+            outcome.sleepers += 1;
+            outcome = self.finished.wait(outcome);
+            outcome.sleepers -= 1;
+        };
         drop(outcome);
         graph.waiting.lock().remove(&me);
         Waited::Done(result)
