@@ -20,7 +20,7 @@ count() { # loop iterations -> instructions collected inside measured_<loop>
 }
 
 printf '%-14s %12s   %s\n' "loop" "instr/op" "what"
-for loop in code_hit papaya_u64 dispatch_hit papaya_key std_key full_hit; do
+for loop in code_hit papaya_u64 dispatch_hit papaya_key std_key full_hit miss; do
   a=$(count "$loop" "$n")
   b=$(count "$loop" "$((2 * n))")
   case $loop in
@@ -30,6 +30,7 @@ for loop in code_hit papaya_u64 dispatch_hit papaya_key std_key full_hit; do
     papaya_key) what="floor: pinned papaya get of a (u32, u32, [Ty; 2]) key" ;;
     std_key) what="floor: std HashMap (Fx) get of the same key" ;;
     full_hit) what="dispatch then code-cache hit" ;;
+    miss) what="dispatch miss then compilation of a fresh instance (trivial phases)" ;;
   esac
   awk -v a="$a" -v b="$b" -v n="$n" -v l="$loop" -v w="$what" \
     'BEGIN { printf "%-14s %12.1f   %s\n", l, (b - a) / n, w }'

@@ -8,10 +8,10 @@
 //! revisited, so the walk touches each affected entry once and never looks at unaffected ones: its
 //! cost grows with what it invalidates, not with the size of the cache.
 //!
-//! Small walks run as a plain depth-first search on the mutating thread. Once the work stack grows
-//! past `PARALLEL_SPLIT` (4096) entries the walk moves into a rayon scope and hands half of its stack to another
-//! worker whenever it grows past that size again, so large graphs use every core while small ones
-//! pay nothing for coordination (on two cores a naive parallel frontier is slower than a DFS).
+//! Small walks run as a plain depth-first search on the mutating thread. After `PARALLEL_AFTER`
+//! (4096) visits the walk moves into a rayon scope and every 512 visits hands the older half of its
+//! pending work to another worker, so large graphs use every core while small ones pay nothing for
+//! coordination (on two cores a naive parallel frontier is slower than a DFS).
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -185,8 +185,14 @@ pub(crate) fn explain(dep: &dyn Dependent) -> Option<Invalidation> {
     }
 }
 
-/// Work stack size past which the walk splits across rayon workers.
-pub(crate) const PARALLEL_SPLIT: usize = 4096;
+/// Dependents a walk visits on the mutating thread before it brings in rayon workers.
+pub(crate) const PARALLEL_AFTER: usize = 4096;
+
+/// Dependents a worker visits between two hand-offs of part of its pending work.
+const SPLIT_EVERY: usize = 512;
+
+/// Pending entries above which a walk counts as wide (see [`parallel`]).
+const WIDE: usize = 64;
 
 /// Propagates an invalidation at `world` from `seeds` (already lowered, causes set) through every
 /// transitive dependent. Returns the number of dependents it lowered (seeds not included).
@@ -194,9 +200,11 @@ pub(crate) fn propagate(seeds: Vec<DepRef>, world: u64) -> usize {
     let mut stack = seeds;
     let mut scratch = Vec::new();
     let mut lowered = 0;
+    let mut visited = 0;
     while let Some(dep) = stack.pop() {
         lowered += expand(&dep, world, &mut stack, &mut scratch);
-        if stack.len() > PARALLEL_SPLIT && rayon::current_num_threads() > 1 {
+        visited += 1;
+        if visited >= PARALLEL_AFTER && stack.len() >= 2 && rayon::current_num_threads() > 1 {
             let counter = std::sync::atomic::AtomicUsize::new(lowered);
             rayon::scope(|scope| parallel(scope, stack, world, &counter));
             return counter.into_inner();
@@ -205,6 +213,10 @@ pub(crate) fn propagate(seeds: Vec<DepRef>, world: u64) -> usize {
     lowered
 }
 
+/// Walks depth-first like [`propagate`], handing its oldest pending entries (those nearest the
+/// roots, so the largest unexplored parts of the graph) to rayon every [`SPLIT_EVERY`] visits.
+/// Splitting by visits rather than by stack size also parallelizes graphs whose depth-first stack
+/// stays short, such as trees.
 fn parallel<'s>(
     scope: &rayon::Scope<'s>,
     mut stack: Vec<DepRef>,
@@ -213,11 +225,23 @@ fn parallel<'s>(
 ) {
     let mut scratch = Vec::new();
     let mut lowered = 0;
+    let mut since_split = 0;
     while let Some(dep) = stack.pop() {
         lowered += expand(&dep, world, &mut stack, &mut scratch);
-        if stack.len() > PARALLEL_SPLIT {
-            let half = stack.split_off(stack.len() / 2);
-            scope.spawn(move |scope| parallel(scope, half, world, counter));
+        since_split += 1;
+        if since_split >= SPLIT_EVERY && stack.len() >= 2 {
+            since_split = 0;
+            // A short stack is a narrow, deep walk (a tree): its oldest entry is the largest
+            // unexplored part, about half of what is left. A long one is a wide frontier (a DAG):
+            // half of it is about half the work.
+            let give = if stack.len() > WIDE {
+                stack.len() / 2
+            } else {
+                1
+            };
+            let rest = stack.split_off(give);
+            let older = std::mem::replace(&mut stack, rest);
+            scope.spawn(move |scope| parallel(scope, older, world, counter));
         }
     }
     counter.fetch_add(lowered, std::sync::atomic::Ordering::Relaxed);

@@ -5,24 +5,52 @@
 //! cargo run --release -p perf -- [--quick] [--json] [--threads N] [WORKLOAD...]
 //! ```
 //!
-//! Workloads: `hits` (read-only hits: a dispatch and a code-cache hit per op for the engine, one
-//! lookup of `(function, argtypes, owner, world)` for the baselines), `redefinitions` (the same with
-//! one redefinition per 10^4 lookups; for a world-keyed baseline that is a new world), `invalidation` (invalidate a dependent graph on 1..N rayon
-//! threads), `dedupe` (N threads missing one key). Absolute numbers depend on the machine; compare
-//! rows of one run.
+//! Workloads (all by default):
+//! - `hits`: read-only hits. The engine's op pins a world, dispatches and hits the code cache; a
+//!   baseline's op is one lookup of an interned `(function, argtypes, owner, world)` key.
+//! - `redefinitions`: the same with one redefinition per 10^4 lookups (for a world-keyed baseline,
+//!   a new world: every key misses once).
+//! - `invalidation`: the walk alone, invalidating a 10^5-node DAG on 1..N rayon threads.
+//! - `dedupe`: a miss storm. Each round every thread misses the same fresh key, whose compilation
+//!   costs about 10 us; rows report compilations per key (1.00 = perfect deduplication).
+//! - `storm`: an invalidation storm. 256 functions call `base`, which is redefined every 1000
+//!   lookups; readers recompile what was invalidated (about 1 us each).
+//!
+//! Absolute numbers depend on the machine; compare rows of one run.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use compiler_caching::{Callee, Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
 
-/// A method's source: a constant and the functions it calls (with the same argument types).
+/// A method's source: a constant, the functions it calls (with the same argument types), and how
+/// many units of simulated compilation work inferring it costs.
 #[derive(Clone)]
 struct Ir {
     value: u64,
     calls: Vec<Function>,
+    work: u32,
+}
+
+impl Ir {
+    fn constant(value: u64) -> Ir {
+        Ir {
+            value,
+            calls: vec![],
+            work: 0,
+        }
+    }
+}
+
+/// Stands in for compilation work: about a nanosecond per unit, not optimized away.
+fn simulated_work(units: u32) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..units {
+        x = std::hint::black_box(x.rotate_left(5) ^ 0xA5A5_A5A5);
+    }
+    x
 }
 
 struct Sum;
@@ -42,6 +70,7 @@ impl Compiler for Sum {
             .cloned()
             .ok_or("not Ir")?;
         let args = cx.instance().argtypes().to_vec();
+        std::hint::black_box(simulated_work(ir.work));
         let mut total = ir.value;
         for f in ir.calls {
             let mi = cx.dispatch(f, &args).map_err(|e| e.to_string())?;
@@ -94,10 +123,10 @@ fn parse() -> Result<Options, String> {
                     .filter(|&n| n > 0)
                     .ok_or("--threads needs a positive number")?
             }
-            "hits" | "redefinitions" | "invalidation" | "dedupe" => o.workloads.push(a),
+            "hits" | "redefinitions" | "invalidation" | "dedupe" | "storm" => o.workloads.push(a),
             "-h" | "--help" => {
                 return Err(
-                    "usage: perf [--quick] [--json] [--threads N] [hits|redefinitions|invalidation|dedupe]..."
+                    "usage: perf [--quick] [--json] [--threads N] [hits|redefinitions|invalidation|dedupe|storm]..."
                         .into(),
                 )
             }
@@ -110,6 +139,7 @@ fn parse() -> Result<Options, String> {
             "redefinitions".into(),
             "invalidation".into(),
             "dedupe".into(),
+            "storm".into(),
         ];
     }
     Ok(o)
@@ -242,14 +272,7 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
         .map(|i| {
             let f = engine.declare_function(&format!("f{i}")).unwrap();
             engine
-                .add_method(
-                    f,
-                    &[int.clone()],
-                    Ir {
-                        value: i,
-                        calls: vec![],
-                    },
-                )
+                .add_method(f, &[int.clone()], Ir::constant(i))
                 .unwrap();
             f
         })
@@ -262,14 +285,7 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
             if lookups.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
                 let f = funcs[(n % 256) as usize];
                 engine
-                    .add_method(
-                        f,
-                        &[int.clone()],
-                        Ir {
-                            value: n,
-                            calls: vec![],
-                        },
-                    )
+                    .add_method(f, &[int.clone()], Ir::constant(n))
                     .unwrap();
             }
         }
@@ -291,13 +307,7 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
             p99_ns: p99,
         });
         let world = AtomicU64::new(1);
-        let baselines: Vec<Box<dyn Baseline>> = vec![
-            Box::new(MutexMap(Mutex::new(HashMap::new()))),
-            Box::new(RwMap(RwLock::new(HashMap::new()))),
-            Box::new(Dash(dashmap::DashMap::new())),
-            Box::new(Moka(moka::sync::Cache::new(1 << 20))),
-        ];
-        for b in &baselines {
+        for b in &baselines() {
             let (ops, p50, p99) = throughput(threads, dur, |_, n| {
                 if let Some(every) = redefine_every {
                     // A redefinition is a new world: a world-keyed cache misses on every key.
@@ -320,144 +330,329 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
     }
 }
 
-/// Builds a DAG of `n` compiled functions where function `i` calls `i+1 ..= i+fanout`, so every
-/// function depends transitively on the last one, and returns the last one's function.
+/// The dependent graphs the invalidation workload walks.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `f_i` calls `f_{i+1} ..= f_{i+4}`; the last function is redefined.
+    Dag,
+    /// `f_i` calls `f_{(i-1)/2}`, a binary tree of dependents; `f_0` is redefined.
+    Tree,
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::Dag => "DAG, 4 backedges/node",
+            Shape::Tree => "binary tree",
+        }
+    }
+}
+
+/// Compiles `n` functions calling each other in `shape` and returns the one whose redefinition
+/// invalidates them all.
 fn dependent_graph(
     engine: &Engine,
     cache: &CompilerCache<Sum>,
     int: &Ty,
     n: usize,
-    fanout: usize,
+    shape: Shape,
 ) -> Function {
     let funcs: Vec<Function> = (0..n)
         .map(|i| engine.declare_function(&format!("g{i}")).unwrap())
         .collect();
     for i in 0..n {
-        let calls = (i + 1..=(i + fanout).min(n - 1))
-            .map(|j| funcs[j])
-            .collect();
-        engine
-            .add_method(funcs[i], &[int.clone()], Ir { value: 1, calls })
-            .unwrap();
+        let calls: Vec<Function> = match shape {
+            Shape::Dag => (i + 1..=(i + 4).min(n - 1)).map(|j| funcs[j]).collect(),
+            Shape::Tree if i == 0 => vec![],
+            Shape::Tree => vec![funcs[(i - 1) / 2]],
+        };
+        let ir = Ir {
+            value: 1,
+            calls,
+            work: 0,
+        };
+        engine.add_method(funcs[i], &[int.clone()], ir).unwrap();
     }
     let g = engine.pin();
-    for i in (0..n).rev() {
+    // Callees first, so no compilation recurses deeply.
+    let order: Vec<usize> = match shape {
+        Shape::Dag => (0..n).rev().collect(),
+        Shape::Tree => (0..n).collect(),
+    };
+    for i in order {
         let mi = g.dispatch(funcs[i], &[int.clone()]).unwrap();
         cache.compile(&g, mi, &0).unwrap();
     }
-    funcs[n - 1]
+    match shape {
+        Shape::Dag => funcs[n - 1],
+        Shape::Tree => funcs[0],
+    }
 }
 
 fn invalidation(o: &Options, rows: &mut Vec<Row>) {
     let n = if o.quick { 20_000 } else { 100_000 };
     let rounds = if o.quick { 2 } else { 3 };
-    for threads in 1..=o.max_threads {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let mut best = f64::MAX;
-        let mut invalidated = 0;
-        for round in 0..rounds {
-            progress(
-                o,
-                &format!(
-                    "invalidation of {n} dependents, {threads} thread(s), round {}",
-                    round + 1
-                ),
-            );
-            let engine = Engine::new();
-            let int = engine
-                .lattice()
-                .declare_concrete("Int64", &Ty::any())
+    for shape in [Shape::Dag, Shape::Tree] {
+        for threads in 1..=o.max_threads {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
                 .unwrap();
-            let cache = CompilerCache::new(&engine, "perf", Sum);
-            let last = dependent_graph(&engine, &cache, &int, n, 4);
-            // Time the walk alone; reclaiming the 10^5 dead entries is a separate cost.
-            engine.set_auto_reclaim(false);
-            let before = engine.stats().invalidated_code_instances;
-            let t0 = Instant::now();
-            pool.install(|| {
-                engine
-                    .add_method(
-                        last,
-                        &[int.clone()],
-                        Ir {
-                            value: 2,
-                            calls: vec![],
-                        },
-                    )
-                    .unwrap()
+            let mut best = f64::MAX;
+            let mut invalidated = 0;
+            for round in 0..rounds {
+                progress(
+                    o,
+                    &format!(
+                        "invalidation of a {n}-node {}, {threads} thread(s), round {}",
+                        shape.describe(),
+                        round + 1
+                    ),
+                );
+                let engine = Engine::new();
+                let int = engine
+                    .lattice()
+                    .declare_concrete("Int64", &Ty::any())
+                    .unwrap();
+                let cache = CompilerCache::new(&engine, "perf", Sum);
+                let root = dependent_graph(&engine, &cache, &int, n, shape);
+                // Time the walk alone; reclaiming the dead entries is a separate cost.
+                engine.set_auto_reclaim(false);
+                let before = engine.stats().invalidated_code_instances;
+                let t0 = Instant::now();
+                pool.install(|| {
+                    engine
+                        .add_method(root, &[int.clone()], Ir::constant(2))
+                        .unwrap()
+                });
+                let secs = t0.elapsed().as_secs_f64();
+                invalidated = engine.stats().invalidated_code_instances - before;
+                best = best.min(secs);
+            }
+            rows.push(Row {
+                workload: format!("invalidation ({n}-node {})", shape.describe()),
+                imp: "engine".into(),
+                threads,
+                ops_per_sec: invalidated as f64 / best,
+                p50_ns: best * 1e9 / invalidated as f64,
+                p99_ns: best * 1e9 / invalidated as f64,
             });
-            let secs = t0.elapsed().as_secs_f64();
-            invalidated = engine.stats().invalidated_code_instances - before;
-            best = best.min(secs);
         }
-        rows.push(Row {
-            workload: format!("invalidation({n} dependents)"),
-            imp: "engine".into(),
-            threads,
-            ops_per_sec: invalidated as f64 / best,
-            p50_ns: best * 1e9 / invalidated as f64,
-            p99_ns: best * 1e9 / invalidated as f64,
-        });
     }
 }
 
+/// A barrier that spins, yielding, instead of sleeping: a futex wake-up costs more than the rounds
+/// it separates.
+struct SpinBarrier {
+    threads: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(threads: usize) -> Self {
+        SpinBarrier {
+            threads,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+        } else {
+            while self.generation.load(Ordering::Acquire) == generation {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Units of simulated work per compilation in the miss-path workloads (about 10 us).
+const COMPILE_WORK: u32 = 10_000;
+
+/// Runs `keys` rounds on `threads` threads, all getting key `i` in round `i`. Returns ops/s and
+/// the p50/p99 of one get.
+fn rounds(threads: usize, keys: usize, get: impl Fn(usize) + Sync) -> (f64, f64, f64) {
+    let barrier = SpinBarrier::new(threads);
+    let t0 = Instant::now();
+    let mut samples: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (barrier, get) = (&barrier, &get);
+                s.spawn(move || {
+                    (0..keys)
+                        .map(|i| {
+                            barrier.wait();
+                            let t = Instant::now();
+                            get(i);
+                            t.elapsed().as_nanos() as u64
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64;
+    ((keys * threads) as f64 / secs, pct(0.50), pct(0.99))
+}
+
+/// A miss storm: every round, all threads miss one fresh key whose compilation costs about 10 us.
+/// A deduplicating cache computes each key once; the others compute it once per thread.
 fn dedupe(o: &Options, rows: &mut Vec<Row>) {
-    let rounds = if o.quick { 50 } else { 500 };
-    for threads in [o.max_threads, 8, 16] {
-        progress(o, &format!("dedupe, {threads} threads x {rounds} keys"));
+    let keys = if o.quick { 100 } else { 1000 };
+    let mut counts: Vec<usize> = (1..=o.max_threads).chain([8, 16]).collect();
+    counts.dedup();
+    for threads in counts {
+        progress(o, &format!("miss storm, {threads} threads x {keys} keys"));
         let engine = Engine::new();
         let int = engine
             .lattice()
             .declare_concrete("Int64", &Ty::any())
             .unwrap();
         let cache = CompilerCache::new(&engine, "perf", Sum);
-        let funcs: Vec<Function> = (0..rounds)
+        let funcs: Vec<Function> = (0..keys)
             .map(|i| {
                 let f = engine.declare_function(&format!("d{i}")).unwrap();
-                engine
-                    .add_method(
-                        f,
-                        &[int.clone()],
-                        Ir {
-                            value: 1,
-                            calls: vec![],
-                        },
-                    )
-                    .unwrap();
+                let ir = Ir {
+                    work: COMPILE_WORK,
+                    ..Ir::constant(1)
+                };
+                engine.add_method(f, &[int.clone()], ir).unwrap();
                 f
             })
             .collect();
-        let barrier = Barrier::new(threads);
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    for &f in &funcs {
-                        barrier.wait();
-                        let g = engine.pin();
-                        let mi = g.dispatch(f, &[int.clone()]).unwrap();
-                        cache.compile(&g, mi, &0).unwrap();
-                    }
-                });
-            }
+        let args = [int.clone()];
+        let (ops, p50, p99) = rounds(threads, keys, |i| {
+            let g = engine.pin();
+            let mi = g.dispatch(funcs[i], &args).unwrap();
+            std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
         });
-        let secs = t0.elapsed().as_secs_f64();
-        let runs = engine.stats().infer_runs;
+        let per_key = engine.stats().infer_runs as f64 / keys as f64;
+        rows.push(Row {
+            workload: format!("miss storm ({per_key:.2} compilations per key)"),
+            imp: "engine".into(),
+            threads,
+            ops_per_sec: ops,
+            p50_ns: p50,
+            p99_ns: p99,
+        });
+        for b in baselines() {
+            let computed = AtomicU64::new(0);
+            let (ops, p50, p99) = rounds(threads, keys, |i| {
+                let key: Key = (i as u32, 0, 0, 1);
+                std::hint::black_box(b.get_or_compute(&key, &|| {
+                    computed.fetch_add(1, Ordering::Relaxed);
+                    simulated_work(COMPILE_WORK)
+                }));
+            });
+            let per_key = computed.into_inner() as f64 / keys as f64;
+            rows.push(Row {
+                workload: format!("miss storm ({per_key:.2} compilations per key)"),
+                imp: b.name().into(),
+                threads,
+                ops_per_sec: ops,
+                p50_ns: p50,
+                p99_ns: p99,
+            });
+        }
+    }
+}
+
+/// An invalidation storm: 256 functions all call `base`; every 1000 lookups `base` is redefined,
+/// which invalidates all 256, and readers recompile what they look up next (about 1 us of work per
+/// compilation). For a world-keyed baseline a redefinition is a new world: every key misses.
+fn storm(o: &Options, rows: &mut Vec<Row>) {
+    const EVERY: u64 = 1000;
+    const WORK: u32 = 1000;
+    let dur = Duration::from_millis(if o.quick { 300 } else { 2000 });
+    for threads in 1..=o.max_threads {
+        progress(o, &format!("invalidation storm, {threads} thread(s)"));
+        let engine = Engine::new();
+        let int = engine
+            .lattice()
+            .declare_concrete("Int64", &Ty::any())
+            .unwrap();
+        let base = engine.declare_function("base").unwrap();
+        engine
+            .add_method(base, &[int.clone()], Ir::constant(0))
+            .unwrap();
+        let funcs: Vec<Function> = (0..256)
+            .map(|i| {
+                let f = engine.declare_function(&format!("s{i}")).unwrap();
+                let ir = Ir {
+                    value: i,
+                    calls: vec![base],
+                    work: WORK,
+                };
+                engine.add_method(f, &[int.clone()], ir).unwrap();
+                f
+            })
+            .collect();
+        let cache = CompilerCache::new(&engine, "perf", Sum);
+        let args = [int.clone()];
+        let lookups = AtomicU64::new(0);
+        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
+            if lookups.fetch_add(1, Ordering::Relaxed) % EVERY == EVERY - 1 {
+                engine
+                    .add_method(base, &[int.clone()], Ir::constant(n))
+                    .unwrap();
+            }
+            let g = engine.pin();
+            let mi = g.dispatch(funcs[(n % 256) as usize], &args).unwrap();
+            std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
+        });
+        let invalidated = engine.stats().invalidated_code_instances;
         rows.push(Row {
             workload: format!(
-                "dedupe(infer runs per {threads} concurrent misses = {:.2})",
-                runs as f64 / rounds as f64
+                "invalidation storm ({} invalidated per redefinition)",
+                invalidated / (lookups.load(Ordering::Relaxed) / EVERY).max(1)
             ),
             imp: "engine".into(),
             threads,
-            ops_per_sec: (rounds * threads) as f64 / secs,
-            p50_ns: 0.0,
-            p99_ns: 0.0,
+            ops_per_sec: ops,
+            p50_ns: p50,
+            p99_ns: p99,
         });
+        for b in baselines() {
+            let world = AtomicU64::new(1);
+            let lookups = AtomicU64::new(0);
+            let (ops, p50, p99) = throughput(threads, dur, |_, n| {
+                if lookups.fetch_add(1, Ordering::Relaxed) % EVERY == EVERY - 1 {
+                    world.fetch_add(1, Ordering::Relaxed);
+                }
+                let key: Key = ((n % 256) as u32, 0, 0, world.load(Ordering::Relaxed));
+                std::hint::black_box(b.get_or_compute(&key, &|| simulated_work(WORK)));
+            });
+            rows.push(Row {
+                workload: "invalidation storm (every key, new world)".into(),
+                imp: b.name().into(),
+                threads,
+                ops_per_sec: ops,
+                p50_ns: p50,
+                p99_ns: p99,
+            });
+        }
     }
+}
+
+/// Fresh instances of every baseline.
+fn baselines() -> Vec<Box<dyn Baseline>> {
+    vec![
+        Box::new(MutexMap(Mutex::new(HashMap::new()))),
+        Box::new(RwMap(RwLock::new(HashMap::new()))),
+        Box::new(Dash(dashmap::DashMap::new())),
+        Box::new(Moka(moka::sync::Cache::new(1 << 20))),
+    ]
 }
 
 fn main() {
@@ -475,6 +670,7 @@ fn main() {
             "redefinitions" => hits(&o, &mut rows, Some(10_000)),
             "invalidation" => invalidation(&o, &mut rows),
             "dedupe" => dedupe(&o, &mut rows),
+            "storm" => storm(&o, &mut rows),
             _ => unreachable!("validated by parse"),
         }
     }

@@ -47,9 +47,10 @@ pub enum Waited<T> {
     Cycle,
 }
 
-/// How many times a waiter yields, checking for the outcome, before it sleeps on the condvar.
+/// How long a waiter yields, checking for the outcome, before it sleeps on the condvar: a few
+/// short compilations' worth, and little beside a long one.
 #[cfg(not(loom))]
-const SPIN_YIELDS: usize = 64;
+const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// A unit of work run once by its owner thread, whose outcome every waiter receives.
 #[derive(Debug)]
@@ -133,11 +134,11 @@ impl<T: Clone> Job<T> {
         // a loaded machine a condvar wake-up costs several times a short compilation
         // (`benches/concurrent_miss`). The outcome is still read under the lock below.
         #[cfg(not(loom))]
-        for _ in 0..SPIN_YIELDS {
-            if self.is_done() {
-                break;
+        {
+            let start = std::time::Instant::now();
+            while !self.is_done() && start.elapsed() < SPIN_FOR {
+                std::thread::yield_now();
             }
-            std::thread::yield_now();
         }
         let mut outcome = self.outcome.lock();
         let result = loop {

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Run directly, `instructions LOOP N` runs one loop N times (LOOP is one of `code_hit`,
-//! `dispatch_hit`, `full_hit`, `papaya_u64`, `papaya_key`, `std_key`).
+//! `dispatch_hit`, `full_hit`, `miss`, `papaya_u64`, `papaya_key`, `std_key`; `miss` dispatches
+//! and compiles N fresh functions, one miss each).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -74,6 +75,15 @@ fn measured_full_hit(
 }
 
 #[inline(never)]
+fn measured_miss(engine: &Engine, cache: &CompilerCache<Const>, funcs: &[Function], args: &[Ty]) {
+    let guard = engine.pin();
+    for &f in funcs {
+        let mi = guard.dispatch(f, args).unwrap();
+        black_box(cache.compile(&guard, mi, &0).unwrap());
+    }
+}
+
+#[inline(never)]
 fn measured_papaya_u64(map: &papaya::HashMap<u64, u64, FxBuildHasher>, key: u64, n: u64) {
     let guard = map.guard();
     for _ in 0..n {
@@ -105,7 +115,7 @@ fn main() {
     let (which, n) = match (args.next(), args.next().and_then(|n| n.parse::<u64>().ok())) {
         (Some(w), Some(n)) => (w, n),
         _ => {
-            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit full_hit papaya_u64 papaya_key std_key)");
+            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit full_hit miss papaya_u64 papaya_key std_key)");
             std::process::exit(2);
         }
     };
@@ -146,7 +156,20 @@ fn main() {
     }
     let key: DispatchKey = (7, 0, Box::from(argtypes.clone()));
 
+    let fresh: Vec<Function> = if which == "miss" {
+        (0..n)
+            .map(|i| {
+                let g = engine.declare_function(&format!("fresh{i}")).unwrap();
+                engine.add_method(g, &[Ty::any(), Ty::any()], ()).unwrap();
+                g
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+
     match which.as_str() {
+        "miss" => measured_miss(&engine, &cache, &fresh, &argtypes),
         "code_hit" => measured_code_hit(&cache, &guard, &mi, n),
         "dispatch_hit" => measured_dispatch_hit(&guard, f, &argtypes, n),
         "full_hit" => measured_full_hit(&cache, &guard, f, &argtypes, n),
