@@ -342,6 +342,13 @@ pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
     pub(crate) deps: OnceLock<Vec<Dep<L>>>,
 }
 
+impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {
+    fn drop(&mut self) {
+        // Dependencies hold their own dependencies: a chain as long as the call chain.
+        crate::drop_chain::defer(self.deps.take());
+    }
+}
+
 impl<C: Compiler<L>, L: Lattice> Dependent for CiData<C, L> {
     fn core(&self) -> &CiCore {
         &self.core

@@ -14,7 +14,9 @@
 //! coordination (on two cores a naive parallel frontier is slower than a DFS).
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
+
+use crate::cache::lock;
 
 use crate::raw::edges::EdgeSet;
 use crate::raw::validity::Validity;
@@ -59,7 +61,9 @@ pub(crate) type Edges = EdgeSet<Edge>;
 /// What every code instance carries for invalidation, whatever its compiler.
 pub(crate) struct CiCore {
     pub(crate) validity: Validity,
-    pub(crate) cause: OnceLock<Cause>,
+    /// Why it was invalidated; the first record stands. (A once-cell's initialization cost a
+    /// sixth of the invalidation walk per instance; an uncontended lock is cheaper.)
+    cause: Mutex<Option<Cause>>,
     /// The edges of this instance's own slot: who depends on this instance's result.
     pub(crate) slot_edges: Arc<Edges>,
 }
@@ -68,14 +72,49 @@ impl CiCore {
     pub(crate) fn new(compile_world: u64, min: u64, slot_edges: Arc<Edges>) -> Self {
         CiCore {
             validity: Validity::new(compile_world, min),
-            cause: OnceLock::new(),
+            cause: Mutex::new(None),
             slot_edges,
         }
     }
 
     /// Records why the instance was invalidated; the first record stands.
     pub(crate) fn set_cause(&self, cause: Cause) {
-        let _ = self.cause.set(cause);
+        lock(&self.cause).get_or_insert(cause);
+    }
+
+    /// The upstream instance, if the cause is `Via`, or the root cause's parts otherwise.
+    fn read_cause(&self) -> Option<Result<DepRef, (u64, String, String)>> {
+        let cause = lock(&self.cause);
+        Some(match cause.as_ref()? {
+            Cause::Via(up) => Ok(Arc::clone(up)),
+            Cause::Dispatch { mutation, call } => Err((
+                mutation.world,
+                mutation.description.clone(),
+                format!("dispatch {call} changed"),
+            )),
+            Cause::Method { mutation, instance } => Err((
+                mutation.world,
+                mutation.description.clone(),
+                format!("method of {instance} was replaced or deleted"),
+            )),
+            Cause::DuringCompilation { world } => Err((
+                *world,
+                "a dependency was invalidated while this was being compiled".to_owned(),
+                "published already invalid".to_owned(),
+            )),
+        })
+    }
+}
+
+impl Drop for CiCore {
+    fn drop(&mut self) {
+        // A `Via` cause holds the previous link of the invalidation's path (see drop_chain).
+        let cause = self
+            .cause
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        crate::drop_chain::defer(cause);
     }
 }
 
@@ -146,42 +185,23 @@ impl fmt::Display for Invalidation {
 /// Reconstructs the invalidation record of `dep`, if it was invalidated by a walk.
 pub(crate) fn explain(dep: &dyn Dependent) -> Option<Invalidation> {
     let mut chain = vec![dep.label()];
-    let mut upstream: Option<DepRef> = None;
+    let mut cause = dep.core().read_cause()?;
     loop {
-        let cause = match &upstream {
-            None => dep.core().cause.get()?,
-            Some(up) => up.core().cause.get()?,
-        };
-        let (world, mutation, trigger) = match cause {
-            Cause::Via(up) => {
+        match cause {
+            Ok(up) => {
                 chain.push(up.label());
-                let next = Arc::clone(up);
-                upstream = Some(next);
-                continue;
+                cause = up.core().read_cause()?;
             }
-            Cause::Dispatch { mutation, call } => (
-                mutation.world,
-                mutation.description.clone(),
-                format!("dispatch {call} changed"),
-            ),
-            Cause::Method { mutation, instance } => (
-                mutation.world,
-                mutation.description.clone(),
-                format!("method of {instance} was replaced or deleted"),
-            ),
-            Cause::DuringCompilation { world } => (
-                *world,
-                "a dependency was invalidated while this was being compiled".to_owned(),
-                "published already invalid".to_owned(),
-            ),
-        };
-        chain.reverse();
-        return Some(Invalidation {
-            world: World::from_raw(world),
-            mutation,
-            trigger,
-            chain,
-        });
+            Err((world, mutation, trigger)) => {
+                chain.reverse();
+                return Some(Invalidation {
+                    world: World::from_raw(world),
+                    mutation,
+                    trigger,
+                    chain,
+                });
+            }
+        }
     }
 }
 

@@ -115,6 +115,8 @@ pub mod compile;
 #[cfg(not(loom))]
 pub mod dispatch;
 #[cfg(not(loom))]
+mod drop_chain;
+#[cfg(not(loom))]
 mod engine;
 #[cfg(not(loom))]
 pub mod error;

@@ -367,3 +367,70 @@ fn compiling_in_an_older_world_after_a_newer_one_terminates_with_the_old_answer(
     assert_eq!(s.infers("f"), 2);
     let _ = int;
 }
+
+/// Walks past the sequential threshold (4096 visits) run on rayon workers, splitting the work;
+/// they must lower exactly the dependents, each once, with a cause leading back to the root.
+#[test]
+fn large_walks_on_rayon_workers_invalidate_exactly_the_dependents() {
+    const N: usize = 6000;
+    type Shape = fn(usize) -> Vec<usize>;
+    let shapes: [(&str, Shape); 2] = [
+        ("tree", |i| if i == 0 { vec![] } else { vec![(i - 1) / 2] }),
+        ("dag", |i| (i.saturating_sub(4)..i).collect()),
+    ];
+    for (shape, callees) in shapes {
+        for threads in [2, 3] {
+            let s = setup();
+            let names: Vec<String> = (0..N).map(|i| format!("{shape}{i}")).collect();
+            for (i, name) in names.iter().enumerate() {
+                let deps: Vec<&str> = callees(i).into_iter().map(|j| names[j].as_str()).collect();
+                s.define(name, calls(0, &deps, &s.t.int));
+            }
+            s.define("unrelated", Ir::constant(7));
+            for name in &names {
+                s.run(name);
+            }
+            assert_eq!(s.run("unrelated"), 7);
+            // Held across the redefinition: reclamation may drop the cache's own references.
+            let sample: Vec<_> = names[1..]
+                .iter()
+                .step_by(97)
+                .chain([&names[N - 1]])
+                .map(|name| (name, s.ci(name)))
+                .collect();
+            let before = s.engine.current_world();
+            let invalidated = s.engine.stats().invalidated_code_instances;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| s.define(&names[0], Ir::constant(0)));
+            let after = s.engine.current_world();
+            assert_eq!(
+                s.engine.stats().invalidated_code_instances - invalidated,
+                N as u64,
+                "{shape} on {threads} threads: each dependent lowered exactly once"
+            );
+            for (name, ci) in sample {
+                assert!(ci.is_valid_in(before) && !ci.is_valid_in(after), "{name}");
+                let why = ci.invalidation().expect("a walk records why");
+                assert_eq!(why.world, after, "{name}");
+                assert!(
+                    why.chain.last().unwrap().starts_with(&format!("{name}(")),
+                    "{why}"
+                );
+                assert!(why.mutation.contains(&format!("{}(", names[0])), "{why}");
+            }
+            assert!(
+                s.ci("unrelated").is_valid_in(after),
+                "{shape}: not a dependent"
+            );
+            let infers = s.infers(&names[N - 1]);
+            // Callees first, so that no compilation recurses thousands of calls deep.
+            for name in &names {
+                s.run(name);
+            }
+            assert_eq!(s.infers(&names[N - 1]), infers + 1, "recompiled once");
+        }
+    }
+}

@@ -196,3 +196,49 @@ fn dropping_the_engine_and_its_caches_frees_every_code_instance() {
         "backedges must not keep code instances alive"
     );
 }
+
+/// Each instance of a long call chain holds the one it calls, and once invalidated the one the
+/// invalidation came through: reclaiming or dropping the chain must not recurse link by link.
+#[test]
+fn long_call_chains_are_reclaimed_and_dropped_without_deep_recursion() {
+    const N: usize = 20_000;
+    let run = || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let cache = CompilerCache::new(&engine, "Test", Foreign::default());
+        let names: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let f = engine.declare_function(name).unwrap();
+            let ir = match i {
+                0 => Ir::constant(0),
+                _ => common::calls(0, &[names[i - 1].as_str()], &t.int),
+            };
+            engine.add_method(f, &[t.int.clone()], ir).unwrap();
+        }
+        {
+            let guard = engine.pin();
+            for name in &names {
+                let mi = guard
+                    .dispatch(engine.function(name).unwrap(), &[t.int.clone()])
+                    .unwrap();
+                cache.compile(&guard, mi, &0).unwrap();
+            }
+        }
+        let root = engine.function(&names[0]).unwrap();
+        engine
+            .add_method(root, &[t.int.clone()], Ir::constant(1))
+            .unwrap();
+        assert!(engine.stats().invalidated_code_instances >= N as u64);
+        let census = engine.reclaim();
+        assert!(census.code_instances < 8, "{census:?}");
+        drop(cache);
+        drop(engine);
+    };
+    // A small stack: recursing once per link would need far more.
+    thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+}
