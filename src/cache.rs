@@ -426,6 +426,17 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
         let mut empty = Vec::new();
         for (key, entry) in self.slots.iter(&guard) {
             let slot = &entry.slot;
+            // Most slots hold only versions still visible: nothing to drop, and the slot stays.
+            // (A version published after this snapshot waits for the next reclamation.)
+            if !entry.versions.is_empty()
+                && entry
+                    .versions
+                    .iter()
+                    .all(|v| v.core.validity.max() > horizon)
+            {
+                slot.edges.prune_large(Edge::is_dead);
+                continue;
+            }
             let mut state = lock(&slot.state);
             let before = state.versions.len();
             state.versions.retain(|v| v.core.validity.max() > horizon);

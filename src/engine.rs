@@ -547,9 +547,17 @@ impl<L: Lattice> Engine<L> {
         let guard = inner.collector.enter();
         for func in inner.functions.values(&guard) {
             let registry = lock(&func.dispatch);
-            let lists = func.lists.load_full();
+            let lists = func.lists.load();
             let keep = |m: &Method<L>| m.0.deleted.load(Ordering::Acquire) > horizon;
             let before = lists.len();
+            for node in registry.nodes.values() {
+                node.edges.prune_large(crate::invalidate::Edge::is_dead);
+            }
+            // Most functions have nothing to drop: check before rebuilding (and allocating) lists.
+            if lists.per_table.iter().all(|(_, list)| list.iter().all(keep)) {
+                methods += before;
+                continue;
+            }
             let pruned = crate::table::MethodLists {
                 per_table: lists
                     .per_table
@@ -569,9 +577,6 @@ impl<L: Lattice> Engine<L> {
             let after = pruned.len();
             if after != before {
                 func.lists.store(Arc::new(pruned));
-            }
-            for node in registry.nodes.values() {
-                node.edges.prune(crate::invalidate::Edge::is_dead);
             }
             dropped += before - after;
             methods += after;

@@ -113,6 +113,17 @@ impl<T> EdgeSet<T> {
         inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
     }
 
+    /// Like [`EdgeSet::prune`], but leaves sets of at most a few entries alone: they cost little
+    /// memory, and checking every entry of every small set made a reclamation pass cost a
+    /// reference-count update per edge in the engine.
+    pub fn prune_large(&self, is_dead: impl Fn(&T) -> bool) {
+        let mut inner = self.inner.lock();
+        if inner.items.len() > MIN_COMPACT {
+            inner.items.retain(|d| !is_dead(d));
+            inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
+        }
+    }
+
     /// The number of registered dependents.
     pub fn len(&self) -> usize {
         self.inner.lock().items.len()
