@@ -471,7 +471,7 @@ impl<L: Lattice> Engine<L> {
         let garbage = inner.garbage.fetch_add(garbage, Ordering::Relaxed) + garbage;
         let survivors = inner.reclaim_survivors.load(Ordering::Relaxed);
         if garbage > RECLAIM_MIN_GARBAGE
-            && garbage > survivors / 2
+            && garbage > survivors
             && inner.auto_reclaim.load(Ordering::Relaxed)
         {
             self.reclaim();
@@ -554,7 +554,11 @@ impl<L: Lattice> Engine<L> {
                 node.edges.prune_large(crate::invalidate::Edge::is_dead);
             }
             // Most functions have nothing to drop: check before rebuilding (and allocating) lists.
-            if lists.per_table.iter().all(|(_, list)| list.iter().all(keep)) {
+            if lists
+                .per_table
+                .iter()
+                .all(|(_, list)| list.iter().all(keep))
+            {
                 methods += before;
                 continue;
             }
