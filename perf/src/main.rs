@@ -279,21 +279,25 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
         .collect();
     let cache = CompilerCache::new(&engine, "perf", Sum);
     let args = [int.clone()];
-    let lookups = AtomicU64::new(0);
-    let redefine = |n: u64| {
-        if let Some(every) = redefine_every {
-            if lookups.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
+    for threads in 1..=o.max_threads {
+        progress(o, &format!("{workload}, {threads} thread(s)"));
+        // Thread 0 mutates every `every / threads` of its own lookups, so the whole run sees about
+        // one mutation per `every` lookups without a shared counter (whose cache line, bouncing
+        // between threads, cost more than a hit).
+        let due = |t: usize, n: u64| match redefine_every {
+            Some(every) => {
+                let per_thread = (every / threads as u64).max(1);
+                t == 0 && n % per_thread == per_thread - 1
+            }
+            None => false,
+        };
+        let (ops, p50, p99) = throughput(threads, dur, |t, n| {
+            if due(t, n) {
                 let f = funcs[(n % 256) as usize];
                 engine
                     .add_method(f, &[int.clone()], Ir::constant(n))
                     .unwrap();
             }
-        }
-    };
-    for threads in 1..=o.max_threads {
-        progress(o, &format!("{workload}, {threads} thread(s)"));
-        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-            redefine(n);
             let g = engine.pin();
             let mi = g.dispatch(funcs[(n % 256) as usize], &args).unwrap();
             std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
@@ -308,12 +312,10 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
         });
         let world = AtomicU64::new(1);
         for b in &baselines() {
-            let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-                if let Some(every) = redefine_every {
-                    // A redefinition is a new world: a world-keyed cache misses on every key.
-                    if lookups.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
-                        world.fetch_add(1, Ordering::Relaxed);
-                    }
+            let (ops, p50, p99) = throughput(threads, dur, |t, n| {
+                // A redefinition is a new world: a world-keyed cache misses on every key.
+                if due(t, n) {
+                    world.fetch_add(1, Ordering::Relaxed);
                 }
                 let key: Key = ((n % 256) as u32, 0, 0, world.load(Ordering::Relaxed));
                 std::hint::black_box(b.get_or_compute(&key, &|| n % 256));
@@ -600,9 +602,13 @@ fn storm(o: &Options, rows: &mut Vec<Row>) {
             .collect();
         let cache = CompilerCache::new(&engine, "perf", Sum);
         let args = [int.clone()];
-        let lookups = AtomicU64::new(0);
-        let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-            if lookups.fetch_add(1, Ordering::Relaxed) % EVERY == EVERY - 1 {
+        // As in `hits`: thread 0 mutates, at a rate of about one per EVERY lookups overall.
+        let per_thread = EVERY / threads as u64;
+        let due = |t: usize, n: u64| t == 0 && n % per_thread == per_thread - 1;
+        let redefinitions = AtomicU64::new(0);
+        let (ops, p50, p99) = throughput(threads, dur, |t, n| {
+            if due(t, n) {
+                redefinitions.fetch_add(1, Ordering::Relaxed);
                 engine
                     .add_method(base, &[int.clone()], Ir::constant(n))
                     .unwrap();
@@ -615,7 +621,7 @@ fn storm(o: &Options, rows: &mut Vec<Row>) {
         rows.push(Row {
             workload: format!(
                 "invalidation storm ({} invalidated per redefinition)",
-                invalidated / (lookups.load(Ordering::Relaxed) / EVERY).max(1)
+                invalidated / redefinitions.into_inner().max(1)
             ),
             imp: "engine".into(),
             threads,
@@ -625,9 +631,8 @@ fn storm(o: &Options, rows: &mut Vec<Row>) {
         });
         for b in baselines() {
             let world = AtomicU64::new(1);
-            let lookups = AtomicU64::new(0);
-            let (ops, p50, p99) = throughput(threads, dur, |_, n| {
-                if lookups.fetch_add(1, Ordering::Relaxed) % EVERY == EVERY - 1 {
+            let (ops, p50, p99) = throughput(threads, dur, |t, n| {
+                if due(t, n) {
                     world.fetch_add(1, Ordering::Relaxed);
                 }
                 let key: Key = ((n % 256) as u32, 0, 0, world.load(Ordering::Relaxed));
