@@ -183,7 +183,9 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
             argtypes,
             &hits,
         )?;
-        engine.stats.add(Counter::DispatchHit, hits.get());
+        if hits.get() > 0 {
+            engine.stats.add(Counter::DispatchHit, 1);
+        }
         let node = Arc::clone(node);
         let result = node.result().cloned();
         if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {

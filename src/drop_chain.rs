@@ -35,12 +35,25 @@ pub(crate) fn defer<T: Send + 'static>(value: T) {
         })
         // During thread teardown the queue is gone: drop in place, as plain drop glue would.
         .unwrap_or(false);
-    drop(value);
-    if outermost {
-        while let Some(next) = PENDING.with(|p| p.borrow_mut().as_mut().and_then(Vec::pop)) {
-            drop(next);
+    if !outermost {
+        drop(value);
+        return;
+    }
+    // Ends the loop even if a destructor panics: the queue is closed and what is left in it is
+    // leaked (dropping it while unwinding could panic again and abort), so later drops on this
+    // thread are not queued forever.
+    struct Close;
+    impl Drop for Close {
+        fn drop(&mut self) {
+            if let Ok(Some(rest)) = PENDING.try_with(|p| p.borrow_mut().take()) {
+                std::mem::forget(rest);
+            }
         }
-        PENDING.with(|p| *p.borrow_mut() = None);
+    }
+    let _close = Close;
+    drop(value);
+    while let Some(next) = PENDING.with(|p| p.borrow_mut().as_mut().and_then(Vec::pop)) {
+        drop(next);
     }
 }
 
@@ -71,6 +84,29 @@ mod tests {
             })
             .unwrap();
         handle.join().expect("no stack overflow");
+    }
+
+    #[test]
+    fn a_panicking_destructor_does_not_leave_the_queue_open() {
+        struct Boom;
+        impl Drop for Boom {
+            fn drop(&mut self) {
+                panic!("boom");
+            }
+        }
+        /// Defers a `Boom`, so the panic happens inside the loop, not in the first drop.
+        struct Holder(Option<Boom>);
+        impl Drop for Holder {
+            fn drop(&mut self) {
+                defer(self.0.take());
+            }
+        }
+        let result = std::panic::catch_unwind(|| defer(Holder(Some(Boom))));
+        assert!(result.is_err());
+        // The next outermost defer runs its own loop: what it is given really is dropped.
+        let shared = Arc::new(Link(None));
+        defer(Link(Some(Arc::clone(&shared))));
+        assert_eq!(Arc::strong_count(&shared), 1);
     }
 
     #[test]
