@@ -46,7 +46,10 @@ pub(crate) fn defer<T: Send + 'static>(value: T) {
     impl Drop for Close {
         fn drop(&mut self) {
             if let Ok(Some(rest)) = PENDING.try_with(|p| p.borrow_mut().take()) {
-                std::mem::forget(rest);
+                if std::thread::panicking() {
+                    std::mem::forget(rest);
+                }
+                // Otherwise the loop emptied it; dropping it frees only its buffer.
             }
         }
     }
