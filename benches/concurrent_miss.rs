@@ -9,61 +9,15 @@
 //!
 //! Run: `cargo bench --bench concurrent_miss`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use compiler_caching::{Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
+use compiler_caching::{CompilerCache, Engine, Function, Ty};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-struct Const;
-
-impl Compiler for Const {
-    type Key = u32;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        Ok(cx.instance().id())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-}
-
-/// A barrier that spins (yielding) rather than sleeping: a futex barrier's wake-up takes tens of
-/// microseconds here, which would swamp the microseconds being measured.
-struct SpinBarrier {
-    threads: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-}
-
-impl SpinBarrier {
-    fn new(threads: usize) -> Self {
-        SpinBarrier {
-            threads,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-        }
-    }
-
-    fn wait(&self) {
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-        } else {
-            while self.generation.load(Ordering::Acquire) == generation {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{Const, SpinBarrier};
 
 /// Runs `iters` rounds on `threads` threads; `round(i)` is what every thread does in round `i`.
 /// Returns the summed time from each round's release to its last finisher, as seen by thread 0.

@@ -10,44 +10,18 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use compiler_caching::{Compiler, CompilerCache, Engine, InferCx, PhaseCx, Ty};
+use compiler_caching::Ty;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rustc_hash::FxBuildHasher;
 
-struct Const;
-
-impl Compiler for Const {
-    type Key = u32;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        Ok(cx.instance().id())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::HitSetup;
 
 fn hit_path(c: &mut Criterion) {
-    let engine = Engine::new();
-    let real = engine
-        .lattice()
-        .declare_abstract("Real", &Ty::any())
-        .unwrap();
-    let int = engine.lattice().declare_concrete("Int64", &real).unwrap();
-    let float = engine.lattice().declare_concrete("Float64", &real).unwrap();
-    let f = engine.declare_function("f").unwrap();
-    engine
-        .add_method(f, &[real.clone(), Ty::any()], ())
-        .unwrap();
-    engine.add_method(f, &[int.clone(), Ty::any()], ()).unwrap();
-    let cache = CompilerCache::new(&engine, "bench", Const);
-    let args = [int.clone(), float.clone()];
+    let setup = HitSetup::new();
+    let (engine, f, args) = (&setup.engine, setup.f, setup.args.clone());
+    let cache = setup.cache("bench");
     let guard = engine.pin();
     let mi = guard.dispatch(f, &args).unwrap().clone();
     cache.compile(&guard, &mi, &0).unwrap();

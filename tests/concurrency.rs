@@ -108,30 +108,13 @@ fn direct_and_mutual_recursion_terminate_on_one_thread() {
         let engine = Engine::new();
         let t = types(&engine);
         let int = t.int.clone();
-        for n in ["fact", "even", "odd"] {
-            engine.declare_function(n).unwrap();
+        for (name, value, callee) in [("fact", 1, "fact"), ("even", 10, "odd"), ("odd", 1, "even")]
+        {
+            let f = engine.declare_function(name).unwrap();
+            engine
+                .add_method(f, &[int.clone()], calls(value, &[callee], &int))
+                .unwrap();
         }
-        engine
-            .add_method(
-                engine.function("fact").unwrap(),
-                &[int.clone()],
-                calls(1, &["fact"], &int),
-            )
-            .unwrap();
-        engine
-            .add_method(
-                engine.function("even").unwrap(),
-                &[int.clone()],
-                calls(10, &["odd"], &int),
-            )
-            .unwrap();
-        engine
-            .add_method(
-                engine.function("odd").unwrap(),
-                &[int.clone()],
-                calls(1, &["even"], &int),
-            )
-            .unwrap();
         let compiler = Foreign::default();
         let log = compiler.log.clone();
         let cache = CompilerCache::new(&engine, "C", compiler);

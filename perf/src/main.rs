@@ -19,9 +19,13 @@
 //! Absolute numbers depend on the machine; compare rows of one run.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+#[path = "../../benches/support/mod.rs"]
+mod support;
+use support::SpinBarrier;
 
 use compiler_caching::{Callee, Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
 
@@ -95,6 +99,25 @@ struct Row {
     ops_per_sec: f64,
     p50_ns: f64,
     p99_ns: f64,
+}
+
+impl Row {
+    /// A row from what [`throughput`] and [`rounds`] return: ops/s, p50 and p99 in ns.
+    fn new(
+        workload: impl Into<String>,
+        imp: impl Into<String>,
+        threads: usize,
+        (ops_per_sec, p50_ns, p99_ns): (f64, f64, f64),
+    ) -> Row {
+        Row {
+            workload: workload.into(),
+            imp: imp.into(),
+            threads,
+            ops_per_sec,
+            p50_ns,
+            p99_ns,
+        }
+    }
 }
 
 struct Options {
@@ -302,14 +325,12 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
             let mi = g.dispatch(funcs[(n % 256) as usize], &args).unwrap();
             std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
         });
-        rows.push(Row {
-            workload: workload.clone(),
-            imp: "engine".into(),
+        rows.push(Row::new(
+            workload.clone(),
+            "engine",
             threads,
-            ops_per_sec: ops,
-            p50_ns: p50,
-            p99_ns: p99,
-        });
+            (ops, p50, p99),
+        ));
         let world = AtomicU64::new(1);
         for b in &baselines() {
             let (ops, p50, p99) = throughput(threads, dur, |t, n| {
@@ -320,14 +341,12 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
                 let key: Key = ((n % 256) as u32, 0, 0, world.load(Ordering::Relaxed));
                 std::hint::black_box(b.get_or_compute(&key, &|| n % 256));
             });
-            rows.push(Row {
-                workload: workload.clone(),
-                imp: b.name().into(),
+            rows.push(Row::new(
+                workload.clone(),
+                b.name(),
                 threads,
-                ops_per_sec: ops,
-                p50_ns: p50,
-                p99_ns: p99,
-            });
+                (ops, p50, p99),
+            ));
         }
     }
 }
@@ -431,44 +450,13 @@ fn invalidation(o: &Options, rows: &mut Vec<Row>) {
                 invalidated = engine.stats().invalidated_code_instances - before;
                 best = best.min(secs);
             }
-            rows.push(Row {
-                workload: format!("invalidation ({n}-node {})", shape.describe()),
-                imp: "engine".into(),
+            let per_node = best * 1e9 / invalidated as f64;
+            rows.push(Row::new(
+                format!("invalidation ({n}-node {})", shape.describe()),
+                "engine",
                 threads,
-                ops_per_sec: invalidated as f64 / best,
-                p50_ns: best * 1e9 / invalidated as f64,
-                p99_ns: best * 1e9 / invalidated as f64,
-            });
-        }
-    }
-}
-
-/// A barrier that spins, yielding, instead of sleeping: a futex wake-up costs more than the rounds
-/// it separates.
-struct SpinBarrier {
-    threads: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-}
-
-impl SpinBarrier {
-    fn new(threads: usize) -> Self {
-        SpinBarrier {
-            threads,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-        }
-    }
-
-    fn wait(&self) {
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-        } else {
-            while self.generation.load(Ordering::Acquire) == generation {
-                std::thread::yield_now();
-            }
+                (invalidated as f64 / best, per_node, per_node),
+            ));
         }
     }
 }
@@ -540,14 +528,12 @@ fn dedupe(o: &Options, rows: &mut Vec<Row>) {
             std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
         });
         let per_key = engine.stats().infer_runs as f64 / keys as f64;
-        rows.push(Row {
-            workload: format!("miss storm ({per_key:.2} compilations per key)"),
-            imp: "engine".into(),
+        rows.push(Row::new(
+            format!("miss storm ({per_key:.2} compilations per key)"),
+            "engine",
             threads,
-            ops_per_sec: ops,
-            p50_ns: p50,
-            p99_ns: p99,
-        });
+            (ops, p50, p99),
+        ));
         for b in baselines() {
             let computed = AtomicU64::new(0);
             let (ops, p50, p99) = rounds(threads, keys, |i| {
@@ -558,14 +544,12 @@ fn dedupe(o: &Options, rows: &mut Vec<Row>) {
                 }));
             });
             let per_key = computed.into_inner() as f64 / keys as f64;
-            rows.push(Row {
-                workload: format!("miss storm ({per_key:.2} compilations per key)"),
-                imp: b.name().into(),
+            rows.push(Row::new(
+                format!("miss storm ({per_key:.2} compilations per key)"),
+                b.name(),
                 threads,
-                ops_per_sec: ops,
-                p50_ns: p50,
-                p99_ns: p99,
-            });
+                (ops, p50, p99),
+            ));
         }
     }
 }
@@ -618,17 +602,15 @@ fn storm(o: &Options, rows: &mut Vec<Row>) {
             std::hint::black_box(cache.compile(&g, mi, &0).unwrap());
         });
         let invalidated = engine.stats().invalidated_code_instances;
-        rows.push(Row {
-            workload: format!(
+        rows.push(Row::new(
+            format!(
                 "invalidation storm ({} invalidated per redefinition)",
                 invalidated / redefinitions.into_inner().max(1)
             ),
-            imp: "engine".into(),
+            "engine",
             threads,
-            ops_per_sec: ops,
-            p50_ns: p50,
-            p99_ns: p99,
-        });
+            (ops, p50, p99),
+        ));
         for b in baselines() {
             let world = AtomicU64::new(1);
             let (ops, p50, p99) = throughput(threads, dur, |t, n| {
@@ -638,14 +620,12 @@ fn storm(o: &Options, rows: &mut Vec<Row>) {
                 let key: Key = ((n % 256) as u32, 0, 0, world.load(Ordering::Relaxed));
                 std::hint::black_box(b.get_or_compute(&key, &|| simulated_work(WORK)));
             });
-            rows.push(Row {
-                workload: "invalidation storm (every key, new world)".into(),
-                imp: b.name().into(),
+            rows.push(Row::new(
+                "invalidation storm (every key, new world)",
+                b.name(),
                 threads,
-                ops_per_sec: ops,
-                p50_ns: p50,
-                p99_ns: p99,
-            });
+                (ops, p50, p99),
+            ));
         }
     }
 }

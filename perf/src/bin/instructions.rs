@@ -17,27 +17,12 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 
-use compiler_caching::{Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
+use compiler_caching::{CompilerCache, Engine, Function, Ty};
 use rustc_hash::FxBuildHasher;
 
-struct Const;
-
-impl Compiler for Const {
-    type Key = u32;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        Ok(cx.instance().id())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-}
+#[path = "../../../benches/support/mod.rs"]
+mod support;
+use support::{Const, HitSetup};
 
 type DispatchKey = (u32, u32, Box<[Ty]>);
 
@@ -121,20 +106,9 @@ fn main() {
     };
 
     // The same setup as benches/hit_path.rs.
-    let engine = Engine::new();
-    let real = engine
-        .lattice()
-        .declare_abstract("Real", &Ty::any())
-        .unwrap();
-    let int = engine.lattice().declare_concrete("Int64", &real).unwrap();
-    let float = engine.lattice().declare_concrete("Float64", &real).unwrap();
-    let f = engine.declare_function("f").unwrap();
-    engine
-        .add_method(f, &[real.clone(), Ty::any()], ())
-        .unwrap();
-    engine.add_method(f, &[int.clone(), Ty::any()], ()).unwrap();
-    let cache = CompilerCache::new(&engine, "instructions", Const);
-    let argtypes = [int, float];
+    let setup = HitSetup::new();
+    let (engine, f, argtypes) = (&setup.engine, setup.f, setup.args.clone());
+    let cache = setup.cache("instructions");
     let guard = engine.pin();
     let mi = guard.dispatch(f, &argtypes).unwrap().clone();
     cache.compile(&guard, &mi, &0).unwrap();
@@ -169,7 +143,7 @@ fn main() {
     };
 
     match which.as_str() {
-        "miss" => measured_miss(&engine, &cache, &fresh, &argtypes),
+        "miss" => measured_miss(engine, &cache, &fresh, &argtypes),
         "code_hit" => measured_code_hit(&cache, &guard, &mi, n),
         "dispatch_hit" => measured_dispatch_hit(&guard, f, &argtypes, n),
         "full_hit" => measured_full_hit(&cache, &guard, f, &argtypes, n),
