@@ -28,8 +28,11 @@ use crate::world::OPEN;
 pub(crate) enum Outcome<L: Lattice> {
     Found(MethodInstance<L>),
     NoMethod,
-    /// The applicable methods no other applicable method beats.
-    Ambiguous(Vec<Method<L>>),
+    /// No applicable method beats every other one (see [`Raw::Ambiguous`]).
+    Ambiguous {
+        candidate: Method<L>,
+        rivals: Vec<Method<L>>,
+    },
 }
 
 impl<L: Lattice> Outcome<L> {
@@ -38,7 +41,9 @@ impl<L: Lattice> Outcome<L> {
         match self {
             Outcome::Found(mi) => mi.method() == method,
             Outcome::NoMethod => false,
-            Outcome::Ambiguous(ms) => ms.contains(method),
+            Outcome::Ambiguous { candidate, rivals } => {
+                candidate == method || rivals.contains(method)
+            }
         }
     }
 }
@@ -59,7 +64,7 @@ impl<L: Lattice> DispatchNode<L> {
         match &self.outcome {
             Outcome::Found(mi) => Ok(mi),
             Outcome::NoMethod => Err(self.no_method()),
-            Outcome::Ambiguous(ms) => Err(self.ambiguous(ms)),
+            Outcome::Ambiguous { candidate, rivals } => Err(self.ambiguous(candidate, rivals)),
         }
     }
 
@@ -73,11 +78,12 @@ impl<L: Lattice> DispatchNode<L> {
     }
 
     #[cold]
-    fn ambiguous(&self, candidates: &[Method<L>]) -> Error {
+    fn ambiguous(&self, candidate: &Method<L>, rivals: &[Method<L>]) -> Error {
         Error::Ambiguous {
             function: self.function_name.to_string(),
             argtypes: SigDisplay(&self.args).to_string(),
-            candidates: candidates.iter().map(ToString::to_string).collect(),
+            candidate: candidate.to_string(),
+            rivals: rivals.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -168,7 +174,14 @@ impl<T: Eq> papaya::Equivalent<DispatchKey<T>> for DispatchQuery<'_, T> {
 pub(crate) enum Raw<L: Lattice> {
     Found(Method<L>),
     NoMethod,
-    Ambiguous(Vec<Method<L>>),
+    /// No applicable method beats every other applicable one. `candidate` is the would-be winner
+    /// (the oldest applicable method that no other beats, or the oldest applicable method if
+    /// every one is beaten by another), and `rivals` the applicable methods it fails to beat,
+    /// oldest first: what a user must disambiguate.
+    Ambiguous {
+        candidate: Method<L>,
+        rivals: Vec<Method<L>>,
+    },
 }
 
 /// Dispatch `args` through `stack` in `world` over `lists`. Returns the answer and the world range
@@ -210,6 +223,10 @@ pub(crate) fn compute<L: Lattice>(
 }
 
 /// The applicable method more specific than every other, or the ambiguity.
+///
+/// Specificity is not transitive once unions appear (`a` beats `b`, `b` beats `c`, `a` does not
+/// beat `c`), so a method beaten by no other is not necessarily the winner: the winner must beat
+/// every other applicable method.
 fn select<L: Lattice>(lattice: &L, live: &[&Method<L>]) -> Raw<L> {
     let beats = |a: &Method<L>, b: &Method<L>| lattice.is_more_specific(&a.0.sig, &b.0.sig);
     // A tournament finds the winner in one pass when there is one; a check confirms it.
@@ -226,21 +243,22 @@ fn select<L: Lattice>(lattice: &L, live: &[&Method<L>]) -> Raw<L> {
     if let Some(w) = live.iter().find(|&&w| wins(w)) {
         return Raw::Found((*w).clone());
     }
-    let undominated = live
+    let oldest = |ms: &mut dyn Iterator<Item = &Method<L>>| ms.min_by_key(|m| m.0.id).cloned();
+    let candidate = oldest(
+        &mut live
+            .iter()
+            .copied()
+            .filter(|&m| !live.iter().any(|&o| o != m && beats(o, m))),
+    )
+    .or_else(|| oldest(&mut live.iter().copied()))
+    .expect("at least one applicable method");
+    let mut rivals: Vec<Method<L>> = live
         .iter()
-        .filter(|&&m| !live.iter().any(|&o| o != m && beats(o, m)))
-        .map(|&m| m.clone())
-        .collect::<Vec<_>>();
-    if undominated.is_empty() {
-        // Only reachable with a specificity relation that is not a strict order; report them all.
-        return Raw::Ambiguous(live.iter().map(|&m| m.clone()).collect());
-    }
-    Raw::Ambiguous(undominated)
-}
-
-/// Whether two ambiguity candidate sets hold the same methods.
-fn same_methods<L: Lattice>(a: &[Method<L>], b: &[Method<L>]) -> bool {
-    a.len() == b.len() && a.iter().all(|m| b.contains(m))
+        .filter(|&&o| *o != candidate && !beats(&candidate, o))
+        .map(|&o| o.clone())
+        .collect();
+    rivals.sort_by_key(|m| m.0.id);
+    Raw::Ambiguous { candidate, rivals }
 }
 
 /// Whether two raw answers are the same answer.
@@ -248,7 +266,16 @@ pub(crate) fn same_raw<L: Lattice>(a: &Raw<L>, b: &Raw<L>) -> bool {
     match (a, b) {
         (Raw::Found(x), Raw::Found(y)) => x == y,
         (Raw::NoMethod, Raw::NoMethod) => true,
-        (Raw::Ambiguous(x), Raw::Ambiguous(y)) => same_methods(x, y),
+        (
+            Raw::Ambiguous {
+                candidate: c1,
+                rivals: r1,
+            },
+            Raw::Ambiguous {
+                candidate: c2,
+                rivals: r2,
+            },
+        ) => c1 == c2 && r1 == r2,
         _ => false,
     }
 }
@@ -259,7 +286,16 @@ impl<L: Lattice> Raw<L> {
         match (self, outcome) {
             (Raw::Found(m), Outcome::Found(mi)) => mi.method() == m,
             (Raw::NoMethod, Outcome::NoMethod) => true,
-            (Raw::Ambiguous(a), Outcome::Ambiguous(b)) => same_methods(a, b),
+            (
+                Raw::Ambiguous {
+                    candidate: c1,
+                    rivals: r1,
+                },
+                Outcome::Ambiguous {
+                    candidate: c2,
+                    rivals: r2,
+                },
+            ) => c1 == c2 && r1 == r2,
             _ => false,
         }
     }
@@ -303,6 +339,6 @@ pub(crate) fn outcome<L: Lattice>(raw: Raw<L>, args: &[L::Type]) -> Outcome<L> {
     match raw {
         Raw::Found(m) => Outcome::Found(m.instance(args)),
         Raw::NoMethod => Outcome::NoMethod,
-        Raw::Ambiguous(ms) => Outcome::Ambiguous(ms),
+        Raw::Ambiguous { candidate, rivals } => Outcome::Ambiguous { candidate, rivals },
     }
 }

@@ -110,15 +110,27 @@ pub enum Error {
         /// The argument types, formatted as a tuple.
         argtypes: String,
     },
-    /// Several methods apply and none is more specific than all the others.
-    #[error("call {function}{argtypes} is ambiguous among {}", candidates.join(", "))]
+    /// Several methods apply and none is more specific than every other one.
+    ///
+    /// Specificity is not transitive once unions appear, so the method that would have won (one
+    /// no other applicable method beats) may still fail to beat some applicable method that a
+    /// third one beats. The error names the would-be winner and every applicable method it fails
+    /// to beat: a method more specific than all of them resolves the call.
+    #[error(
+        "call {function}{argtypes} is ambiguous: {candidate} is not more specific than {}",
+        rivals.join(", ")
+    )]
     Ambiguous {
         /// The function's name.
         function: String,
         /// The argument types, formatted as a tuple.
         argtypes: String,
-        /// The applicable methods that no other applicable method beats, as `f(T1, T2)`.
-        candidates: Vec<String>,
+        /// The would-be winner, as `f(T1, T2)`: the oldest applicable method that no other
+        /// applicable method beats (or, with a specificity relation that is not a strict order,
+        /// the oldest applicable method).
+        candidate: String,
+        /// The applicable methods `candidate` is not more specific than, oldest first.
+        rivals: Vec<String>,
     },
     /// The method is already deleted or replaced in the current world, or belongs to another
     /// engine.

@@ -92,16 +92,14 @@ fn two_argument_specificity_and_ambiguity() {
         Error::Ambiguous {
             function,
             argtypes,
-            candidates,
+            candidate,
+            rivals,
         } => {
             assert_eq!(function, "g");
             assert_eq!(argtypes, "(Int64, Int64)");
-            let mut c = candidates.clone();
-            c.sort();
-            assert_eq!(
-                c,
-                vec!["g(Any, Int64)".to_string(), "g(Int64, Any)".to_string()]
-            );
+            // Neither beats the other; the older one is named as the would-be winner.
+            assert_eq!(candidate, "g(Int64, Any)");
+            assert_eq!(rivals, &["g(Any, Int64)".to_string()]);
         }
         other => panic!("expected ambiguity, got {other:?}"),
     }

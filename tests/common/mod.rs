@@ -153,9 +153,10 @@ impl Compiler for Foreign {
                 .map_err(|e| e.to_string())?;
             let callee = match cx.dispatch(f, &call.args) {
                 Ok(mi) => mi,
-                // A call with no method compiles to a runtime error that contributes nothing;
-                // the dispatch edge is recorded, so defining the method later invalidates us.
-                Err(Error::NoMethod { .. }) => continue,
+                // A call with no method, or an ambiguous one, compiles to a runtime error that
+                // contributes nothing; the dispatch edge is recorded, so a mutation that changes
+                // the answer later invalidates us.
+                Err(Error::NoMethod { .. } | Error::Ambiguous { .. }) => continue,
                 Err(e) => return Err(e.to_string()),
             };
             match cx.compile(&callee).map_err(|e| e.to_string())? {

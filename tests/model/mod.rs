@@ -178,7 +178,9 @@ pub struct Model {
 pub enum Answer {
     Method(usize),
     NoMethod,
-    Ambiguous(Vec<usize>),
+    /// The would-be winner (the oldest applicable method no other beats, else the oldest) and
+    /// the applicable methods it does not beat, oldest first.
+    Ambiguous { candidate: usize, rivals: Vec<usize> },
 }
 
 impl Model {
@@ -215,16 +217,18 @@ impl Model {
                     return Answer::Method(c);
                 }
             }
-            let mut undominated: Vec<usize> = applicable
+            // Indices are in definition order, which is the engine's id order.
+            let candidate = applicable
                 .iter()
                 .copied()
-                .filter(|&c| !applicable.iter().any(|&o| o != c && beats(o, c)))
+                .find(|&c| !applicable.iter().any(|&o| o != c && beats(o, c)))
+                .unwrap_or(applicable[0]);
+            let rivals = applicable
+                .iter()
+                .copied()
+                .filter(|&o| o != candidate && !beats(candidate, o))
                 .collect();
-            if undominated.is_empty() {
-                undominated = applicable;
-            }
-            undominated.sort();
-            return Answer::Ambiguous(undominated);
+            return Answer::Ambiguous { candidate, rivals };
         }
         Answer::NoMethod
     }
@@ -426,21 +430,20 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
                 let got = match guard.dispatch_in(*stack_handle, u.funcs[*f], &args) {
                     Ok(mi) => Answer::Method(ids[&mi.method().id()]),
                     Err(Error::NoMethod { .. }) => Answer::NoMethod,
-                    Err(Error::Ambiguous { candidates, .. }) => {
-                        // Compare by rendering the model's candidates the same way.
-                        let mut want: Vec<String> = match &expected {
-                            Answer::Ambiguous(c) => c
-                                .iter()
-                                .map(|&i| model.methods[i].handle.to_string())
-                                .collect(),
-                            _ => Vec::new(),
+                    Err(Error::Ambiguous {
+                        candidate, rivals, ..
+                    }) => {
+                        // Compare by rendering the model's methods the same way.
+                        let name = |i: &usize| model.methods[*i].handle.to_string();
+                        let want = match &expected {
+                            Answer::Ambiguous { candidate, rivals } => {
+                                Some((name(candidate), rivals.iter().map(name).collect()))
+                            }
+                            _ => None,
                         };
-                        let mut have = candidates.clone();
-                        want.sort();
-                        have.sort();
-                        if want != have {
+                        if want.as_ref() != Some(&(candidate.clone(), rivals.clone())) {
                             return Err(ctx(&format!(
-                                "ambiguity candidates {have:?}, model {want:?}"
+                                "ambiguity {candidate} vs {rivals:?}, model {want:?}"
                             )));
                         }
                         expected.clone()
