@@ -35,19 +35,6 @@ pub(crate) enum Outcome<L: Lattice> {
     },
 }
 
-impl<L: Lattice> Outcome<L> {
-    /// Whether `method` takes part in the answer (so deleting or replacing it may change it).
-    pub(crate) fn involves(&self, method: &Method<L>) -> bool {
-        match self {
-            Outcome::Found(mi) => mi.method() == method,
-            Outcome::NoMethod => false,
-            Outcome::Ambiguous { candidate, rivals } => {
-                candidate == method || rivals.contains(method)
-            }
-        }
-    }
-}
-
 /// A dispatch result with its validity and the code instances that depend on it.
 pub(crate) struct DispatchNode<L: Lattice> {
     pub(crate) function_name: Arc<str>,
@@ -59,6 +46,16 @@ pub(crate) struct DispatchNode<L: Lattice> {
 }
 
 impl<L: Lattice> DispatchNode<L> {
+    /// Whether adding or removing `method` can change this answer: exactly when `method` applies
+    /// to the node's argument types. Every applicable method matters, not only those the answer
+    /// names: deleting a method that the would-be winner beats can free an older method it
+    /// dominated (specificity is not transitive with unions), and deleting any applicable method
+    /// can turn an ambiguity into a winner. A method that does not apply never changes the answer.
+    pub(crate) fn depends_on(&self, lattice: &L, method: &Method<L>) -> bool {
+        self.stack.tables.contains(&method.0.table.id)
+            && sig_subtype(lattice, &self.args, &method.0.sig)
+    }
+
     #[inline]
     pub(crate) fn result(&self) -> Result<&MethodInstance<L>, Error> {
         match &self.outcome {

@@ -24,7 +24,7 @@ use crate::stats::{Counter, Stats, StatsSnapshot};
 use crate::table::{
     Function, FunctionData, Method, MethodData, MethodTable, StackData, TableStack,
 };
-use crate::types::{sig_equal, sig_subtype, Lattice};
+use crate::types::{sig_equal, Lattice};
 use crate::world::{World, WorldCounter, OPEN};
 use crate::DefaultLattice;
 
@@ -400,10 +400,10 @@ impl<L: Lattice> Engine<L> {
         func.lists.store(Arc::clone(&new_lists));
         func.generation.fetch_add(1, Ordering::Release);
         let changed = inner.recheck(&mut registry, &new_lists, table.id, world.get(), |node| {
-            sig_subtype(&inner.lattice, &node.args, signature)
+            node.depends_on(&inner.lattice, &method)
                 || replaced
                     .as_ref()
-                    .is_some_and(|old| node.outcome.involves(old))
+                    .is_some_and(|old| node.depends_on(&inner.lattice, old))
         });
         drop(registry);
 
@@ -452,7 +452,7 @@ impl<L: Lattice> Engine<L> {
             &lists,
             method.0.table.id,
             world.get(),
-            |node| node.outcome.involves(method),
+            |node| node.depends_on(&inner.lattice, method),
         );
         drop(registry);
         let mutation = Arc::new(Mutation {

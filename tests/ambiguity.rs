@@ -140,8 +140,10 @@ fn deleting_a_method_the_candidate_beats_can_change_the_candidate() {
     let s = hierarchy();
     let e = &s.engine;
     let u = |a: &str, b: &str| Ty::union([ty(e, a), ty(e, b)]);
-    e.add_method(s.f, &[u("C2", "A2")], Ir::constant(2)).unwrap();
-    e.add_method(s.f, &[u("C6", "A1")], Ir::constant(3)).unwrap();
+    e.add_method(s.f, &[u("C2", "A2")], Ir::constant(2))
+        .unwrap();
+    e.add_method(s.f, &[u("C6", "A1")], Ir::constant(3))
+        .unwrap();
     let x = e.add_method(s.f, &[ty(e, "A4")], Ir::constant(4)).unwrap();
     let before = answer(&s, &e.pin()).unwrap_err();
     let Error::Ambiguous {
@@ -186,7 +188,11 @@ fn overlays_resolve_like_the_global_table() {
             .map(|mi| mi.method().source::<Ir>().unwrap().value)
     };
     assert!(matches!(ask(&e.pin()), Err(Error::Ambiguous { .. })));
-    assert_eq!(answer(&s, &e.pin()), Ok(100), "the global table alone is not ambiguous");
+    assert_eq!(
+        answer(&s, &e.pin()),
+        Ok(100),
+        "the global table alone is not ambiguous"
+    );
     e.delete_method(&blocker).unwrap();
     assert_eq!(ask(&e.pin()), Ok(3));
 }

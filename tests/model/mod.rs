@@ -180,7 +180,10 @@ pub enum Answer {
     NoMethod,
     /// The would-be winner (the oldest applicable method no other beats, else the oldest) and
     /// the applicable methods it does not beat, oldest first.
-    Ambiguous { candidate: usize, rivals: Vec<usize> },
+    Ambiguous {
+        candidate: usize,
+        rivals: Vec<usize>,
+    },
 }
 
 impl Model {
