@@ -79,13 +79,29 @@ pub(crate) fn current_thread() -> ThreadId {
 
 /// A small number identifying the calling thread, for spreading per-thread state over shards.
 /// Any value is correct; distinct threads usually get distinct values.
+///
+/// Threads are numbered in the order they first ask. Under loom the numbering restarts with every
+/// execution of a model (loom's own thread ids do not: they come from a process-wide counter), so
+/// a replayed interleaving puts each thread in the same shard and loom's exploration stays
+/// deterministic.
 pub(crate) fn thread_shard() -> usize {
     #[cfg(loom)]
     {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        current_thread().hash(&mut h);
-        h.finish() as usize
+        loom::lazy_static! {
+            // Not a loom atomic: numbering threads is not part of any protocol being checked.
+            static ref NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        }
+        loom::thread_local! {
+            static SHARD: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
+        }
+        SHARD.with(|s| match s.get() {
+            Some(v) => v,
+            None => {
+                let v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.set(Some(v));
+                v
+            }
+        })
     }
     #[cfg(not(loom))]
     {

@@ -35,6 +35,11 @@ impl WaitGraph {
             waiting: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Whether `thread` is blocked waiting on a job (tests order threads by it).
+    pub fn is_waiting(&self, thread: ThreadId) -> bool {
+        self.waiting.lock().contains_key(&thread)
+    }
 }
 
 /// The outcome of [`Job::wait`].
@@ -112,24 +117,37 @@ impl<T: Clone> Job<T> {
     /// (see the module docs), in which case it returns [`Waited::Cycle`] at once.
     pub fn wait(&self, graph: &WaitGraph) -> Waited<T> {
         let me = current_thread();
-        if self.owner == me {
-            return Waited::Cycle;
-        }
-        {
-            let mut waiting = graph.waiting.lock();
-            let mut cursor = self.owner;
-            // Edges are only added when they close no cycle, so the chain is finite.
-            while let Some((next, done)) = waiting.get(&cursor) {
-                if done.load(Ordering::Acquire) {
-                    break; // that wait is about to end; it cannot hold us up
-                }
-                if *next == me {
-                    return Waited::Cycle;
-                }
-                cursor = *next;
+        // A job that has completed holds nobody up, whoever owned it and whatever its former owner
+        // waits on now: only a running job can be part of a cycle.
+        let registered = !self.is_done() && {
+            if self.owner == me {
+                return Waited::Cycle;
             }
-            waiting.insert(me, (self.owner, Arc::clone(&self.done)));
-        }
+            let mut waiting = graph.waiting.lock();
+            // Checked again under the graph lock. Wait-for entries change only under this lock,
+            // so while the walk holds it every owner it passes stays blocked in the wait it reads
+            // (an entry whose job is not done belongs to a thread still inside that wait). If our
+            // job is not done now, its owner cannot finish it before the walk ends either: a chain
+            // back to us is a cycle that exists at one instant, not one pieced together from a
+            // wait that ended and a later one.
+            if self.is_done() {
+                false
+            } else {
+                let mut cursor = self.owner;
+                // Edges are only added when they close no cycle, so the chain is finite.
+                while let Some((next, done)) = waiting.get(&cursor) {
+                    if done.load(Ordering::Acquire) {
+                        break; // that wait is about to end; it cannot hold us up
+                    }
+                    if *next == me {
+                        return Waited::Cycle;
+                    }
+                    cursor = *next;
+                }
+                waiting.insert(me, (self.owner, Arc::clone(&self.done)));
+                true
+            }
+        };
         // Yield a little before sleeping: a deduplicated miss is often a short compilation, and on
         // a loaded machine a condvar wake-up costs several times a short compilation
         // (`benches/concurrent_miss`). The outcome is still read under the lock below.
@@ -152,7 +170,9 @@ impl<T: Clone> Job<T> {
             outcome.sleepers -= 1;
         };
         drop(outcome);
-        graph.waiting.lock().remove(&me);
+        if registered {
+            graph.waiting.lock().remove(&me);
+        }
         Waited::Done(result)
     }
 }
@@ -160,5 +180,53 @@ impl<T: Clone> Job<T> {
 impl<T: Clone> Default for Job<T> {
     fn default() -> Self {
         Job::new()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    use super::{Job, WaitGraph, Waited};
+
+    /// A thread holding a job that has completed must receive its outcome even when the job's
+    /// former owner now waits on a job this thread owns: nothing is recursive, nothing can
+    /// deadlock, and reporting a cycle would hand a compiler a false `InProgress`.
+    #[test]
+    fn a_finished_job_is_never_a_cycle_whatever_its_former_owner_waits_on() {
+        let graph = Arc::new(WaitGraph::new());
+        let mine: Arc<Job<u32>> = Arc::new(Job::new()); // owned by this thread
+        let (to_main, from_owner) = mpsc::channel();
+        let owner = {
+            let (graph, mine) = (Arc::clone(&graph), Arc::clone(&mine));
+            std::thread::spawn(move || {
+                let theirs: Arc<Job<u32>> = Arc::new(Job::new());
+                to_main
+                    .send((Arc::clone(&theirs), std::thread::current().id()))
+                    .unwrap();
+                theirs.complete(7);
+                // Stage 2: the former owner of the finished job now waits on ours.
+                mine.wait(&graph)
+            })
+        };
+        let (finished, owner_id) = from_owner.recv().unwrap();
+        // Staged, not timed: proceed once the owner is provably blocked on our job.
+        while !graph.is_waiting(owner_id) {
+            std::thread::yield_now();
+        }
+        assert!(finished.is_done());
+        assert_eq!(finished.wait(&graph), Waited::Done(7));
+        mine.complete(1);
+        assert_eq!(owner.join().unwrap(), Waited::Done(1));
+    }
+
+    #[test]
+    fn a_running_job_owned_by_the_waiter_is_a_cycle() {
+        let graph = WaitGraph::new();
+        let job: Job<u32> = Job::new();
+        assert_eq!(job.wait(&graph), Waited::Cycle);
+        job.complete(3);
+        assert_eq!(job.wait(&graph), Waited::Done(3));
     }
 }
