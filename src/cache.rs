@@ -21,7 +21,7 @@ use crate::instance::MethodInstance;
 use crate::invalidate::{
     self, Cause, CiCore, DepRef, Dependent, Edge, Edges, Invalidation, SlotNode,
 };
-use crate::raw::job::Job;
+use crate::raw::slot::SlotCell;
 use crate::types::Lattice;
 use crate::world::{World, WorldRange};
 use crate::{DefaultLattice, TableStack};
@@ -207,14 +207,15 @@ pub(crate) struct Slot<C: Compiler<L>, L: Lattice> {
     pub(crate) mi: MethodInstance<L>,
     pub(crate) key: C::Key,
     pub(crate) tag: Arc<str>,
-    pub(crate) state: Mutex<SlotState<C, L>>,
+    /// Versions and the running job, behind the slot's lock (see [`crate::raw::slot`]).
+    pub(crate) cell: SlotCell<Arc<CiData<C, L>>, JobOutcome<C, L>>,
     pub(crate) edges: Arc<Edges>,
 }
 
-pub(crate) struct SlotState<C: Compiler<L>, L: Lattice> {
-    pub(crate) versions: Vec<Arc<CiData<C, L>>>,
-    pub(crate) job: Option<Arc<Job<JobOutcome<C, L>>>>,
-}
+/// One version of a slot: a code instance.
+pub(crate) type Version<C, L> = Arc<CiData<C, L>>;
+
+pub(crate) type SlotState<C, L> = crate::raw::slot::SlotState<Arc<CiData<C, L>>, JobOutcome<C, L>>;
 
 impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
     pub(crate) fn new(mi: MethodInstance<L>, key: C::Key, tag: Arc<str>) -> Self {
@@ -222,10 +223,7 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
             mi,
             key,
             tag,
-            state: Mutex::new(SlotState {
-                versions: Vec::new(),
-                job: None,
-            }),
+            cell: SlotCell::new(),
             edges: Arc::new(Edges::new()),
         }
     }
@@ -251,7 +249,7 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
 
 impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
     fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<DepRef> {
-        let state = lock(&self.state);
+        let state = self.cell.lock();
         let mut lowered: Vec<DepRef> = Vec::new();
         for v in &state.versions {
             if v.core.validity.compile_world() < world && v.core.validity.lower(world) {
@@ -264,6 +262,10 @@ impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
 
     fn edges(&self) -> &Arc<Edges> {
         &self.edges
+    }
+
+    fn release(&self) {
+        self.cell.release();
     }
 
     fn method_range(&self) -> (u64, u64) {
@@ -281,6 +283,9 @@ pub(crate) enum Dep<L: Lattice> {
     Slot {
         slot: Arc<dyn SlotNode>,
         version: Option<DepRef>,
+        /// Whether the dependency still holds the slot against retirement (see
+        /// [`crate::raw::slot`]): from when it is recorded until its backedge is registered.
+        held: bool,
     },
 }
 
@@ -294,27 +299,51 @@ impl<L: Lattice> Dep<L> {
             Dep::Slot {
                 slot,
                 version: None,
+                ..
             } => slot.method_range().0,
         }
     }
 
     /// Registers `dependent` and returns the upper end of this dependency's validity, read under
-    /// the same lock (see [`crate::raw::edges`]).
-    pub(crate) fn register(&self, dependent: &DepRef) -> u64 {
+    /// the same lock (see [`crate::raw::edges`]). A slot's hold ends here: the backedge now keeps
+    /// the slot from being retired.
+    pub(crate) fn register(&mut self, dependent: &DepRef) -> u64 {
         let dead = Edge::is_dead;
         match self {
             Dep::Dispatch(node) => {
                 node.edges
                     .register(Edge::to(dependent), || node.validity.max(), dead)
             }
-            Dep::Slot { slot, version } => slot.edges().register(
-                Edge::to(dependent),
-                || match version {
-                    Some(v) => v.core().validity.max(),
-                    None => slot.method_range().1,
-                },
-                dead,
-            ),
+            Dep::Slot {
+                slot,
+                version,
+                held,
+            } => {
+                let max = slot.edges().register(
+                    Edge::to(dependent),
+                    || match version {
+                        Some(v) => v.core().validity.max(),
+                        None => slot.method_range().1,
+                    },
+                    dead,
+                );
+                if std::mem::take(held) {
+                    slot.release();
+                }
+                max
+            }
+        }
+    }
+}
+
+impl<L: Lattice> Drop for Dep<L> {
+    fn drop(&mut self) {
+        // A compilation that failed never registers its dependencies.
+        if let Dep::Slot {
+            slot, held: true, ..
+        } = self
+        {
+            slot.release();
         }
     }
 }
@@ -424,7 +453,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
         let guard = self.engine.inner.collector.enter();
         let mut dropped = 0;
         let mut empty = Vec::new();
-        for (key, entry) in self.slots.iter(&guard) {
+        for (_, entry) in self.slots.iter(&guard) {
             let slot = &entry.slot;
             // Most slots hold only versions still visible: nothing to drop, and the slot stays.
             // (A version published after this snapshot waits for the next reclamation.)
@@ -437,7 +466,10 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
                 slot.edges.prune_large(Edge::is_dead);
                 continue;
             }
-            let mut state = lock(&slot.state);
+            let mut state = slot.cell.lock();
+            if state.is_retired() {
+                continue;
+            }
             let before = state.versions.len();
             state.versions.retain(|v| v.core.validity.max() > horizon);
             slot.edges.prune(Edge::is_dead);
@@ -445,24 +477,29 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
                 dropped += before - state.versions.len();
                 slot.publish(self, &state, &guard);
             }
-            if state.versions.is_empty() && state.job.is_none() && slot.edges.is_empty() {
-                empty.push(SlotKey {
-                    mi: key.mi,
-                    key: key.key.clone(),
-                });
+            let idle = state.versions.is_empty() && !state.has_job();
+            drop(state);
+            if idle {
+                empty.push(Arc::clone(slot));
             }
         }
-        for key in empty {
-            // Only remove it if it is still empty; a compile may have published meanwhile.
-            let _ = self.slots.remove_if(
-                &SlotQuery {
-                    mi: key.mi,
-                    key: &key.key,
+        for slot in empty {
+            // Decided again under the slot's lock: a compilation or a dependency may have found
+            // the slot since (see `crate::raw::slot`).
+            let retired = slot.cell.retire_if_idle(
+                || slot.edges.is_empty(),
+                || {
+                    let _ = self.slots.remove_if(
+                        &SlotQuery {
+                            mi: slot.mi.address(),
+                            key: &slot.key,
+                        },
+                        |_, entry| Arc::ptr_eq(&entry.slot, &slot),
+                        &guard,
+                    );
                 },
-                |_, entry| entry.versions.is_empty(),
-                &guard,
             );
-            dropped += 1;
+            dropped += usize::from(retired);
         }
         dropped
     }

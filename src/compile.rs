@@ -29,14 +29,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use crate::cache::{
-    lock, valid_in, CacheInner, CiData, CodeInstance, CompilerCache, Dep, Slot, SlotEntry, SlotKey,
-    SlotQuery,
+    valid_in, CacheInner, CiData, CodeInstance, CompilerCache, Dep, Slot, SlotEntry, SlotKey,
+    SlotQuery, Version,
 };
 use crate::engine::{Engine, Guard};
 use crate::error::{CompileError, Error, Phase};
 use crate::instance::MethodInstance;
 use crate::invalidate::{self, Cause, CiCore, DepRef, SlotNode};
 use crate::raw::job::{Job, Waited};
+use crate::raw::slot::Begin;
 use crate::stats::Counter;
 use crate::table::Function;
 use crate::types::Lattice;
@@ -199,9 +200,10 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
     /// Nothing is compiled. Use it for callees of a foreign IR the engine cannot read.
     pub fn depend_on(&mut self, mi: &MethodInstance<L>) {
         let seize = self.cache.engine.inner.collector.enter();
-        let slot = self.cache.slot(mi, self.key, &seize);
-        let version = valid_in(&lock(&slot.state).versions, self.world.get())
-            .map(|v| Arc::clone(v) as DepRef);
+        let world = self.world.get();
+        let (slot, version) = self
+            .cache
+            .hold(mi, self.key, &seize, |vs| valid_in(vs, world));
         self.record_slot(slot, version);
     }
 
@@ -214,18 +216,20 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
         let seize = self.cache.engine.inner.collector.enter();
         match self.cache.compile_slow(&seize, self.world, mi, self.key)? {
             Compiled::Ready(ci) => {
-                let slot = self.cache.slot(mi, self.key, &seize);
-                self.record_slot(slot, Some(Arc::clone(&ci) as DepRef));
+                let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
+                self.record_slot(slot, Some(Arc::clone(&ci)));
                 Ok(Callee::Ready(CodeInstance(ci)))
             }
-            Compiled::Cycle(slot) => {
+            Compiled::Cycle => {
+                let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
                 self.record_slot(slot, None);
                 Ok(Callee::InProgress)
             }
         }
     }
 
-    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<DepRef>) {
+    /// Records a dependency on `slot`, on which the caller took a hold.
+    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) {
         let key = match &version {
             Some(v) => Arc::as_ptr(v) as *const () as usize,
             None => Arc::as_ptr(&slot) as *const () as usize,
@@ -233,15 +237,22 @@ impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
         if self.seen.insert(key) {
             self.deps.push(Dep::Slot {
                 slot: slot as Arc<dyn SlotNode>,
-                version,
+                version: version.map(|v| v as DepRef),
+                held: true,
             });
+        } else {
+            slot.cell.release();
         }
     }
 }
 
+/// A slot a dependency holds, with the version it found there.
+pub(crate) type Held<C, L> = (Arc<Slot<C, L>>, Option<Version<C, L>>);
+
 pub(crate) enum Compiled<C: Compiler<L>, L: Lattice> {
     Ready(Arc<CiData<C, L>>),
-    Cycle(Arc<Slot<C, L>>),
+    /// The instance is being compiled further up this chain of compilations.
+    Cycle,
 }
 
 /// Completes a job even if the code between its creation and its completion unwinds, so that no
@@ -255,20 +266,21 @@ struct JobGuard<'a, C: Compiler<L>, L: Lattice> {
 impl<C: Compiler<L>, L: Lattice> JobGuard<'_, C, L> {
     fn finish(mut self, outcome: JobOutcome<C, L>) {
         self.armed = false;
-        lock(&self.slot.state).job = None;
-        self.job.complete(outcome);
+        self.slot.cell.finish(&self.job, outcome);
     }
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for JobGuard<'_, C, L> {
     fn drop(&mut self) {
         if self.armed {
-            lock(&self.slot.state).job = None;
-            self.job.complete(Err(CompileError::Panicked {
-                phase: Phase::Infer,
-                instance: self.slot.mi.to_string(),
-                message: "compilation unwound".into(),
-            }));
+            self.slot.cell.finish(
+                &self.job,
+                Err(CompileError::Panicked {
+                    phase: Phase::Infer,
+                    instance: self.slot.mi.to_string(),
+                    message: "compilation unwound".into(),
+                }),
+            );
         }
     }
 }
@@ -325,7 +337,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
                     // The entry was republished between our publication and this read; the
                     // instance is valid in our pinned world, so the next round finds it.
                 }
-                Compiled::Cycle(_) => return Err(reentered(mi)),
+                Compiled::Cycle => return Err(reentered(mi)),
             }
         }
     }
@@ -347,7 +359,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         inner.engine.inner.stats.add(Counter::CodeMiss, 1);
         match inner.compile_slow(&guard.seize, guard.world(), mi, key)? {
             Compiled::Ready(ci) => Ok(CodeInstance(ci)),
-            Compiled::Cycle(_) => Err(reentered(mi)),
+            Compiled::Cycle => Err(reentered(mi)),
         }
     }
 
@@ -428,6 +440,25 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         Arc::clone(&entry.slot)
     }
 
+    /// Takes a hold (see [`crate::raw::slot`]) on the live slot for `(mi, key)`, so that it stays
+    /// in the cache until the dependency being recorded registers its backedge, and returns it
+    /// with the version `find` picks.
+    pub(crate) fn hold(
+        &self,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+        seize: &seize::LocalGuard<'_>,
+        find: impl Fn(&[Version<C, L>]) -> Option<&Version<C, L>>,
+    ) -> Held<C, L> {
+        loop {
+            let slot = self.slot(mi, key, seize);
+            if let Some(version) = slot.cell.hold(&find) {
+                return (slot, version);
+            }
+            // Retired after we found it: the next lookup makes a new one.
+        }
+    }
+
     pub(crate) fn compile_slow(
         &self,
         seize: &seize::LocalGuard<'_>,
@@ -451,32 +482,30 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         }
         loop {
             let slot = self.slot(mi, key, seize);
-            let mut state = lock(&slot.state);
-            let existing = valid_in(&state.versions, world.get()).cloned();
-            if let Some(ci) = &existing {
-                if ci.linked.get().is_some() {
-                    return Ok(Compiled::Ready(Arc::clone(ci)));
-                }
-            }
-            if let Some(job) = state.job.clone() {
-                drop(state);
-                match job.wait(&engine.waits) {
-                    Waited::Cycle => return Ok(Compiled::Cycle(slot)),
+            let begun = slot.cell.begin(
+                |versions| valid_in(versions, world.get()),
+                |ci| ci.linked.get().is_some(),
+            );
+            match begun {
+                // Reclamation removed the slot after we found it; the next lookup makes a new one.
+                Begin::Retired => continue,
+                Begin::Ready(ci) => return Ok(Compiled::Ready(ci)),
+                Begin::Wait(job) => match job.wait(&engine.waits) {
+                    Waited::Cycle => return Ok(Compiled::Cycle),
                     Waited::Done(Err(e)) => return Err(e),
                     Waited::Done(Ok(())) => continue,
+                },
+                Begin::Run { job, existing } => {
+                    let job = JobGuard {
+                        slot: &slot,
+                        job,
+                        armed: true,
+                    };
+                    let result = self.run_phases(seize, world, &slot, existing);
+                    job.finish(result.as_ref().map(|_| ()).map_err(Clone::clone));
+                    return result.map(Compiled::Ready);
                 }
             }
-            let job = Arc::new(Job::new());
-            state.job = Some(Arc::clone(&job));
-            drop(state);
-            let job = JobGuard {
-                slot: &slot,
-                job,
-                armed: true,
-            };
-            let result = self.run_phases(seize, world, &slot, existing);
-            job.finish(result.as_ref().map(|_| ()).map_err(Clone::clone));
-            return result.map(Compiled::Ready);
         }
     }
 
@@ -566,7 +595,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         world: World,
         slot: &Arc<Slot<C, L>>,
         inferred: C::Inferred,
-        deps: Vec<Dep<L>>,
+        mut deps: Vec<Dep<L>>,
     ) -> Arc<CiData<C, L>> {
         let w = world.get();
         let method = &slot.mi.method().0;
@@ -575,7 +604,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         {
             // Keep at most one version valid per world: start after older versions, end before
             // newer ones.
-            let state = lock(&slot.state);
+            let state = slot.cell.lock();
             for v in &state.versions {
                 let (vmin, vmax) = (v.core.validity.min(), v.core.validity.max());
                 if vmax <= w {
@@ -597,11 +626,11 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         });
         let as_dep: DepRef = Arc::clone(&ci) as DepRef;
         let mut closed_by = OPEN;
-        for dep in &deps {
+        for dep in &mut deps {
             closed_by = closed_by.min(dep.register(&as_dep));
         }
         let _ = ci.deps.set(deps);
-        let mut state = lock(&slot.state);
+        let mut state = slot.cell.lock();
         closed_by = closed_by.min(method.deleted.load(std::sync::atomic::Ordering::Acquire));
         ci.core.validity.lower(closed_by.min(max));
         debug_assert!(

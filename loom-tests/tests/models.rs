@@ -8,6 +8,7 @@
 use compiler_caching::raw::edges::EdgeSet;
 use compiler_caching::raw::job::{Job, WaitGraph, Waited};
 use compiler_caching::raw::pins::{PinError, Pins};
+use compiler_caching::raw::slot::{Begin, SlotCell};
 use compiler_caching::raw::validity::Validity;
 use compiler_caching::{World, WorldCounter};
 use loom::sync::atomic::{AtomicU64, Ordering};
@@ -254,6 +255,106 @@ fn acyclic_compiles_are_never_told_cycle() {
             "an acyclic compile was told Cycle"
         );
         assert_eq!((g, f, f_other), (1, 11, 11));
+    });
+}
+
+/// A cache's map reduced to one key: the slot currently published for it, if any.
+type SlotMap = loom::sync::Mutex<Option<Arc<SlotCell<u32, u32>>>>;
+
+/// The cache's slot lookup: the published slot, or a new one published now.
+fn find_slot(map: &SlotMap) -> Arc<SlotCell<u32, u32>> {
+    map.lock()
+        .unwrap()
+        .get_or_insert_with(|| Arc::new(SlotCell::new()))
+        .clone()
+}
+
+/// Reclamation's removal of an idle slot: decided under the slot's lock, removing the slot from
+/// the map only if it is still the one published.
+fn retire(map: &SlotMap, backedges: &AtomicU64) -> bool {
+    let Some(slot) = map.lock().unwrap().clone() else {
+        return false;
+    };
+    slot.retire_if_idle(
+        || backedges.load(Ordering::SeqCst) == 0,
+        || {
+            let mut published = map.lock().unwrap();
+            if published.as_ref().is_some_and(|p| Arc::ptr_eq(p, &slot)) {
+                *published = None;
+            }
+        },
+    )
+}
+
+/// The compile path over the map: look up the slot, begin, and run the work if it is ours.
+fn compile_in(map: &SlotMap, graph: &WaitGraph, runs: &AtomicU64) -> u32 {
+    loop {
+        let slot = find_slot(map);
+        match slot.begin(|versions| versions.last(), |_| true) {
+            Begin::Retired => continue,
+            Begin::Ready(v) => return v,
+            Begin::Wait(job) => match job.wait(graph) {
+                Waited::Done(_) => continue,
+                Waited::Cycle => unreachable!("nothing is recursive here"),
+            },
+            Begin::Run { job, .. } => {
+                runs.fetch_add(1, Ordering::SeqCst);
+                slot.lock().versions.push(42);
+                slot.finish(&job, 42);
+                return 42;
+            }
+        }
+    }
+}
+
+/// Reclamation retires the (empty) slot while a thread compiles its key; afterwards another
+/// compile of the key finds the first one's result. The work runs exactly once whatever the
+/// interleaving: a job never starts in a slot reclamation has removed.
+#[test]
+fn compile_vs_retire() {
+    model(|| {
+        let map: Arc<SlotMap> = Arc::new(loom::sync::Mutex::new(Some(Arc::new(SlotCell::new()))));
+        let graph = Arc::new(WaitGraph::new());
+        let runs = Arc::new(AtomicU64::new(0));
+        let backedges = Arc::new(AtomicU64::new(0));
+        let reclaimer = {
+            let (map, backedges) = (map.clone(), backedges.clone());
+            thread::spawn(move || retire(&map, &backedges))
+        };
+        assert_eq!(compile_in(&map, &graph, &runs), 42);
+        reclaimer.join().unwrap();
+        assert_eq!(compile_in(&map, &graph, &runs), 42);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran twice");
+    });
+}
+
+/// A compilation records a dependency on a slot (holding it), then registers its backedge and
+/// releases the hold, while reclamation tries to retire the slot. Whatever the interleaving, the
+/// slot the dependency registered on is the one published: invalidating what is compiled for the
+/// key later reaches the dependent.
+#[test]
+fn hold_vs_retire() {
+    model(|| {
+        let map: Arc<SlotMap> = Arc::new(loom::sync::Mutex::new(Some(Arc::new(SlotCell::new()))));
+        let backedges = Arc::new(AtomicU64::new(0));
+        let reclaimer = {
+            let (map, backedges) = (map.clone(), backedges.clone());
+            thread::spawn(move || retire(&map, &backedges))
+        };
+        let held = loop {
+            let slot = find_slot(&map);
+            if slot.hold(|_| None).is_some() {
+                break slot;
+            }
+        };
+        backedges.fetch_add(1, Ordering::SeqCst);
+        held.release();
+        reclaimer.join().unwrap();
+        let published = map.lock().unwrap().clone();
+        assert!(
+            published.is_some_and(|p| Arc::ptr_eq(&p, &held)),
+            "the slot a dependency registered on was retired"
+        );
     });
 }
 

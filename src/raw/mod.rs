@@ -7,10 +7,13 @@
 //! - [`job`]: the per-key once-cell that deduplicates compilation, with cross-thread cycle
 //!   detection so recursive compiles never deadlock.
 //! - [`pins`]: pinned worlds and the horizon reclamation may not pass.
+//! - [`slot`]: a code-cache slot's locked state, and retiring an idle slot without losing a
+//!   compilation or a dependency that found it.
 //!
 //! Everything here takes its atomics and locks from the crate's `sync` facade.
 
 pub mod edges;
 pub mod job;
 pub mod pins;
+pub mod slot;
 pub mod validity;
