@@ -39,10 +39,10 @@ impl Compiler for Sum {
             .source::<Calls>()
             .map(|c| c.0.clone())
             .unwrap_or_default();
-        let args = cx.instance().argtypes().to_vec();
+        let args = cx.instance().argtypes();
         let mut total = 1u64;
         for f in calls {
-            let mi = cx.dispatch(f, &args).map_err(|e| e.to_string())?;
+            let mi = cx.dispatch(f, args).map_err(|e| e.to_string())?;
             if let compiler_caching::Callee::Ready(ci) =
                 cx.compile(&mi).map_err(|e| e.to_string())?
             {

@@ -28,8 +28,8 @@ impl Compiler for Ids {
     type Error = String;
     fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
         if let Some(dep) = cx.instance().method().source::<Function>().copied() {
-            let args = cx.instance().argtypes().to_vec();
-            cx.dispatch(dep, &args).map_err(|e| e.to_string())?;
+            let args = cx.instance().argtypes();
+            cx.dispatch(dep, args).map_err(|e| e.to_string())?;
         }
         Ok(cx.instance().id())
     }

@@ -61,11 +61,11 @@ impl Compiler for Folder {
             .clone();
         let entry = format!("{} [{}]", cx.instance(), cx.key());
         self.inferred.lock().unwrap().push(entry);
-        let args = cx.instance().argtypes().to_vec();
+        let args = cx.instance().argtypes();
         let mut total = ir.constant;
         for callee in ir.calls {
             let f = cx.engine().function(callee)?;
-            let mi = cx.dispatch(f, &args)?; // records the dispatch edge
+            let mi = cx.dispatch(f, args)?; // records the dispatch edge
             if let Ok(Callee::Ready(ci)) = cx.compile(&mi) {
                 total += ci.linked().copied().unwrap_or(0);
             }

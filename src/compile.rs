@@ -143,9 +143,10 @@ impl<C: Compiler<L>, L: Lattice> fmt::Debug for Callee<C, L> {
     }
 }
 
-impl<C: Compiler<L>, L: Lattice> InferCx<'_, C, L> {
-    /// The method instance being inferred.
-    pub fn instance(&self) -> &MethodInstance<L> {
+impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
+    /// The method instance being inferred. The reference lives as long as the context, not only
+    /// as long as this borrow, so its argument types can be passed to [`InferCx::dispatch`].
+    pub fn instance(&self) -> &'a MethodInstance<L> {
         self.mi
     }
 

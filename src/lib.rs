@@ -45,7 +45,7 @@
 //!         let f = cx.engine().function("f").unwrap();
 //!         if cx.instance().method().function() == f {
 //!             let g = cx.engine().function("g").unwrap();
-//!             let callee = cx.dispatch(g, &cx.instance().argtypes().to_vec()).map_err(|e| e.to_string())?;
+//!             let callee = cx.dispatch(g, cx.instance().argtypes()).map_err(|e| e.to_string())?;
 //!             if let compiler_caching::Callee::Ready(ci) = cx.compile(&callee).map_err(|e| e.to_string())? {
 //!                 return Ok(own + ci.linked().copied().unwrap_or(0));
 //!             }

@@ -241,8 +241,8 @@ impl Compiler for KeyDependent {
     fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u32, Error> {
         if *cx.key() == 1 {
             let g = cx.engine().function("g")?;
-            let args = cx.instance().argtypes().to_vec();
-            cx.dispatch(g, &args)?;
+            let args = cx.instance().argtypes();
+            cx.dispatch(g, args)?;
         }
         Ok(*cx.key())
     }

@@ -95,7 +95,7 @@ impl Compiler for Gated {
             .or_default() += 1;
         let g = cx.engine().function("g").map_err(|e| e.to_string())?;
         let callee = cx
-            .dispatch(g, &cx.instance().argtypes().to_vec())
+            .dispatch(g, cx.instance().argtypes())
             .map_err(|e| e.to_string())?;
         if key == 0 && self.gated.load(Ordering::SeqCst) {
             self.started.raise();

@@ -142,8 +142,8 @@ impl compiler_caching::Compiler for CountingCompiler {
             .unwrap();
         let next: usize = name[1..].parse::<usize>().unwrap() + 1;
         if let Ok(f) = cx.engine().function(&format!("f{next}")) {
-            let args = cx.instance().argtypes().to_vec();
-            let mi = cx.dispatch(f, &args).map_err(|e| e.to_string())?;
+            let args = cx.instance().argtypes();
+            let mi = cx.dispatch(f, args).map_err(|e| e.to_string())?;
             cx.compile(&mi).map_err(|e| e.to_string())?;
         }
         Ok(())

@@ -73,11 +73,11 @@ impl Compiler for Sum {
             .source::<Ir>()
             .cloned()
             .ok_or("not Ir")?;
-        let args = cx.instance().argtypes().to_vec();
+        let args = cx.instance().argtypes();
         std::hint::black_box(simulated_work(ir.work));
         let mut total = ir.value;
         for f in ir.calls {
-            let mi = cx.dispatch(f, &args).map_err(|e| e.to_string())?;
+            let mi = cx.dispatch(f, args).map_err(|e| e.to_string())?;
             if let Callee::Ready(ci) = cx.compile(&mi).map_err(|e| e.to_string())? {
                 total = total.wrapping_add(ci.linked().copied().unwrap_or(0));
             }
