@@ -199,13 +199,21 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// Records that the result depends on `mi` (in this cache, with this key): when what is
     /// compiled for `mi` is invalidated, or `mi`'s method is replaced or deleted, so is this.
     /// Nothing is compiled. Use it for callees of a foreign IR the engine cannot read.
-    pub fn depend_on(&mut self, mi: &MethodInstance<L>) {
+    ///
+    /// `mi` must be an instance of this engine whose method is live in the compilation's world
+    /// (one obtained by dispatching in that world is): a dependency on anything else could never
+    /// hold in this world. Otherwise nothing is recorded and the error says why
+    /// ([`Error::MethodNotLive`] for a method replaced, deleted or defined later,
+    /// [`Error::UnknownFunction`] for an instance of another engine).
+    pub fn depend_on(&mut self, mi: &MethodInstance<L>) -> Result<(), Error> {
+        self.cache.check_instance(mi, self.world)?;
         let seize = self.cache.engine.inner.collector.enter();
         let world = self.world.get();
         let (slot, version) = self
             .cache
             .hold(mi, self.key, &seize, |vs| valid_in(vs, world));
         self.record_slot(slot, version);
+        Ok(())
     }
 
     /// Compiles `mi` (all three phases, in this cache with this key, in this world) and records
@@ -441,6 +449,22 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         Arc::clone(&entry.slot)
     }
 
+    /// Checks that `mi` belongs to this engine and that its method is live in `world`: only then
+    /// can code compiled for it, or against it, be valid in `world`.
+    fn check_instance(&self, mi: &MethodInstance<L>, world: World) -> Result<(), Error> {
+        if mi.method().function().engine != self.engine.inner.id {
+            return Err(Error::UnknownFunction {
+                function: mi.to_string(),
+            });
+        }
+        if !mi.method().is_live_in(world) {
+            return Err(Error::MethodNotLive {
+                method: mi.method().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Takes a hold (see [`crate::raw::slot`]) on the live slot for `(mi, key)`, so that it stays
     /// in the cache until the dependency being recorded registers its backedge, and returns it
     /// with the version `find` picks.
@@ -468,19 +492,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         key: &C::Key,
     ) -> Result<Compiled<C, L>, CompileError<C::Error>> {
         let engine = &self.engine.inner;
-        if mi.method().function().engine != engine.id {
-            return Err(Error::UnknownFunction {
-                function: mi.to_string(),
-            }
-            .into());
-        }
-        if !mi.method().is_live_in(world) {
-            // Compiling it would publish an instance already closed at the method's deletion.
-            return Err(Error::MethodNotLive {
-                method: mi.method().to_string(),
-            }
-            .into());
-        }
+        self.check_instance(mi, world)?;
         loop {
             let slot = self.slot(mi, key, seize);
             let begun = slot.cell.begin(
@@ -566,7 +578,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 };
                 let inferred = self.phase(Phase::Infer, mi, || self.compiler.infer(&mut cx))?;
                 let deps = std::mem::take(&mut cx.deps);
-                self.publish(seize, world, slot, inferred, deps)
+                self.publish(seize, world, slot, inferred, deps)?
             }
         };
         let cx = PhaseCx {
@@ -597,7 +609,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         slot: &Arc<Slot<C, L>>,
         inferred: C::Inferred,
         mut deps: Vec<Dep<L>>,
-    ) -> Arc<CiData<C, L>> {
+    ) -> Result<Arc<CiData<C, L>>, CompileError<C::Error>> {
         let w = world.get();
         let method = &slot.mi.method().0;
         let mut min = deps.iter().map(Dep::min).fold(method.defined, u64::max);
@@ -634,13 +646,15 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         let mut state = slot.cell.lock();
         closed_by = closed_by.min(method.deleted.load(std::sync::atomic::Ordering::Acquire));
         ci.core.validity.lower(closed_by.min(max));
-        debug_assert!(
-            ci.core.validity.contains(w),
-            "{} published in world {w} with validity [{}, {})",
-            slot.mi,
-            ci.core.validity.min(),
-            ci.core.validity.max()
-        );
+        if !ci.core.validity.contains(w) {
+            // Every dependency recorded through the context is valid in `w` (the context checks
+            // what it is given), so this does not happen; were it to, publishing an instance not
+            // valid in its own world would make every caller recompile it forever.
+            return Err(CompileError::StaleDependency {
+                instance: slot.mi.to_string(),
+                world,
+            });
+        }
         state.versions.push(Arc::clone(&ci));
         slot.publish(self, &state, seize);
         drop(state);
@@ -656,7 +670,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             self.engine.inner.stats.add(Counter::Invalidated, n as u64);
             self.engine.note_garbage(n);
         }
-        ci
+        Ok(ci)
     }
 }
 

@@ -206,6 +206,16 @@ pub enum CompileError<E> {
         /// The method instance, as `f(T1, T2)`.
         instance: String,
     },
+    /// A dependency `infer` recorded was not valid in the compilation's world, so no code
+    /// instance could be published for it. The context checks what it records, so this is a
+    /// defect in the engine if it is ever seen; the cache is unchanged and a later call retries.
+    #[error("a dependency of {instance} was not valid in world {world}; nothing was published")]
+    StaleDependency {
+        /// The method instance being compiled, as `f(T1, T2)`.
+        instance: String,
+        /// The compilation's world.
+        world: World,
+    },
     /// A phase panicked; the panic was caught and the cache is intact.
     #[error("{phase} of {instance} panicked: {message}")]
     Panicked {
@@ -233,6 +243,10 @@ impl<E> Clone for CompileError<E> {
             },
             CompileError::Reentered { instance } => CompileError::Reentered {
                 instance: instance.clone(),
+            },
+            CompileError::StaleDependency { instance, world } => CompileError::StaleDependency {
+                instance: instance.clone(),
+                world: *world,
             },
             CompileError::Panicked {
                 phase,

@@ -434,3 +434,101 @@ fn large_walks_on_rayon_workers_invalidate_exactly_the_dependents() {
         }
     }
 }
+
+/// Records a dependency on `target` with `depend_on` and compiles to what `depend_on` answered.
+#[derive(Default)]
+struct DependsOn {
+    target: std::sync::Mutex<Option<compiler_caching::MethodInstance>>,
+}
+
+impl Compiler for DependsOn {
+    type Key = u32;
+    type Inferred = String;
+    type Artifact = String;
+    type Linked = String;
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<String, String> {
+        let target = self.target.lock().unwrap().clone().ok_or("no target")?;
+        Ok(match cx.depend_on(&target) {
+            Ok(()) => "recorded".into(),
+            Err(e) => e.to_string(),
+        })
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, i: &String) -> Result<String, String> {
+        Ok(i.clone())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, a: &String) -> Result<String, String> {
+        Ok(a.clone())
+    }
+}
+
+/// `depend_on` with an instance that cannot be valid in the compilation's world (its method was
+/// replaced, deleted or defined later, or it belongs to another engine) records nothing and says
+/// why; the compilation ends (it used to rerun infer forever) and a live target still works.
+#[test]
+fn depend_on_refuses_instances_that_are_not_live_in_the_compilation_world() {
+    common::watchdog(60, || {
+        let engine = Engine::new();
+        let int = engine
+            .lattice()
+            .declare_concrete("Int", &Ty::any())
+            .unwrap();
+        let f = engine.declare_function("f").unwrap();
+        let h = engine.declare_function("h").unwrap();
+        engine.add_method(f, &[int.clone()], ()).unwrap();
+        let cache = CompilerCache::new(&engine, "C", DependsOn::default());
+        let mi_of = |g: &compiler_caching::Guard<'_>, func| {
+            g.dispatch(func, &[int.clone()]).unwrap().clone()
+        };
+        // Each case compiles the caller under a key of its own, so nothing is served cached.
+        let case = std::sync::atomic::AtomicU32::new(0);
+        let compile_with = |guard: &compiler_caching::Guard<'_>, target| {
+            *cache.compiler().target.lock().unwrap() = Some(target);
+            let caller = mi_of(guard, f);
+            let key = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            cache.compile(guard, &caller, &key).map(Clone::clone)
+        };
+
+        // Replaced: the old instance's method is not live in the current world.
+        engine.add_method(h, &[int.clone()], 1).unwrap();
+        let replaced = mi_of(&engine.pin(), h);
+        engine.add_method(h, &[int.clone()], 2).unwrap();
+        let got = compile_with(&engine.pin(), replaced).unwrap();
+        assert!(got.contains("is not live"), "{got}");
+
+        // Deleted.
+        let live = mi_of(&engine.pin(), h);
+        engine.delete_method(live.method()).unwrap();
+        let got = compile_with(&engine.pin(), live).unwrap();
+        assert!(got.contains("is not live"), "{got}");
+
+        // Defined after the world the compilation runs in.
+        let old = engine.pin();
+        engine.add_method(h, &[int.clone()], 3).unwrap();
+        let later = mi_of(&engine.pin(), h);
+        let got = compile_with(&old, later.clone()).unwrap();
+        assert!(got.contains("is not live"), "{got}");
+        drop(old);
+
+        // Another engine's instance, even one whose worlds happen to fit.
+        let other = Engine::new();
+        let oint = other.lattice().declare_concrete("Int", &Ty::any()).unwrap();
+        let of = other.declare_function("h").unwrap();
+        other.add_method(of, &[oint.clone()], 0).unwrap();
+        let foreign = other.pin().dispatch(of, &[oint]).unwrap().clone();
+        let got = compile_with(&engine.pin(), foreign).unwrap();
+        assert!(got.contains("unknown function"), "{got}");
+
+        // A live target is recorded, and replacing its method invalidates the caller.
+        let got = compile_with(&engine.pin(), later.clone()).unwrap();
+        assert_eq!(got, "recorded");
+        let key = case.load(std::sync::atomic::Ordering::Relaxed) - 1;
+        let before = cache
+            .lookup(&engine.pin(), &mi_of(&engine.pin(), f), &key)
+            .unwrap();
+        engine.add_method(h, &[int.clone()], 4).unwrap();
+        assert!(!before.is_valid_in(engine.current_world()));
+        assert!(before.invalidation().unwrap().trigger.contains("h(Int)"));
+    });
+}

@@ -170,7 +170,7 @@ impl Compiler for Foreign {
                 .function(&call.function)
                 .map_err(|e| e.to_string())?;
             let mi = cx.dispatch(f, &call.args).map_err(|e| e.to_string())?;
-            cx.depend_on(&mi);
+            cx.depend_on(&mi).map_err(|e| e.to_string())?;
         }
         Ok(total)
     }
