@@ -487,7 +487,7 @@ fn depend_on_refuses_instances_that_are_not_live_in_the_compilation_world() {
             *cache.compiler().target.lock().unwrap() = Some(target);
             let caller = mi_of(guard, f);
             let key = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            cache.compile(guard, &caller, &key).map(Clone::clone)
+            cache.compile(guard, &caller, &key).cloned()
         };
 
         // Replaced: the old instance's method is not live in the current world.
