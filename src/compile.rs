@@ -666,9 +666,11 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             let seeds = invalidate::seed_from_edges(&slot.edges, closed_by, || {
                 Cause::Via(Arc::clone(&as_dep))
             });
-            let n = seeds.len() + invalidate::propagate(seeds, closed_by);
+            let mut released = Vec::new();
+            let n = seeds.len() + invalidate::propagate(seeds, closed_by, &mut released);
             self.engine.inner.stats.add(Counter::Invalidated, n as u64);
             self.engine.note_garbage(n);
+            self.engine.inner.release(released);
         }
         Ok(ci)
     }

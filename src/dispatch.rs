@@ -83,9 +83,13 @@ impl<L: Lattice> DispatchNode<L> {
             rivals: rivals.iter().map(ToString::to_string).collect(),
         }
     }
+}
 
-    pub(crate) fn describe(&self) -> String {
-        format!(
+impl<L: Lattice> std::fmt::Display for DispatchNode<L> {
+    /// The call, as `f(Int64) via [overlay, global]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "{}{} via {}",
             self.function_name,
             SigDisplay(&self.args),
@@ -190,6 +194,21 @@ pub(crate) fn compute<L: Lattice>(
     args: &[L::Type],
     world: u64,
 ) -> (Raw<L>, u64, u64) {
+    compute_with(lattice, lists, stack, args, world, |m| {
+        m.0.deleted.load(std::sync::atomic::Ordering::Acquire)
+    })
+}
+
+/// [`compute`], with each method's deletion world given by `deleted`: a mutation asks what the
+/// answer will be once it has deleted a method, before it deletes it.
+pub(crate) fn compute_with<L: Lattice>(
+    lattice: &L,
+    lists: &MethodLists<L>,
+    stack: &StackData,
+    args: &[L::Type],
+    world: u64,
+    deleted: impl Fn(&Method<L>) -> u64,
+) -> (Raw<L>, u64, u64) {
     let mut min = 1;
     let mut max = OPEN;
     let mut note = |event: u64| {
@@ -206,9 +225,10 @@ pub(crate) fn compute<L: Lattice>(
             if !sig_subtype(lattice, args, &m.0.sig) {
                 continue;
             }
+            let gone = deleted(m);
             note(m.0.defined);
-            note(m.0.deleted.load(std::sync::atomic::Ordering::Acquire));
-            if m.0.is_live_in(world) {
+            note(gone);
+            if m.0.defined <= world && world < gone {
                 live.push(m);
             }
         }

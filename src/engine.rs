@@ -8,21 +8,22 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustc_hash::FxBuildHasher;
 
-use crate::dispatch::{self, DispatchKey, DispatchNode, DispatchQuery};
+use crate::dispatch::{self, DispatchKey, DispatchNode, DispatchQuery, NodeKey};
 use crate::error::Error;
 use crate::instance::MethodInstance;
-use crate::invalidate::{self, Cause, DepRef, Edges, Mutation};
+use crate::invalidate::{self, Cause, DepRef, Describe, Edges, Mutation, Released};
 use crate::raw::job::WaitGraph;
 use crate::raw::validity::Validity;
 use crate::retention::{Census, Pins, RECLAIM_MIN_GARBAGE};
 use crate::stats::{Counter, Stats, StatsSnapshot};
 use crate::table::{
-    Function, FunctionData, Method, MethodData, MethodTable, StackData, TableStack,
+    Function, FunctionData, Method, MethodData, MethodLists, MethodTable, StackData, TableStack,
 };
 use crate::types::{sig_equal, Lattice};
 use crate::world::{World, WorldCounter, OPEN};
@@ -338,6 +339,11 @@ impl<L: Lattice> Engine<L> {
     /// world by one. A live method of `f` in `table` whose signature is type-equal is replaced: it
     /// stays visible in older worlds and is deleted from the new one. Code compiled against
     /// whatever this changes is invalidated before the new world is published.
+    ///
+    /// A mutation is atomic: readers see all of it or none of it, and if user code it runs (the
+    /// lattice's queries, types' `Display`) panics, the panic reaches the caller and the mutation
+    /// does not happen at all: the world, the method tables and every cached answer stay as they
+    /// were.
     pub fn add_method_to<S: std::any::Any + Send + Sync>(
         &self,
         table: MethodTable,
@@ -349,82 +355,39 @@ impl<L: Lattice> Engine<L> {
         let func = inner.function_data(f)?;
         inner.check_table(table)?;
         inner.check_signature(&func, signature)?;
-        let table_name = Arc::clone(&lock(&inner.names).tables[table.id as usize]);
-
-        let _writer = lock(&inner.writer);
-        let world = inner.world.current().next();
-        let mut registry = lock(&func.dispatch);
-        let lists = func.lists.load_full();
-        let list = lists.table(table.id);
-        let replaced = list
-            .iter()
-            .find(|m| {
-                m.0.deleted.load(Ordering::Acquire) == OPEN
-                    && sig_equal(&inner.lattice, &m.0.sig, signature)
-            })
-            .cloned();
-        let method = Method(Arc::new(MethodData {
-            id: NEXT_METHOD.fetch_add(1, Ordering::Relaxed),
-            function: f,
-            function_name: Arc::clone(&func.name),
-            table,
-            sig: signature.into(),
-            source: Arc::new(source),
-            defined: world.get(),
-            deleted: AtomicU64::new(OPEN),
-            instances: Mutex::new(HashMap::new()),
-        }));
-        // Every mutation copies the function's list, so a function redefined over and over must
-        // not drag its whole history along: past a small length, methods no retained world can
-        // see are dropped here (as reclamation would), keeping a definition's cost independent
-        // of how often the function was redefined and of everything else in the engine.
-        let mut new_list: Vec<Method<L>> = if list.len() >= HISTORY_PRUNE_LEN {
-            let horizon = inner.pins.horizon(&inner.world);
-            let kept: Vec<Method<L>> = list
+        let mut added = None;
+        self.mutate(&func, table, |lists, world| {
+            let replaced = lists
+                .table(table.id)
                 .iter()
-                .filter(|m| m.0.deleted.load(Ordering::Acquire) > horizon)
-                .cloned()
-                .collect();
-            inner
-                .stats
-                .add(Counter::Reclaimed, (list.len() - kept.len()) as u64);
-            kept
-        } else {
-            list.to_vec()
-        };
-        new_list.push(method.clone());
-        if let Some(old) = &replaced {
-            old.0.deleted.store(world.get(), Ordering::Release);
-        }
-        let new_lists = Arc::new(lists.with_table(table.id, new_list));
-        func.lists.store(Arc::clone(&new_lists));
-        func.generation.fetch_add(1, Ordering::Release);
-        let changed = inner.recheck(&mut registry, &new_lists, table.id, world.get(), |node| {
-            node.depends_on(&inner.lattice, &method)
-                || replaced
-                    .as_ref()
-                    .is_some_and(|old| node.depends_on(&inner.lattice, old))
-        });
-        drop(registry);
-
-        let verb = if replaced.is_some() {
-            "replaced in"
-        } else {
-            "added to"
-        };
-        let mutation = Arc::new(Mutation {
-            world: world.get(),
-            description: format!("method {method} {verb} table {table_name}"),
-        });
-        inner.invalidate(world.get(), &mutation, changed, replaced.as_ref());
-        inner.world.publish(world);
-        drop(_writer);
-        self.after_mutation(usize::from(replaced.is_some()));
-        Ok(method)
+                .find(|m| {
+                    m.0.deleted.load(Ordering::Acquire) == OPEN
+                        && sig_equal(&inner.lattice, &m.0.sig, signature)
+                })
+                .cloned();
+            let method = Method(Arc::new(MethodData {
+                id: NEXT_METHOD.fetch_add(1, Ordering::Relaxed),
+                function: f,
+                function_name: Arc::clone(&func.name),
+                table,
+                sig: signature.into(),
+                source: Arc::new(source),
+                defined: world,
+                deleted: AtomicU64::new(OPEN),
+                instances: Mutex::new(HashMap::new()),
+            }));
+            added = Some(method.clone());
+            Ok(Edit {
+                added: Some(method),
+                removed: replaced,
+            })
+        })?;
+        Ok(added.expect("set by a successful mutation"))
     }
 
     /// Deletes a live method and advances the world by one. From the new world on, dispatch no
     /// longer sees it, and code compiled against it is invalidated; older worlds still see it.
+    /// Atomic like [`Engine::add_method_to`].
     pub fn delete_method(&self, method: &Method<L>) -> Result<(), Error> {
         let inner = &*self.inner;
         let not_live = || Error::MethodNotLive {
@@ -433,36 +396,96 @@ impl<L: Lattice> Engine<L> {
         let func = inner
             .function_data(method.0.function)
             .map_err(|_| not_live())?;
-        let table_name = Arc::clone(&lock(&inner.names).tables[method.0.table.id as usize]);
+        self.mutate(&func, method.0.table, |lists, _| {
+            if method.0.deleted.load(Ordering::Acquire) != OPEN
+                || !lists.table(method.0.table.id).contains(method)
+            {
+                return Err(not_live());
+            }
+            Ok(Edit {
+                added: None,
+                removed: Some(method.clone()),
+            })
+        })
+    }
 
-        let _writer = lock(&inner.writer);
-        let world = inner.world.current().next();
-        if method.0.deleted.load(Ordering::Acquire) != OPEN {
-            return Err(not_live());
-        }
+    /// The one path every method-table mutation takes. Under the writer lock and the function's
+    /// dispatch lock it first works out everything the mutation will do (`plan` picks the method
+    /// added and the one removed; the new method lists are built; every cached answer the change
+    /// can affect is recomputed against them), running all user code the mutation needs; only
+    /// then does it change anything, with no user code left to run: mark the removed method
+    /// deleted, install the lists, drop the changed answers, invalidate what depended on them,
+    /// and publish the new world.
+    fn mutate(
+        &self,
+        func: &Arc<FunctionData<L>>,
+        table: MethodTable,
+        plan: impl FnOnce(&MethodLists<L>, u64) -> Result<Edit<L>, Error>,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let table_name = Arc::clone(&lock(&inner.names).tables[table.id as usize]);
+        let writer = lock(&inner.writer);
+        let world = inner.world.current().next().get();
         let mut registry = lock(&func.dispatch);
         let lists = func.lists.load_full();
-        if !lists.table(method.0.table.id).contains(method) {
-            return Err(not_live());
+
+        let prepared = catch_unwind(AssertUnwindSafe(|| -> Result<Prepared<L>, Error> {
+            let edit = plan(&lists, world)?;
+            let new_lists = inner.edited_lists(&lists, table.id, &edit);
+            let changed = inner.recheck(&registry, &new_lists.0, table.id, world, &edit);
+            Ok(Prepared {
+                edit,
+                new_lists,
+                changed,
+            })
+        }));
+        let Prepared {
+            edit,
+            new_lists,
+            changed,
+        } = match prepared {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(error)) => return Err(error),
+            Err(panic) => {
+                drop(registry);
+                drop(writer);
+                resume_unwind(panic);
+            }
+        };
+
+        // The point of no return: nothing below runs user code, except destructors of what the
+        // invalidation walk lets go of, which run after the new world is published.
+        if let Some(old) = &edit.removed {
+            old.0.deleted.store(world, Ordering::Release);
         }
-        method.0.deleted.store(world.get(), Ordering::Release);
+        let (new_lists, pruned) = new_lists;
+        func.lists.store(new_lists);
         func.generation.fetch_add(1, Ordering::Release);
-        let changed = inner.recheck(
-            &mut registry,
-            &lists,
-            method.0.table.id,
-            world.get(),
-            |node| node.depends_on(&inner.lattice, method),
-        );
+        let mut unregistered = Vec::with_capacity(changed.len());
+        for (key, _) in &changed {
+            unregistered.extend(registry.nodes.remove(key));
+        }
         drop(registry);
+        inner.stats.add(Counter::Reclaimed, pruned as u64);
+        let (method, verb) = match (&edit.added, &edit.removed) {
+            (Some(new), Some(_)) => (new, "replaced in"),
+            (Some(new), None) => (new, "added to"),
+            (None, Some(old)) => (old, "deleted from"),
+            (None, None) => unreachable!("a mutation adds or removes a method"),
+        };
         let mutation = Arc::new(Mutation {
-            world: world.get(),
-            description: format!("method {method} deleted from table {table_name}"),
+            world,
+            method: Arc::new(method.clone()),
+            verb,
+            table: table_name,
         });
-        inner.invalidate(world.get(), &mutation, changed, Some(method));
-        inner.world.publish(world);
-        drop(_writer);
-        self.after_mutation(1);
+        let changed: Vec<_> = changed.into_iter().map(|(_, node)| node).collect();
+        let mut released = inner.invalidate(world, &mutation, changed, edit.removed.as_ref());
+        released.other.push(Box::new(unregistered));
+        inner.world.publish(World::from_raw(world));
+        drop(writer);
+        inner.release(released);
+        self.after_mutation(usize::from(edit.removed.is_some()));
         Ok(())
     }
 
@@ -474,7 +497,12 @@ impl<L: Lattice> Engine<L> {
             && garbage > survivors
             && inner.auto_reclaim.load(Ordering::Relaxed)
         {
-            self.reclaim();
+            // The mutation has taken effect; a panicking destructor of something reclamation
+            // frees must not make it look as if it had not (the caller would see a panic from
+            // `add_method`). It is counted instead, and the next reclamation frees the rest.
+            if catch_unwind(AssertUnwindSafe(|| self.reclaim())).is_err() {
+                inner.stats.add(Counter::DestructorPanic, 1);
+            }
         }
     }
 
@@ -654,6 +682,16 @@ impl<L: Lattice> Engine<L> {
 }
 
 impl<L: Lattice> EngineInner<L> {
+    /// Drops what an engine operation let go of, once the operation is complete. Their
+    /// destructors are user code (phase results, sources, keys); a panic in one is caught and
+    /// counted in [`StatsSnapshot::destructor_panics`], so that it cannot undo or hide an
+    /// operation that has already taken effect.
+    pub(crate) fn release<T>(&self, released: T) {
+        if catch_unwind(AssertUnwindSafe(move || drop(released))).is_err() {
+            self.stats.add(Counter::DestructorPanic, 1);
+        }
+    }
+
     pub(crate) fn function_data(&self, f: Function) -> Result<Arc<FunctionData<L>>, Error> {
         let unknown = || Error::UnknownFunction {
             function: format!("#{}", f.id),
@@ -828,79 +866,153 @@ impl<L: Lattice> EngineInner<L> {
         self.history.get_or_insert(key, node, seize)
     }
 
-    /// Re-dispatches, in the new `world`, every registered node of the function whose stack
-    /// includes `table` and which `relevant` selects; removes and returns those whose answer
-    /// changed. Called with the function's lock held, after the new methods are installed.
+    /// The function's method lists once `edit` is applied to `table`. A list that keeps growing
+    /// would make every definition copy the function's whole history, so past a small length the
+    /// methods no retained world can see are left out (as reclamation would): a definition's cost
+    /// stays independent of how often the function was redefined. Returns how many were left out.
+    fn edited_lists(
+        &self,
+        lists: &Arc<MethodLists<L>>,
+        table: u32,
+        edit: &Edit<L>,
+    ) -> (Arc<MethodLists<L>>, usize) {
+        let Some(added) = &edit.added else {
+            // A deletion only marks the method; it stays listed for older worlds.
+            return (Arc::clone(lists), 0);
+        };
+        let list = lists.table(table);
+        let mut new_list: Vec<Method<L>> = if list.len() >= HISTORY_PRUNE_LEN {
+            let horizon = self.pins.horizon(&self.world);
+            list.iter()
+                .filter(|m| m.0.deleted.load(Ordering::Acquire) > horizon)
+                .cloned()
+                .collect()
+        } else {
+            list.to_vec()
+        };
+        let pruned = list.len() - new_list.len();
+        new_list.push(added.clone());
+        (Arc::new(lists.with_table(table, new_list)), pruned)
+    }
+
+    /// The registered answers of the function that `edit` changes: every node whose stack includes
+    /// `table` and to which the added or removed method applies (see
+    /// [`DispatchNode::depends_on`]), re-dispatched in the new `world` over `lists` as if the
+    /// removed method were already deleted. Changes nothing.
     fn recheck(
         &self,
-        registry: &mut crate::dispatch::FuncDispatch<L>,
-        lists: &crate::table::MethodLists<L>,
+        registry: &crate::dispatch::FuncDispatch<L>,
+        lists: &MethodLists<L>,
         table: u32,
         world: u64,
-        relevant: impl Fn(&DispatchNode<L>) -> bool,
-    ) -> Vec<Arc<DispatchNode<L>>> {
-        let mut changed = Vec::new();
-        registry.nodes.retain(|_, node| {
-            if !node.stack.tables.contains(&table) || !relevant(node) {
-                return true;
+        edit: &Edit<L>,
+    ) -> Vec<Registered<L>> {
+        let touches = |node: &DispatchNode<L>, m: &Option<Method<L>>| {
+            m.as_ref()
+                .is_some_and(|m| node.depends_on(&self.lattice, m))
+        };
+        let deleted = |m: &Method<L>| {
+            if edit.removed.as_ref() == Some(m) {
+                world
+            } else {
+                m.0.deleted.load(Ordering::Acquire)
             }
-            let (raw, _, _) =
-                dispatch::compute(&self.lattice, lists, &node.stack, &node.args, world);
-            let same = raw.matches(&node.outcome);
-            if !same {
-                changed.push(Arc::clone(node));
-            }
-            same
-        });
-        changed
+        };
+        registry
+            .nodes
+            .iter()
+            .filter(|(_, node)| {
+                node.stack.tables.contains(&table)
+                    && (touches(node, &edit.added) || touches(node, &edit.removed))
+            })
+            .filter(|(_, node)| {
+                let (raw, _, _) = dispatch::compute_with(
+                    &self.lattice,
+                    lists,
+                    &node.stack,
+                    &node.args,
+                    world,
+                    deleted,
+                );
+                !raw.matches(&node.outcome)
+            })
+            .map(|(key, node)| (key.clone(), Arc::clone(node)))
+            .collect()
     }
 
     /// Closes the validity of the changed dispatch nodes and of everything compiled for the
-    /// replaced or deleted method, and propagates through every dependent.
+    /// replaced or deleted method, and propagates through every dependent. Runs no user code:
+    /// what the walk lets go of is returned, to be dropped once the mutation is over.
     fn invalidate(
         &self,
         world: u64,
         mutation: &Arc<Mutation>,
         changed: Vec<Arc<DispatchNode<L>>>,
         removed: Option<&Method<L>>,
-    ) {
+    ) -> Released {
+        let mut released = Released::default();
         let mut seeds: Vec<DepRef> = Vec::new();
         let mut touched = 0usize;
         for node in &changed {
             node.validity.lower(world);
-            let call = node.describe();
+            let call: Describe = Arc::clone(node) as Describe;
             seeds.extend(invalidate::seed_from_edges(&node.edges, world, || {
                 Cause::Dispatch {
                     mutation: Arc::clone(mutation),
-                    call: call.clone(),
+                    call: Arc::clone(&call),
                 }
             }));
         }
         self.stats
             .add(Counter::DispatchInvalidated, changed.len() as u64);
         touched += seeds.len();
-        touched += invalidate::propagate(seeds, world);
+        touched += invalidate::propagate(seeds, world, &mut released.deps);
+        let changed_count = changed.len();
+        released.other.push(Box::new(changed));
         if let Some(method) = removed {
+            // Read after the method was marked deleted: an instance made since is compiled
+            // against the mark (see `crate::compile`).
             for mi in method.live_instances() {
-                let instance = mi.to_string();
+                let instance: Describe = Arc::new(mi.clone());
                 let cause = || Cause::Method {
                     mutation: Arc::clone(mutation),
-                    instance: instance.clone(),
+                    instance: Arc::clone(&instance),
                 };
                 for slot in mi.live_slots() {
                     let versions = slot.invalidate_versions(world, &cause);
                     touched += versions.len();
-                    touched += invalidate::propagate(versions, world);
+                    touched += invalidate::propagate(versions, world, &mut released.deps);
                     let rest = invalidate::seed_from_edges(slot.edges(), world, cause);
                     touched += rest.len();
-                    touched += invalidate::propagate(rest, world);
+                    touched += invalidate::propagate(rest, world, &mut released.deps);
+                    released.other.push(Box::new(slot));
                 }
+                released.other.push(Box::new(mi));
             }
         }
         self.stats.add(Counter::Invalidated, touched as u64);
         self.garbage
-            .fetch_add(touched + changed.len(), Ordering::Relaxed);
+            .fetch_add(touched + changed_count, Ordering::Relaxed);
+        released
     }
+}
+
+/// What one mutation does to one function's methods in one table.
+struct Edit<L: Lattice> {
+    /// The method defined, if any.
+    added: Option<Method<L>>,
+    /// The live method that stops being live: replaced by `added`, or deleted.
+    removed: Option<Method<L>>,
+}
+
+/// A dispatch node registered with its function, and its key there.
+type Registered<L> = (NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>);
+
+/// A mutation worked out in full before it changes anything.
+struct Prepared<L: Lattice> {
+    edit: Edit<L>,
+    new_lists: (Arc<MethodLists<L>>, usize),
+    changed: Vec<Registered<L>>,
 }
 
 /// A pinned world: lookups through a guard are answered in its world, without locks.

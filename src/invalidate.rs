@@ -84,21 +84,22 @@ impl CiCore {
 
     /// The upstream instance, if the cause is `Via`, or the root cause's parts otherwise.
     fn read_cause(&self) -> Option<Result<DepRef, (u64, String, String)>> {
-        let cause = lock(&self.cause);
-        Some(match cause.as_ref()? {
-            Cause::Via(up) => Ok(Arc::clone(up)),
+        // Copied out first: describing runs user code (types' `Display`), not under the lock.
+        let cause = lock(&self.cause).clone()?;
+        Some(match cause {
+            Cause::Via(up) => Ok(up),
             Cause::Dispatch { mutation, call } => Err((
                 mutation.world,
-                mutation.description.clone(),
+                mutation.to_string(),
                 format!("dispatch {call} changed"),
             )),
             Cause::Method { mutation, instance } => Err((
                 mutation.world,
-                mutation.description.clone(),
+                mutation.to_string(),
                 format!("method of {instance} was replaced or deleted"),
             )),
             Cause::DuringCompilation { world } => Err((
-                *world,
+                world,
                 "a dependency was invalidated while this was being compiled".to_owned(),
                 "published already invalid".to_owned(),
             )),
@@ -131,24 +132,43 @@ pub(crate) trait SlotNode: Send + Sync {
     fn method_range(&self) -> (u64, u64);
 }
 
+/// Something the engine describes to a user only when asked (a method, a dispatch, a method
+/// instance). Kept as a value rather than a string so that a mutation runs no user code (a
+/// custom lattice's `Display`) once it has begun to change the engine.
+pub(crate) type Describe = Arc<dyn fmt::Display + Send + Sync>;
+
 /// The mutation at the root of an invalidation.
-#[derive(Debug)]
 pub(crate) struct Mutation {
     pub(crate) world: u64,
-    pub(crate) description: String,
+    /// The method added, replaced or deleted.
+    pub(crate) method: Describe,
+    /// `"added to"`, `"replaced in"` or `"deleted from"`.
+    pub(crate) verb: &'static str,
+    pub(crate) table: Arc<str>,
+}
+
+impl fmt::Display for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "method {} {} table {}",
+            self.method, self.verb, self.table
+        )
+    }
 }
 
 /// Why a code instance was invalidated.
+#[derive(Clone)]
 pub(crate) enum Cause {
     /// A dispatch result it recorded changed.
     Dispatch {
         mutation: Arc<Mutation>,
-        call: String,
+        call: Describe,
     },
     /// The method of a method instance it depends on (or its own) was replaced or deleted.
     Method {
         mutation: Arc<Mutation>,
-        instance: String,
+        instance: Describe,
     },
     /// A code instance it depends on was invalidated.
     Via(DepRef),
@@ -207,6 +227,16 @@ pub(crate) fn explain(dep: &dyn Dependent) -> Option<Invalidation> {
     }
 }
 
+/// What an invalidation let go of. Dropping a code instance can run user code (its phase results'
+/// destructors), so a mutation drops these only after it has published its world.
+#[derive(Default)]
+pub(crate) struct Released {
+    /// Every dependent the walk lowered.
+    pub(crate) deps: Vec<DepRef>,
+    /// Everything else: dispatch nodes, slots, method instances.
+    pub(crate) other: Vec<Box<dyn Send>>,
+}
+
 /// Dependents a walk visits on the mutating thread before it brings in rayon workers.
 pub(crate) const PARALLEL_AFTER: usize = 4096;
 
@@ -217,18 +247,22 @@ const SPLIT_EVERY: usize = 512;
 const WIDE: usize = 64;
 
 /// Propagates an invalidation at `world` from `seeds` (already lowered, causes set) through every
-/// transitive dependent. Returns the number of dependents it lowered (seeds not included).
-pub(crate) fn propagate(seeds: Vec<DepRef>, world: u64) -> usize {
+/// transitive dependent. Returns the number of dependents it lowered (seeds not included); every
+/// dependent visited, seeds included, ends in `released`.
+pub(crate) fn propagate(seeds: Vec<DepRef>, world: u64, released: &mut Vec<DepRef>) -> usize {
     let mut stack = seeds;
     let mut scratch = Vec::new();
     let mut lowered = 0;
     let mut visited = 0;
     while let Some(dep) = stack.pop() {
         lowered += expand(&dep, world, &mut stack, &mut scratch);
+        released.push(dep);
         visited += 1;
         if visited >= PARALLEL_AFTER && stack.len() >= 2 && rayon::current_num_threads() > 1 {
             let counter = std::sync::atomic::AtomicUsize::new(lowered);
-            rayon::scope(|scope| parallel(scope, stack, world, &counter));
+            let done = Mutex::new(Vec::new());
+            rayon::scope(|scope| parallel(scope, stack, world, &counter, &done));
+            released.append(&mut done.into_inner().unwrap_or_else(|p| p.into_inner()));
             return counter.into_inner();
         }
     }
@@ -244,12 +278,15 @@ fn parallel<'s>(
     mut stack: Vec<DepRef>,
     world: u64,
     counter: &'s std::sync::atomic::AtomicUsize,
+    released: &'s Mutex<Vec<DepRef>>,
 ) {
     let mut scratch = Vec::new();
+    let mut visited = Vec::new();
     let mut lowered = 0;
     let mut since_split = 0;
     while let Some(dep) = stack.pop() {
         lowered += expand(&dep, world, &mut stack, &mut scratch);
+        visited.push(dep);
         since_split += 1;
         if since_split >= SPLIT_EVERY && stack.len() >= 2 {
             since_split = 0;
@@ -263,10 +300,11 @@ fn parallel<'s>(
             };
             let rest = stack.split_off(give);
             let older = std::mem::replace(&mut stack, rest);
-            scope.spawn(move |scope| parallel(scope, older, world, counter));
+            scope.spawn(move |scope| parallel(scope, older, world, counter, released));
         }
     }
     counter.fetch_add(lowered, std::sync::atomic::Ordering::Relaxed);
+    lock(released).append(&mut visited);
 }
 
 /// Visits the dependents of `dep`'s slot: lowers each computed before `world` and pushes those it

@@ -51,9 +51,10 @@ pub(crate) enum Counter {
     Invalidated,
     DispatchInvalidated,
     Reclaimed,
+    DestructorPanic,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 12;
 
 #[derive(Default)]
 struct Shard {
@@ -99,6 +100,7 @@ impl Stats {
             invalidated_code_instances: self.sum(Counter::Invalidated),
             invalidated_dispatches: self.sum(Counter::DispatchInvalidated),
             reclaimed: self.sum(Counter::Reclaimed),
+            destructor_panics: self.sum(Counter::DestructorPanic),
         }
     }
 }
@@ -130,4 +132,8 @@ pub struct StatsSnapshot {
     pub invalidated_dispatches: u64,
     /// Entries (methods, dispatch results, code instances) dropped by reclamation.
     pub reclaimed: u64,
+    /// Panics caught in destructors of user values (phase results, sources, keys) that the
+    /// engine dropped on its own, after a mutation or during reclamation. The operation that
+    /// dropped them had already taken effect and stays in effect.
+    pub destructor_panics: u64,
 }

@@ -1,0 +1,249 @@
+//! User code that panics inside engine operations. A mutation is atomic: if the lattice panics
+//! while the engine works out what the mutation changes, the panic reaches the caller and the
+//! mutation does not happen at all. A destructor that panics when the engine frees something on
+//! its own (after a mutation took effect) is caught and counted, and the mutation stands.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use compiler_caching::{Compiler, CompilerCache, Engine, Error, InferCx, Lattice, PhaseCx};
+
+/// `0` is the top type, every other number a concrete leaf under it. Specificity panics while
+/// `armed` is set, and so does subtyping while `armed_subtype` is.
+#[derive(Default)]
+struct Fragile {
+    armed: AtomicBool,
+    armed_subtype: AtomicBool,
+}
+
+impl Lattice for Fragile {
+    type Type = u32;
+    fn is_subtype(&self, a: &u32, b: &u32) -> bool {
+        if self.armed_subtype.load(Ordering::SeqCst) {
+            panic!("lattice bug");
+        }
+        a == b || *b == 0
+    }
+    fn is_disjoint(&self, a: &u32, b: &u32) -> bool {
+        a != b && *a != 0 && *b != 0
+    }
+    fn is_concrete(&self, a: &u32) -> bool {
+        *a != 0
+    }
+    fn is_more_specific(&self, s1: &[u32], s2: &[u32]) -> bool {
+        if self.armed.load(Ordering::SeqCst) {
+            panic!("lattice bug");
+        }
+        compiler_caching::types::sig_subtype(self, s1, s2)
+            && !compiler_caching::types::sig_subtype(self, s2, s1)
+    }
+}
+
+/// Compiles `g(x)` to the source of whatever `f(x)` dispatches to (0 if it is not found).
+struct Caller;
+
+impl Compiler<Fragile> for Caller {
+    type Key = ();
+    type Inferred = &'static str;
+    type Artifact = &'static str;
+    type Linked = &'static str;
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self, Fragile>) -> Result<&'static str, String> {
+        let f = cx.engine().function("f").map_err(|e| e.to_string())?;
+        Ok(match cx.dispatch(f, cx.instance().argtypes()) {
+            Ok(mi) => mi.method().source::<&'static str>().copied().unwrap_or("?"),
+            Err(_) => "none",
+        })
+    }
+    fn codegen(
+        &self,
+        _: &PhaseCx<'_, Self, Fragile>,
+        v: &&'static str,
+    ) -> Result<&'static str, String> {
+        Ok(v)
+    }
+    fn link(
+        &self,
+        _: &PhaseCx<'_, Self, Fragile>,
+        v: &&'static str,
+    ) -> Result<&'static str, String> {
+        Ok(v)
+    }
+}
+
+#[test]
+fn a_lattice_panic_inside_a_mutation_leaves_the_engine_as_it_was() {
+    let engine = Engine::with_lattice(Fragile::default());
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    let h = engine.declare_function("h").unwrap();
+    engine.add_method(f, &[0], "generic").unwrap();
+    engine.add_method(f, &[5], "five").unwrap();
+    engine.add_method(g, &[7], "g").unwrap();
+    let cache = CompilerCache::new(&engine, "C", Caller);
+    let compile_g = || {
+        let guard = engine.pin();
+        let mi = guard.dispatch(g, &[7]).unwrap();
+        *cache.compile(&guard, mi, &()).unwrap()
+    };
+    assert_eq!(compile_g(), "generic");
+    let before = engine.current_world();
+    let g_mi = engine.pin().dispatch(g, &[7]).unwrap().clone();
+    let compiled = cache.lookup(&engine.pin(), &g_mi, &()).unwrap();
+
+    // Adding f(7) rechecks the cached answer f(7) -> f(0), and ranking the methods panics.
+    engine.lattice().armed.store(true, Ordering::SeqCst);
+    let result = catch_unwind(AssertUnwindSafe(|| engine.add_method(f, &[7], "seven")));
+    engine.lattice().armed.store(false, Ordering::SeqCst);
+    assert!(result.is_err(), "the lattice's panic reaches the caller");
+
+    // Nothing happened: same world, same answers, the compiled caller still valid.
+    assert_eq!(engine.current_world(), before);
+    let source = |w| {
+        engine
+            .pin_world(w)
+            .unwrap()
+            .dispatch(f, &[7])
+            .map(|mi| *mi.method().source::<&str>().unwrap())
+    };
+    assert_eq!(source(before), Ok("generic"));
+    assert!(compiled.is_valid_in(before));
+
+    // The next mutation does not bring the failed method to life in its world, neither in the
+    // cached answer nor in one computed afresh (through a stack never asked before).
+    let overlay = engine.new_overlay("o").unwrap();
+    let fresh = engine.stack(&[overlay, engine.global_table()]).unwrap();
+    engine.add_method(h, &[0], "h").unwrap();
+    let after = engine.current_world();
+    assert_eq!(source(after), Ok("generic"), "the failed definition leaked");
+    assert_eq!(
+        engine
+            .pin()
+            .dispatch_in(fresh, f, &[7])
+            .map(|mi| *mi.method().source::<&str>().unwrap()),
+        Ok("generic"),
+        "the failed definition leaked into a fresh dispatch"
+    );
+    assert!(compiled.is_valid_in(after));
+    assert_eq!(compile_g(), "generic");
+
+    // And the cached answer is still registered for rechecks: defining f(7) for real changes it
+    // and invalidates the caller compiled against it.
+    engine.add_method(f, &[7], "seven").unwrap();
+    assert_eq!(source(engine.current_world()), Ok("seven"));
+    assert!(!compiled.is_valid_in(engine.current_world()));
+    assert_eq!(compile_g(), "seven");
+
+    // A deletion that panics (here while finding the cached answers it affects) is undone the
+    // same way.
+    let five = engine.pin().dispatch(f, &[5]).unwrap().method().clone();
+    let w = engine.current_world();
+    engine.lattice().armed_subtype.store(true, Ordering::SeqCst);
+    let result = catch_unwind(AssertUnwindSafe(|| engine.delete_method(&five)));
+    engine
+        .lattice()
+        .armed_subtype
+        .store(false, Ordering::SeqCst);
+    assert!(result.is_err());
+    assert_eq!(engine.current_world(), w);
+    assert!(five.is_live_in(w));
+    assert_eq!(
+        engine
+            .pin()
+            .dispatch(f, &[5])
+            .map(|mi| *mi.method().source::<&str>().unwrap()),
+        Ok("five")
+    );
+    engine.delete_method(&five).unwrap();
+    assert!(matches!(
+        engine
+            .pin()
+            .dispatch(f, &[5])
+            .map(|mi| *mi.method().source::<&str>().unwrap()),
+        Ok("generic")
+    ));
+    assert!(matches!(
+        engine.delete_method(&five),
+        Err(Error::MethodNotLive { .. })
+    ));
+}
+
+/// Whether [`Explosive`] values panic when dropped.
+static FUSE: AtomicBool = AtomicBool::new(true);
+
+/// A linked value whose destructor panics while [`FUSE`] is set.
+struct Explosive;
+
+impl Drop for Explosive {
+    fn drop(&mut self) {
+        if FUSE.load(Ordering::SeqCst) && !std::thread::panicking() {
+            panic!("destructor bug");
+        }
+    }
+}
+
+struct Bomb;
+
+impl Compiler for Bomb {
+    type Key = u32;
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = Explosive;
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<(), String> {
+        let f = cx.engine().function("f").map_err(|e| e.to_string())?;
+        cx.dispatch(f, cx.instance().argtypes())
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<Explosive, String> {
+        Ok(Explosive)
+    }
+}
+
+#[test]
+fn a_destructor_panic_during_automatic_reclamation_does_not_hide_the_mutation() {
+    use compiler_caching::Ty;
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(f, &[int.clone()], 0).unwrap();
+    engine.add_method(g, &[int.clone()], 0).unwrap();
+    let cache = CompilerCache::new(&engine, "C", Bomb);
+    let mut defined = Vec::new();
+    // Each round compiles g for many keys and redefines f, invalidating them all: garbage grows
+    // until a mutation reclaims automatically and frees the explosive linked values.
+    for round in 0..8 {
+        {
+            let guard = engine.pin();
+            let mi = guard.dispatch(g, &[int.clone()]).unwrap();
+            for key in 0..400 {
+                cache.compile(&guard, mi, &key).unwrap();
+            }
+        }
+        let m = engine
+            .add_method(f, &[int.clone()], round)
+            .expect("the definition succeeds and says so");
+        assert_eq!(engine.current_world(), m.defined());
+        defined.push(m);
+    }
+    assert!(
+        engine.stats().destructor_panics >= 1,
+        "{:?}",
+        engine.stats()
+    );
+    // Every definition took effect.
+    let newest = engine.pin().dispatch(f, &[int]).unwrap().method().clone();
+    assert_eq!(&newest, defined.last().unwrap());
+    // What is left is dropped with the cache, by the test's own thread: defuse it first.
+    FUSE.store(false, Ordering::SeqCst);
+}
