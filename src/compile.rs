@@ -503,11 +503,16 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 // Reclamation removed the slot after we found it; the next lookup makes a new one.
                 Begin::Retired => continue,
                 Begin::Ready(ci) => return Ok(Compiled::Ready(ci)),
-                Begin::Wait(job) => match job.wait(&engine.waits) {
-                    Waited::Cycle => return Ok(Compiled::Cycle),
-                    Waited::Done(Err(e)) => return Err(e),
-                    Waited::Done(Ok(())) => continue,
-                },
+                Begin::Wait(job) => {
+                    if job.owner() != crate::sync::current_thread() {
+                        engine.stats.add(Counter::CompileWait, 1);
+                    }
+                    match job.wait(&engine.waits) {
+                        Waited::Cycle => return Ok(Compiled::Cycle),
+                        Waited::Done(Err(e)) => return Err(e),
+                        Waited::Done(Ok(())) => continue,
+                    }
+                }
                 Begin::Run { job, existing } => {
                     let job = JobGuard {
                         slot: &slot,

@@ -1039,7 +1039,7 @@ impl<L: Lattice> Drop for Guard<'_, L> {
             (Counter::CodeHit, self.code_hits.get()),
         ] {
             if n > 0 {
-                stats.add(counter, n);
+                stats.add_hits(counter, n);
             }
         }
     }

@@ -3,13 +3,13 @@
 //! Counting a hit must not make every reader write one shared cache line (that alone would cost
 //! more than the hit). Hits are tallied in the [`Guard`](crate::Guard) that made them — a plain
 //! increment of a field the thread owns — and added here when the guard is dropped; a thread-local
-//! shard lookup per hit cost a fifth of a code-cache hit (`perf/callgrind.sh`). Everything else is
-//! counted directly: each counter is spread over cache-padded shards and a thread increments the
-//! shard it was assigned on first use, with a plain load and store rather than a locked
-//! read-modify-write (which cost 4 ns per hit in `benches/hit_path`). Reading sums the shards, so a
-//! snapshot is exact once the counting threads are quiet and have dropped their guards, and
-//! approximate while they run; with more than 32 counting threads two may share a shard and,
-//! rarely, one increment is lost.
+//! shard lookup per hit cost a fifth of a code-cache hit (`perf/callgrind.sh`). Each counter is
+//! spread over cache-padded shards and a thread adds to the shard it was assigned on first use, so
+//! threads do not share a line. Everything off the hit path is added with an atomic add, and is
+//! exact; a guard adds its hits with a plain load and store (a locked add on every guard drop
+//! would cost more than the hits it reports), so with more than 32 threads counting at once two
+//! may share a shard and, rarely, a batch of hits is lost. Reading sums the shards: a snapshot is
+//! exact once the counting threads have dropped their guards, and a lower bound while they run.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,6 +44,7 @@ pub(crate) enum Counter {
     DispatchMiss,
     CodeHit,
     CodeMiss,
+    CompileWait,
     Infer,
     Codegen,
     Link,
@@ -54,7 +55,7 @@ pub(crate) enum Counter {
     DestructorPanic,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 13;
 
 #[derive(Default)]
 struct Shard {
@@ -74,8 +75,16 @@ impl Stats {
         }
     }
 
+    /// Adds `n`, exactly.
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.shards[shard()].counts[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds a guard's tally of hits: cheaper than [`Stats::add`], exact unless two threads
+    /// counting at the same moment share a shard.
+    #[inline]
+    pub(crate) fn add_hits(&self, counter: Counter, n: u64) {
         let cell = &self.shards[shard()].counts[counter as usize];
         cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
@@ -93,6 +102,7 @@ impl Stats {
             dispatch_misses: self.sum(Counter::DispatchMiss),
             code_hits: self.sum(Counter::CodeHit),
             code_misses: self.sum(Counter::CodeMiss),
+            compile_waits: self.sum(Counter::CompileWait),
             infer_runs: self.sum(Counter::Infer),
             codegen_runs: self.sum(Counter::Codegen),
             link_runs: self.sum(Counter::Link),
@@ -118,6 +128,9 @@ pub struct StatsSnapshot {
     pub code_hits: u64,
     /// Compilations that had to run (or wait for) at least one phase.
     pub code_misses: u64,
+    /// Times a caller found its code instance being compiled by another thread and waited for
+    /// that compilation instead of running it again (counted when the wait begins).
+    pub compile_waits: u64,
     /// Successful runs of the infer phase.
     pub infer_runs: u64,
     /// Successful runs of the codegen phase.

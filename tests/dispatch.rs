@@ -403,7 +403,7 @@ fn bad_input_gives_typed_errors() {
         Err(Error::MethodNotLive { .. })
     ));
     assert!(matches!(
-        engine.pin_world(World::FIRST.next_for_tests(100)),
+        engine.pin_world(future_world()),
         Err(Error::FutureWorld { .. })
     ));
     // Nothing above disturbed the engine.
@@ -415,21 +415,15 @@ fn bad_input_gives_typed_errors() {
     );
 }
 
-trait WorldExt {
-    fn next_for_tests(self, n: u64) -> World;
-}
-
-impl WorldExt for World {
-    fn next_for_tests(self, n: u64) -> World {
-        // Worlds are only made by the engine; find a future one by asking a scratch engine.
-        let scratch = Engine::new();
-        let f = scratch.declare_function("f").unwrap();
-        for _ in 0..n {
-            scratch.add_method(f, &[Ty::any()], ()).unwrap();
-        }
-        let _ = self;
-        scratch.current_world()
+/// A world this test's engine has not reached: worlds are only made by an engine, so ask a
+/// scratch engine that has made more of them.
+fn future_world() -> World {
+    let scratch = Engine::new();
+    let f = scratch.declare_function("f").unwrap();
+    for _ in 0..100 {
+        scratch.add_method(f, &[Ty::any()], ()).unwrap();
     }
+    scratch.current_world()
 }
 
 #[test]

@@ -242,3 +242,104 @@ fn long_call_chains_are_reclaimed_and_dropped_without_deep_recursion() {
         .join()
         .expect("no stack overflow");
 }
+
+/// With automatic reclamation off, nothing is reclaimed until `reclaim` is called, whatever
+/// accumulates; then everything no world can see goes at once.
+#[test]
+fn with_automatic_reclamation_off_garbage_waits_for_an_explicit_reclaim() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let int = t.int.clone();
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(f, &[int.clone()], caller(&int)).unwrap();
+    engine
+        .add_method(g, &[int.clone()], Ir::constant(0))
+        .unwrap();
+    engine.set_auto_reclaim(false);
+    let cache = CompilerCache::new(&engine, "C", Foreign::default());
+    // Far more garbage than the automatic threshold (1024 entries): each round invalidates 64
+    // compiled instances of f.
+    const ROUNDS: i64 = 40;
+    for i in 1..=ROUNDS {
+        let guard = engine.pin();
+        let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+        for key in 0..64 {
+            assert_eq!(*cache.compile(&guard, mi, &key).unwrap(), 1_000_000 + i - 1);
+        }
+        drop(guard);
+        engine
+            .add_method(g, &[int.clone()], Ir::constant(i))
+            .unwrap();
+    }
+    let held = engine.census();
+    assert!(
+        held.code_instances >= 64 * ROUNDS as usize,
+        "nothing was reclaimed automatically: {held:?}"
+    );
+    assert_eq!(engine.stats().reclaimed, 0, "{:?}", engine.stats());
+    let after = engine.reclaim();
+    assert_eq!(after.code_instances, 0, "{after:?}");
+    assert!(engine.stats().reclaimed >= 64 * ROUNDS as u64);
+    // Turned back on, reclamation runs by itself again.
+    engine.set_auto_reclaim(true);
+    for i in 0..ROUNDS {
+        let guard = engine.pin();
+        let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+        for key in 0..64 {
+            cache.compile(&guard, mi, &key).unwrap();
+        }
+        drop(guard);
+        engine
+            .add_method(g, &[int.clone()], Ir::constant(-i))
+            .unwrap();
+    }
+    assert!(engine.census().code_instances < 64 * ROUNDS as usize / 2);
+}
+
+/// A world pinned while one function is redefined many more times than the length at which a
+/// definition prunes the function's history (64) still answers as it stood, and so do the worlds
+/// pinned in between. Every world from the oldest pin on can still be pinned, so everything they
+/// see is kept until that pin goes.
+#[test]
+fn a_world_pinned_across_hundreds_of_redefinitions_answers_as_it_stood() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let int = t.int.clone();
+    let g = engine.declare_function("g").unwrap();
+    let value = |guard: &compiler_caching::Guard<'_>| {
+        guard
+            .dispatch(g, &[int.clone()])
+            .unwrap()
+            .method()
+            .source::<Ir>()
+            .unwrap()
+            .value
+    };
+    engine
+        .add_method(g, &[int.clone()], Ir::constant(0))
+        .unwrap();
+    let first = engine.pin();
+    let mut pinned = Vec::new();
+    for i in 1..=300 {
+        engine
+            .add_method(g, &[int.clone()], Ir::constant(i))
+            .unwrap();
+        if i % 100 == 0 {
+            pinned.push((i, engine.pin()));
+        }
+    }
+    assert_eq!(value(&first), 0);
+    for (i, guard) in &pinned {
+        assert_eq!(value(guard), *i);
+    }
+    assert_eq!(value(&engine.pin()), 300);
+    assert_eq!(engine.census().methods, 301);
+    // Once the oldest pin goes, the history before the next one is pruned.
+    drop(first);
+    assert_eq!(engine.reclaim().methods, 201);
+    let (i, guard) = &pinned[0];
+    assert_eq!(value(guard), *i);
+    drop(pinned);
+    assert_eq!(engine.reclaim().methods, 1);
+}

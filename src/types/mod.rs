@@ -69,8 +69,7 @@ pub trait Lattice: Send + Sync + 'static {
     /// Checks that `t` is a type of this lattice (not, for example, one made by another engine's
     /// lattice). The engine calls it on every signature and argument type it is given before it
     /// stores or dispatches on them.
-    fn check(&self, t: &Self::Type) -> Result<(), TypeError> {
-        let _ = t;
+    fn check(&self, _type: &Self::Type) -> Result<(), TypeError> {
         Ok(())
     }
 

@@ -64,7 +64,12 @@ pub struct Log {
     pub faults: Mutex<HashMap<(String, Phase), Fault>>,
     /// How long infer sleeps (to widen race windows in concurrency tests).
     pub infer_delay: Mutex<Option<Duration>>,
+    /// A staged signal for fault tests: an injected fault fires only once the engine has counted
+    /// this many callers waiting on another thread's compilation.
+    pub fault_after_waits: Mutex<Option<u64>>,
     pub infers: AtomicUsize,
+    /// Callees the engine reported in progress (recursion): only a cyclic call graph may see any.
+    pub in_progress: AtomicUsize,
 }
 
 impl Log {
@@ -94,7 +99,18 @@ impl Log {
             .insert((function.to_string(), phase), fault);
     }
 
-    fn enter(&self, function: &str, phase: Phase) -> Result<(), String> {
+    fn enter(&self, engine: &Engine, function: &str, phase: Phase) -> Result<(), String> {
+        let armed = self
+            .faults
+            .lock()
+            .unwrap()
+            .contains_key(&(function.to_string(), phase));
+        let gate = *self.fault_after_waits.lock().unwrap();
+        if let (true, Some(waits)) = (armed, gate) {
+            while engine.stats().compile_waits < waits {
+                std::thread::yield_now();
+            }
+        }
         let fault = self
             .faults
             .lock()
@@ -134,7 +150,7 @@ impl Compiler for Foreign {
 
     fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<i64, String> {
         let name = name_of(cx.engine(), cx.instance().method().function());
-        self.log.enter(&name, Phase::Infer)?;
+        self.log.enter(cx.engine(), &name, Phase::Infer)?;
         self.log.infers.fetch_add(1, Ordering::Relaxed);
         if let Some(d) = *self.log.infer_delay.lock().unwrap() {
             std::thread::sleep(d);
@@ -161,7 +177,9 @@ impl Compiler for Foreign {
             };
             match cx.compile(&callee).map_err(|e| e.to_string())? {
                 Callee::Ready(ci) => total += ci.linked().copied().unwrap_or(0),
-                Callee::InProgress => {}
+                Callee::InProgress => {
+                    self.log.in_progress.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         for call in &ir.opaque_deps {
@@ -177,13 +195,13 @@ impl Compiler for Foreign {
 
     fn codegen(&self, cx: &PhaseCx<'_, Self>, inferred: &i64) -> Result<Vec<u8>, String> {
         let name = name_of(cx.engine(), cx.instance().method().function());
-        self.log.enter(&name, Phase::Codegen)?;
+        self.log.enter(cx.engine(), &name, Phase::Codegen)?;
         Ok(inferred.to_le_bytes().to_vec())
     }
 
     fn link(&self, cx: &PhaseCx<'_, Self>, artifact: &Vec<u8>) -> Result<i64, String> {
         let name = name_of(cx.engine(), cx.instance().method().function());
-        self.log.enter(&name, Phase::Link)?;
+        self.log.enter(cx.engine(), &name, Phase::Link)?;
         let bytes: [u8; 8] = artifact.as_slice().try_into().map_err(|_| "bad artifact")?;
         Ok(i64::from_le_bytes(bytes))
     }

@@ -1,0 +1,210 @@
+//! The compile API's paths, each reached on purpose rather than by a race: hits and misses and
+//! their counters, `compile_instance`, `lookup`, a top-level compile re-entering itself, and a
+//! code instance published already closed because its dependency changed while it was compiled.
+
+mod common;
+
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::thread;
+
+use common::{types, watchdog, Foreign, Ir};
+use compiler_caching::{CompileError, Compiler, CompilerCache, Engine, InferCx, PhaseCx, Ty};
+
+#[test]
+fn hits_and_misses_are_counted_and_compile_instance_agrees_with_compile() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    engine
+        .add_method(f, &[t.int.clone()], Ir::constant(3))
+        .unwrap();
+    let compiler = Foreign::default();
+    let log = compiler.log.clone();
+    let cache = CompilerCache::new(&engine, "C", compiler);
+    let guard = engine.pin();
+    let mi = &guard.dispatch(f, &[t.int.clone()]).unwrap().clone();
+    assert!(
+        cache.lookup(&guard, mi, &0).is_none(),
+        "nothing compiled yet"
+    );
+
+    // A miss through compile_instance runs every phase once and returns the instance.
+    let ci = cache.compile_instance(&guard, mi, &0).unwrap();
+    assert_eq!(ci.linked(), Some(&3));
+    assert_eq!(ci.inferred(), &3);
+    assert_eq!(ci.artifact(), Some(&3i64.to_le_bytes().to_vec()));
+    assert_eq!(ci.instance(), mi);
+    assert_eq!(ci.key(), &0);
+    assert_eq!(ci.compiled_in(), guard.world());
+    assert!(ci.is_valid_in(guard.world()));
+    assert!(ci.invalidation().is_none());
+    // Then compile and compile_instance hit the same instance.
+    assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 3);
+    let again = cache.compile_instance(&guard, mi, &0).unwrap();
+    assert_eq!(again.validity(), ci.validity());
+    assert_eq!(cache.versions(mi, &0).len(), 1);
+    assert_eq!(log.runs("f", compiler_caching::Phase::Infer), 1);
+    drop(guard);
+    let stats = engine.stats();
+    assert_eq!(stats.code_misses, 1, "{stats:?}");
+    assert_eq!(stats.code_hits, 2, "{stats:?}");
+    assert_eq!(stats.compile_waits, 0, "{stats:?}");
+
+    // Another key is another miss; a lookup finds what compile made, whatever its phases.
+    let guard = engine.pin();
+    assert_eq!(*cache.compile(&guard, mi, &1).unwrap(), 3);
+    assert!(cache.lookup(&guard, mi, &1).is_some());
+    drop(guard);
+    assert_eq!(engine.stats().code_misses, 2);
+}
+
+/// A compiler whose infer compiles its own instance again through the top-level API.
+struct Reenter;
+
+static REENTER_CACHE: OnceLock<CompilerCache<Reenter>> = OnceLock::new();
+
+impl Compiler for Reenter {
+    type Key = ();
+    type Inferred = String;
+    type Artifact = String;
+    type Linked = String;
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<String, String> {
+        let cache = REENTER_CACHE.get().ok_or("no cache")?;
+        let guard = cx.engine().pin();
+        Ok(match cache.compile(&guard, cx.instance(), &()) {
+            Err(e @ CompileError::Reentered { .. }) => e.to_string(),
+            other => format!("unexpected {other:?}"),
+        })
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &String) -> Result<String, String> {
+        Ok(v.clone())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, v: &String) -> Result<String, String> {
+        Ok(v.clone())
+    }
+}
+
+#[test]
+fn a_top_level_compile_from_inside_the_same_compilation_is_reentered_not_deadlocked() {
+    watchdog(30, || {
+        let engine = Engine::new();
+        let f = engine.declare_function("f").unwrap();
+        engine.add_method(f, &[Ty::any()], ()).unwrap();
+        let cache = REENTER_CACHE.get_or_init(|| CompilerCache::new(&engine, "C", Reenter));
+        let guard = engine.pin();
+        let mi = guard.dispatch(f, &[Ty::any()]).unwrap();
+        let got = cache.compile(&guard, mi, &()).unwrap();
+        assert!(got.contains("re-entered itself"), "{got}");
+        assert!(got.contains("InferCx::compile"), "{got}");
+    });
+}
+
+/// A one-shot signal with a count.
+#[derive(Default)]
+struct Signal(Mutex<usize>, Condvar);
+
+impl Signal {
+    fn raise(&self) {
+        *self.0.lock().unwrap() += 1;
+        self.1.notify_all();
+    }
+    fn wait_for(&self, n: usize) {
+        let mut count = self.0.lock().unwrap();
+        while *count < n {
+            count = self.1.wait(count).unwrap();
+        }
+    }
+}
+
+/// `f`'s infer dispatches `g`, then blocks until released.
+#[derive(Default)]
+struct Blocking {
+    inferred: Signal,
+    release: Signal,
+    block: std::sync::atomic::AtomicBool,
+}
+
+impl Compiler for Blocking {
+    type Key = ();
+    type Inferred = i64;
+    type Artifact = i64;
+    type Linked = i64;
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<i64, String> {
+        let g = cx.engine().function("g").map_err(|e| e.to_string())?;
+        let callee = cx
+            .dispatch(g, cx.instance().argtypes())
+            .map_err(|e| e.to_string())?;
+        let value = *callee.method().source::<i64>().ok_or("not a number")?;
+        if self.block.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.inferred.raise();
+            self.release.wait_for(1);
+        }
+        Ok(value)
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &i64) -> Result<i64, String> {
+        Ok(*v)
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, v: &i64) -> Result<i64, String> {
+        Ok(*v)
+    }
+}
+
+/// A dependency invalidated while its dependent is being compiled: the dependent is published
+/// already closed at the invalidating world, still answers its own world, and is recompiled in
+/// the new one.
+#[test]
+fn an_instance_whose_dependency_changes_mid_compile_is_published_closed() {
+    watchdog(30, || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let int = t.int.clone();
+        let f = engine.declare_function("f").unwrap();
+        let g = engine.declare_function("g").unwrap();
+        engine.add_method(f, &[int.clone()], ()).unwrap();
+        engine.add_method(g, &[int.clone()], 1_i64).unwrap();
+        let cache = CompilerCache::new(&engine, "C", Blocking::default());
+        cache
+            .compiler()
+            .block
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let compiled_in = engine.current_world();
+        thread::scope(|s| {
+            let compile = s.spawn(|| {
+                let guard = engine.pin();
+                let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+                *cache.compile(&guard, mi, &()).unwrap()
+            });
+            // Staged: infer has read g's answer and is blocked; now g changes.
+            cache.compiler().inferred.wait_for(1);
+            engine.add_method(g, &[int.clone()], 2_i64).unwrap();
+            cache.compiler().release.raise();
+            assert_eq!(compile.join().unwrap(), 1, "answered in its own world");
+        });
+        let changed_in = engine.current_world();
+        let mi = engine
+            .method_instance(f, &[int.clone()], changed_in, engine.global_stack())
+            .unwrap();
+        let versions = cache.versions(&mi, &());
+        assert_eq!(versions.len(), 1);
+        let closed = &versions[0];
+        assert_eq!(closed.compiled_in(), compiled_in);
+        assert_eq!(closed.validity().max, Some(changed_in));
+        assert!(!closed.is_valid_in(changed_in));
+        let why = closed
+            .invalidation()
+            .expect("published closed, with a cause");
+        assert_eq!(why.world, changed_in);
+        assert!(
+            why.mutation.contains("while this was being compiled"),
+            "{why}"
+        );
+        // The new world compiles afresh against the new g.
+        let guard = engine.pin();
+        assert_eq!(*cache.compile(&guard, &mi, &()).unwrap(), 2);
+        assert_eq!(cache.versions(&mi, &()).len(), 2);
+    });
+}
