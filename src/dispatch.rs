@@ -1,6 +1,6 @@
 //! Multiple dispatch and the dispatch cache.
 //!
-//! `compute` is the algorithm of `SEMANTICS.md` §4: walk the stack of tables, let the first
+//! `compute` is the algorithm of [`crate::semantics`] §4: walk the stack of tables, let the first
 //! table holding a live applicable method decide, and pick the method more specific than every
 //! other applicable one. Along the way it computes the exact world range over which the answer
 //! holds, from the `defined`/`deleted` worlds of the applicable methods.

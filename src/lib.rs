@@ -23,6 +23,10 @@
 //!   When a mutation changes one of those, every dependent's validity is closed at the new world,
 //!   transitively, and the next call recompiles. Nothing else is touched.
 //!
+//! The rules are stated one by one in [`semantics`], including the cases that surprise (why a
+//! method no other method beats can still lose, what a cached answer depends on, what happens
+//! when user code panics inside the engine).
+//!
 //! ## Example
 //!
 //! ```
@@ -102,6 +106,9 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+#[doc = include_str!("../docs/semantics.md")]
+pub mod semantics {}
 
 #[doc(hidden)]
 pub mod raw;

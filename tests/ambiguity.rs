@@ -1,4 +1,4 @@
-//! Ambiguity with unions, where specificity is not transitive: `f(Union{C6, A1})` beats `f(A4)`,
+//! Ambiguity with unions (docs/semantics.md §4), where specificity is not transitive: `f(Union{C6, A1})` beats `f(A4)`,
 //! `f(A4)` beats `f(Union{C2, A2})`, and `f(Union{C6, A1})` does not beat `f(Union{C2, A2})`. A
 //! call `f(C6)` is then ambiguous although one method is beaten by nobody, and a cached answer
 //! must notice every mutation that changes that: the deletion of a method that only blocked the

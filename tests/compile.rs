@@ -1,4 +1,4 @@
-//! The compile API's paths, each reached on purpose rather than by a race: hits and misses and
+//! The compile API's paths (docs/semantics.md §6, §7), each reached on purpose rather than by a race: hits and misses and
 //! their counters, `compile_instance`, `lookup`, a top-level compile re-entering itself, and a
 //! code instance published already closed because its dependency changed while it was compiled.
 

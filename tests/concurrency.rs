@@ -1,4 +1,4 @@
-//! Concurrency (SEMANTICS §1, §6, §7): exactly-once compilation under contention, failures and
+//! Concurrency (docs/semantics.md §1, §6, §7): exactly-once compilation under contention, failures and
 //! panics that poison nothing, recursion without deadlock, no stale result across a racing
 //! invalidation, monotonic worlds and atomic mutations. Every multi-threaded test runs under a
 //! watchdog that fails it instead of hanging CI.

@@ -1,4 +1,4 @@
-//! Dispatch (SEMANTICS §1, §3, §4, §5, §9): specificity, ambiguity, missing methods, overlays,
+//! Dispatch (docs/semantics.md §1, §3, §4, §5, §9): specificity, ambiguity, missing methods, overlays,
 //! replacement and deletion, each asked in the old and the new world; typed errors.
 
 mod common;

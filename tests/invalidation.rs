@@ -1,4 +1,4 @@
-//! Invalidation (SEMANTICS §7): direct, transitive, diamond, overlays, deletion, per-owner edges,
+//! Invalidation (docs/semantics.md §7): direct, transitive, diamond, overlays, deletion, per-owner edges,
 //! held method instances, the "why" record, and what must not be invalidated.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The default lattice's laws (SEMANTICS §2), checked as properties over random hierarchies and
+//! The default lattice's laws (docs/semantics.md §2), checked as properties over random hierarchies and
 //! types, and its declaration errors (§9).
 
 use compiler_caching::{DefaultLattice, Lattice, Ty, TyKind, TypeDecl, TypeError};

@@ -1,4 +1,4 @@
-//! User code that panics inside engine operations. A mutation is atomic: if the lattice panics
+//! User code that panics inside engine operations (docs/semantics.md §1, §9). A mutation is atomic: if the lattice panics
 //! while the engine works out what the mutation changes, the panic reaches the caller and the
 //! mutation does not happen at all. A destructor that panics when the engine frees something on
 //! its own (after a mutation took effect) is caught and counted, and the mutation stands.

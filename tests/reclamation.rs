@@ -1,5 +1,5 @@
-//! Reclamation racing the compile path (SEMANTICS: each phase runs at most once per code
-//! instance). Reclamation removes a slot once it holds nothing; a compilation that found the slot
+//! Reclamation racing the compile path (docs/semantics.md §6: each phase runs at most once per
+//! code instance). Reclamation removes a slot once it holds nothing; a compilation that found the slot
 //! just before must not be lost with it, or the next caller would make a second slot and run
 //! `infer` again. The threads are ordered by staged signals: the test observes reclamation
 //! emptying the slot, starts a compilation in it, lets reclamation finish, and only then sends a

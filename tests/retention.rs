@@ -1,4 +1,4 @@
-//! Retention (SEMANTICS §8): pinned worlds stay answerable; what no pinned or current world can
+//! Retention (docs/semantics.md §8): pinned worlds stay answerable; what no pinned or current world can
 //! see is reclaimed, so memory stays bounded under a steady churn of redefinitions.
 
 mod common;

@@ -23,7 +23,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-/// SEMANTICS §7's race: a compilation registers with a dependency while a mutation invalidates
+/// The insert-versus-invalidate race (docs/semantics.md §7): a compilation registers with a dependency while a mutation invalidates
 /// it. Whatever the interleaving, the dependent ends closed at or before the invalidating world.
 #[test]
 fn edges_register_vs_invalidate() {
@@ -393,7 +393,7 @@ fn cross_thread_cycle_is_detected_not_deadlocked() {
 }
 
 /// A mutation's effects are written before its world is published, so a reader that observes the
-/// new world sees them (SEMANTICS §1: all of a mutation or none of it).
+/// new world sees them (docs/semantics.md §1: all of a mutation or none of it).
 #[test]
 fn world_publication_is_atomic_to_readers() {
     model(|| {
@@ -422,7 +422,7 @@ fn world_publication_is_atomic_to_readers() {
 
 /// A reader pinning the current world races a writer that advances the world and reclaims. The
 /// horizon the reclaimer computes never passes a world that is pinned, and a world below the
-/// floor can no longer be pinned (SEMANTICS §8).
+/// floor can no longer be pinned (docs/semantics.md §8).
 #[test]
 fn pin_vs_reclaim() {
     model(|| {

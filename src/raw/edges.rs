@@ -3,7 +3,7 @@
 //! # The insert-versus-invalidate protocol
 //!
 //! A compilation running in world `w` reads dependencies that a concurrent mutation may invalidate
-//! at `w' > w` before the compilation publishes its result. The rule (`SEMANTICS.md` §7) is that
+//! at `w' > w` before the compilation publishes its result. The rule ([`crate::semantics`] §7) is that
 //! the result must then be published with `max <= w'`. Both sides go through the dependency's lock:
 //!
 //! - the **invalidator** first lowers the dependency's validity to `w'`, then [`EdgeSet::take`]s the
