@@ -1,6 +1,7 @@
-//! Sequences of operations (define, replace, delete, dispatch in a chosen world, compile with
-//! dependencies, pin, reclaim) replayed against the engine and the reference model; any
-//! disagreement panics.
+//! Scenarios (a generated type hierarchy; methods defined, replaced and deleted in the global
+//! table and an overlay; dispatches and compilations with dependencies in the newest and older
+//! pinned worlds; watched queries re-asked after every mutation; reclamation) replayed against
+//! the engine and the reference model of `tests/model/`; any disagreement panics.
 #![no_main]
 
 #[path = "../../tests/model/mod.rs"]

@@ -1,50 +1,58 @@
-//! A deliberately simple, single-threaded reference model of SEMANTICS.md, and a driver that
-//! replays one sequence of operations against both the model and the engine, comparing every
-//! answer. Used by `tests/differential.rs` (proptest) and by the `ops` fuzz target.
+//! A deliberately simple, single-threaded reference model of `docs/semantics.md`, and a driver
+//! that replays one sequence of operations against both the model and the engine, comparing
+//! every answer. Used by `tests/differential.rs` (proptest) and by the `ops` fuzz target.
 //!
 //! The model keeps every method ever defined in one vector and recomputes everything from
 //! scratch: dispatch walks all methods, and a compiled value is recomputed by following dispatch.
 //! It shares only the type lattice (whose laws are checked on their own in `tests/lattice.rs`)
 //! with the engine.
+//!
+//! [`decode`] turns any bytes into a scenario:
+//!
+//! - a type hierarchy: 2–4 abstract roots directly under `Any`, then more abstract and concrete
+//!   types (concrete ones are leaves) to a depth of 2–4, 6–14 named types in all;
+//! - a long history over four functions: methods added to the global table or an overlay, with
+//!   1- or 2-argument signatures of named types, `Any`, and unions of 2–3 mutually unrelated
+//!   members (typically from different branches, mixing abstract and concrete: `Union{C6, A1}`),
+//!   deleted, and replaced by a method with a type-equal signature;
+//! - queries: one-off dispatches and compilations in the current or an older pinned world, and
+//!   *watched* queries, which [`run`] re-dispatches after every mutation (and reclamation) in the
+//!   current world and every pinned older world, so the engine's dispatch cache is warm when
+//!   a mutation happens and a stale cached answer cannot hide. A watched query may also be
+//!   recompiled after every mutation, so code compiled against it exists to be invalidated.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::fmt;
 
 use compiler_caching::{
-    Callee, Compiler, CompilerCache, Engine, Error, Function, InferCx, Lattice, MethodTable,
+    Callee, Compiler, CompilerCache, Engine, Error, Function, Guard, InferCx, Lattice, MethodTable,
     PhaseCx, TableStack, Ty,
 };
 
-/// The types the operations draw from: a small fixed hierarchy.
+/// The number of functions, `f0`..`f3`. A method of `fi` only calls functions `fj` with `j > i`.
+pub const FUNCS: usize = 4;
+/// The most named types a hierarchy has.
+pub const MAX_TYPES: usize = 14;
+/// The deepest a named type sits (roots are at depth 1, directly under `Any`).
+pub const MAX_DEPTH: usize = 4;
+/// The most queries watched at once; watching another one forgets the oldest.
+pub const MAX_WATCHED: usize = 4;
+/// How many worlds stay pinned: the newest and the ones just before it.
+pub const PINNED: usize = 4;
+
+/// The engine, its functions, the global table and an overlay, and the two stacks
+/// `[global]` and `[overlay, global]`. Named types are declared by [`Op::Declare`].
 pub struct Universe {
     pub engine: Engine,
-    pub types: Vec<Ty>,
     pub funcs: Vec<Function>,
     pub tables: Vec<MethodTable>,
     pub stacks: Vec<(TableStack, Vec<usize>)>,
 }
 
-pub const FUNCS: usize = 4;
-
 impl Universe {
     pub fn new() -> Universe {
         let engine = Engine::new();
-        let l = engine.lattice();
-        let number = l.declare_abstract("Number", &Ty::any()).unwrap();
-        let real = l.declare_abstract("Real", &number).unwrap();
-        let int = l.declare_concrete("Int", &real).unwrap();
-        let float = l.declare_concrete("Float", &real).unwrap();
-        let string = l.declare_concrete("Str", &Ty::any()).unwrap();
-        let types = vec![
-            Ty::any(),
-            number,
-            real.clone(),
-            int.clone(),
-            float.clone(),
-            string.clone(),
-            Ty::union([int.clone(), string.clone()]),
-            Ty::union([float, string]),
-        ];
         let funcs = (0..FUNCS)
             .map(|i| engine.declare_function(&format!("f{i}")).unwrap())
             .collect();
@@ -59,11 +67,57 @@ impl Universe {
         ];
         Universe {
             engine,
-            types,
             funcs,
             tables,
             stacks,
         }
+    }
+}
+
+impl Default for Universe {
+    fn default() -> Self {
+        Universe::new()
+    }
+}
+
+/// A type as operations spell it. `Named(i)` is the `i`th declared named type (`A{i}` if
+/// abstract, `C{i}` if concrete); an index past the declared ones wraps around, and with none
+/// declared every type is `Any`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum T {
+    Any,
+    Named(usize),
+    Union(Vec<usize>),
+}
+
+impl fmt::Debug for T {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            T::Any => write!(f, "Any"),
+            T::Named(i) => write!(f, "#{i}"),
+            T::Union(ms) => {
+                write!(f, "Union{{")?;
+                for (k, m) in ms.iter().enumerate() {
+                    write!(f, "{}#{m}", if k > 0 { ", " } else { "" })?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
+
+fn resolve(named: &[Ty], t: &T) -> Ty {
+    let get = |i: usize| {
+        if named.is_empty() {
+            Ty::any()
+        } else {
+            named[i % named.len()].clone()
+        }
+    };
+    match t {
+        T::Any => Ty::any(),
+        T::Named(i) => get(*i),
+        T::Union(ms) => Ty::union(ms.iter().map(|&i| get(i))),
     }
 }
 
@@ -78,25 +132,51 @@ pub struct Src {
 
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// Declares the next named type under `parent` (a declared abstract type, or `Any`).
+    Declare {
+        parent: Option<usize>,
+        concrete: bool,
+    },
+    /// Adds a method; it replaces a live method of `f` in `table` with a type-equal signature.
     Add {
         f: usize,
         table: usize,
-        sig: Vec<usize>,
+        sig: Vec<T>,
         value: i64,
         calls: Vec<usize>,
     },
+    /// Adds a method with the signature of the `nth` live method (see [`Op::Delete`] for
+    /// `watched`), in the same function and table, which it replaces. Calls to functions not
+    /// above the method's own are dropped.
+    Replace {
+        nth: usize,
+        watched: Option<usize>,
+        value: i64,
+        calls: Vec<usize>,
+    },
+    /// Deletes the `nth` live method; with `watched: Some(k)`, the `nth` of those applicable to
+    /// the `k`th watched query (if there are any, else of all).
     Delete {
         nth: usize,
+        watched: Option<usize>,
+    },
+    /// Watches a query: it is dispatched now and after every later mutation, in the current
+    /// world and every pinned one, and, with a key, compiled in the current world each time.
+    Watch {
+        f: usize,
+        args: Vec<T>,
+        stack: usize,
+        key: Option<u8>,
     },
     Dispatch {
         f: usize,
-        args: Vec<usize>,
+        args: Vec<T>,
         stack: usize,
         back: usize,
     },
     Compile {
         f: usize,
-        args: Vec<usize>,
+        args: Vec<T>,
         stack: usize,
         key: u8,
         back: usize,
@@ -104,50 +184,448 @@ pub enum Op {
     Reclaim,
 }
 
-/// Decodes fuzzer bytes into operations (any bytes decode to something).
+/// Reads bytes, then zeros once they run out.
+struct Bytes<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Bytes<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let b = self.bytes.get(self.at).copied();
+        self.at += 1;
+        b
+    }
+    fn b(&mut self) -> usize {
+        self.next().unwrap_or(0) as usize
+    }
+    /// One of `n` (`n > 0`).
+    fn pick(&mut self, n: usize) -> usize {
+        self.b() % n
+    }
+}
+
+/// What the decoder knows of a declared named type.
+struct Decl {
+    parent: Option<usize>,
+    concrete: bool,
+    depth: usize,
+}
+
+struct Decoder<'a> {
+    r: Bytes<'a>,
+    decls: Vec<Decl>,
+    /// The watched queries' function, arguments and stack, as [`run`] will hold them.
+    watched: Vec<(usize, Vec<T>, usize)>,
+}
+
+impl Decoder<'_> {
+    fn is_ancestor(&self, a: usize, mut b: usize) -> bool {
+        loop {
+            if a == b {
+                return true;
+            }
+            match self.decls[b].parent {
+                Some(p) => b = p,
+                None => return false,
+            }
+        }
+    }
+    fn related(&self, a: usize, b: usize) -> bool {
+        self.is_ancestor(a, b) || self.is_ancestor(b, a)
+    }
+    fn root(&self, mut a: usize) -> usize {
+        while let Some(p) = self.decls[a].parent {
+            a = p;
+        }
+        a
+    }
+
+    /// 2–4 abstract roots; a spine from one root down to the hierarchy's depth (2–4) ending in a
+    /// concrete type; then more types under abstract ones, half of them concrete, up to 6–14.
+    fn hierarchy(&mut self) -> Vec<Op> {
+        let roots = 2 + self.r.pick(3);
+        let depth = 2 + self.r.pick(MAX_DEPTH - 1);
+        let total = (6 + self.r.pick(MAX_TYPES - 5)).max(roots + depth - 1);
+        let spine_root = self.r.pick(roots);
+        let mut ops = Vec::new();
+        let mut declare = |decls: &mut Vec<Decl>, parent: Option<usize>, concrete: bool| {
+            let depth = parent.map_or(1, |p| decls[p].depth + 1);
+            decls.push(Decl {
+                parent,
+                concrete,
+                depth,
+            });
+            ops.push(Op::Declare { parent, concrete });
+        };
+        for _ in 0..roots {
+            declare(&mut self.decls, None, false);
+        }
+        let mut parent = spine_root;
+        for d in 2..=depth {
+            declare(&mut self.decls, Some(parent), d == depth);
+            parent = self.decls.len() - 1;
+        }
+        while self.decls.len() < total {
+            let parents: Vec<usize> = (0..self.decls.len())
+                .filter(|&p| !self.decls[p].concrete && self.decls[p].depth < depth)
+                .collect();
+            // The later of two picks: later types tend to be deeper.
+            let (p1, p2) = (self.r.pick(parents.len()), self.r.pick(parents.len()));
+            let concrete = self.r.pick(2) == 0;
+            declare(&mut self.decls, Some(parents[p1.max(p2)]), concrete);
+        }
+        ops
+    }
+
+    /// A union of 2–3 pairwise unrelated named types: after the first member, each next one
+    /// comes from another root's branch when there is one (else any unrelated type), and
+    /// usually of the other kind than the first (abstract with concrete).
+    fn union(&mut self) -> T {
+        let first = self.r.pick(self.decls.len());
+        self.union_with(first)
+    }
+
+    fn union_with(&mut self, first: usize) -> T {
+        let n = self.decls.len();
+        let mut members = vec![first];
+        let count = 2 + usize::from(self.r.pick(3) == 0);
+        while members.len() < count {
+            let unrelated: Vec<usize> = (0..n)
+                .filter(|&c| members.iter().all(|&m| !self.related(c, m)))
+                .collect();
+            let other_root: Vec<usize> = unrelated
+                .iter()
+                .copied()
+                .filter(|&c| members.iter().all(|&m| self.root(c) != self.root(m)))
+                .collect();
+            let pool = if other_root.is_empty() {
+                unrelated
+            } else {
+                other_root
+            };
+            if pool.is_empty() {
+                break;
+            }
+            // Often a type some watched query's argument is a subtype of, so that methods
+            // meet on two calls at once, as `f(Union{Int, String})` meets `f(Int)` and `f(String)`.
+            let pivots: Vec<usize> = pool
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    self.watched.iter().any(|(_, args, _)| {
+                        args.iter()
+                            .any(|a| matches!(a, &T::Named(x) if self.is_ancestor(c, x)))
+                    })
+                })
+                .collect();
+            let pool = if self.r.pick(2) == 0 && !pivots.is_empty() {
+                pivots
+            } else {
+                pool
+            };
+            let mixed: Vec<usize> = pool
+                .iter()
+                .copied()
+                .filter(|&c| self.decls[c].concrete != self.decls[first].concrete)
+                .collect();
+            let pool = if self.r.pick(4) != 0 && !mixed.is_empty() {
+                mixed
+            } else {
+                pool
+            };
+            members.push(pool[self.r.pick(pool.len())]);
+        }
+        if members.len() == 1 {
+            T::Named(first)
+        } else {
+            T::Union(members)
+        }
+    }
+
+    /// A signature element: `Any`, a named type, or a union.
+    fn sig_elem(&mut self) -> T {
+        match self.r.pick(10) {
+            0 => T::Any,
+            1..=4 => T::Named(self.r.pick(self.decls.len())),
+            _ => self.union(),
+        }
+    }
+
+    /// A signature element that covers `arg` (a query's argument), so that the method applies
+    /// to the query: `Any`, an ancestor of `arg` (or `arg` itself), or a union of one with
+    /// unrelated types. Methods sharing a query are what specificity is about.
+    fn covering(&mut self, arg: &T) -> T {
+        let &T::Named(a) = arg else {
+            return self.sig_elem();
+        };
+        let mut chain = vec![a];
+        while let Some(p) = self.decls[*chain.last().unwrap()].parent {
+            chain.push(p);
+        }
+        match self.r.pick(10) {
+            0 => T::Any,
+            1..=4 => T::Named(chain[self.r.pick(chain.len())]),
+            _ => {
+                let first = chain[self.r.pick(chain.len())];
+                self.union_with(first)
+            }
+        }
+    }
+
+    /// A query's argument: usually a concrete type (what a call has), else any named type,
+    /// a union, or `Any`.
+    fn arg(&mut self) -> T {
+        let concrete: Vec<usize> = (0..self.decls.len())
+            .filter(|&i| self.decls[i].concrete)
+            .collect();
+        match self.r.pick(10) {
+            0..=5 => {
+                // The deeper of two concrete types: more methods can apply to it.
+                let a = concrete[self.r.pick(concrete.len())];
+                let b = concrete[self.r.pick(concrete.len())];
+                T::Named(if self.decls[b].depth > self.decls[a].depth {
+                    b
+                } else {
+                    a
+                })
+            }
+            6..=7 => T::Named(self.r.pick(self.decls.len())),
+            8 => self.union(),
+            _ => T::Any,
+        }
+    }
+
+    /// A function, skewed towards the callees (`f3` half the time, `f2` a quarter), so that
+    /// one function gathers enough methods for their specificity to interact.
+    fn func(&mut self) -> usize {
+        match self.r.pick(8) {
+            0 => 0,
+            1 => 1,
+            2 | 3 => 2,
+            _ => 3,
+        }
+    }
+
+    fn arity(&mut self) -> usize {
+        1 + usize::from(self.r.pick(4) == 0)
+    }
+
+    fn calls(&mut self, f: usize) -> Vec<usize> {
+        let n = self.r.pick(3);
+        (0..n)
+            .map(|_| self.r.pick(FUNCS))
+            .filter(|&c| c > f)
+            .collect()
+    }
+
+    /// A query: often one of the watched queries' arguments and stack (so compilations read
+    /// the answers that are watched), else fresh ones.
+    fn query(&mut self) -> (Vec<T>, usize) {
+        if !self.watched.is_empty() && self.r.pick(2) == 0 {
+            let (_, args, stack) = self.watched[self.r.pick(self.watched.len())].clone();
+            return (args, stack);
+        }
+        let arity = self.arity();
+        let args = (0..arity).map(|_| self.arg()).collect();
+        (args, self.r.pick(2))
+    }
+
+    /// Which watched query a deletion or replacement aims at: usually one.
+    fn target(&mut self) -> Option<usize> {
+        let k = self.r.pick(4);
+        (k > 0 && !self.watched.is_empty()).then(|| self.r.pick(self.watched.len()))
+    }
+
+    fn watch(&mut self) -> Op {
+        let f = self.func();
+        let arity = self.arity();
+        let args: Vec<T> = (0..arity).map(|_| self.arg()).collect();
+        let stack = self.r.pick(2);
+        let key = match self.r.pick(4) {
+            0 | 1 => None,
+            k => Some((k - 2) as u8),
+        };
+        self.watched.push((f, args.clone(), stack));
+        if self.watched.len() > MAX_WATCHED {
+            self.watched.remove(0);
+        }
+        Op::Watch {
+            f,
+            args,
+            stack,
+            key,
+        }
+    }
+
+    fn op(&mut self, tag: u8) -> Op {
+        // Per 20 tags: 8 additions, 4 deletions, a replacement, a new watched query, 2 one-off
+        // dispatches, 3 one-off compilations, a reclamation.
+        match tag % 20 {
+            0..=7 => {
+                // Mostly a method that applies to a watched query, usually of the query's
+                // function and in a table its stack reads.
+                let (f, table, sig) = if !self.watched.is_empty() && self.r.pick(10) < 7 {
+                    let (wf, args, stack) = self.watched[self.r.pick(self.watched.len())].clone();
+                    let f = if self.r.pick(4) == 0 { self.func() } else { wf };
+                    let table = if stack == 1 { self.r.pick(2) } else { 0 };
+                    (f, table, args.iter().map(|a| self.covering(a)).collect())
+                } else {
+                    let f = self.func();
+                    let table = usize::from(self.r.pick(3) == 0);
+                    let arity = self.arity();
+                    (f, table, (0..arity).map(|_| self.sig_elem()).collect())
+                };
+                Op::Add {
+                    f,
+                    table,
+                    sig,
+                    value: self.r.pick(50) as i64,
+                    calls: self.calls(f),
+                }
+            }
+            8..=11 => Op::Delete {
+                nth: self.r.b(),
+                watched: self.target(),
+            },
+            12 => Op::Replace {
+                nth: self.r.b(),
+                watched: self.target(),
+                value: self.r.pick(50) as i64,
+                calls: self.calls(0),
+            },
+            13 => self.watch(),
+            14..=15 => {
+                let f = self.func();
+                let (args, stack) = self.query();
+                Op::Dispatch {
+                    f,
+                    args,
+                    stack,
+                    back: self.r.pick(PINNED),
+                }
+            }
+            16..=18 => {
+                let f = self.func();
+                let (args, stack) = self.query();
+                Op::Compile {
+                    f,
+                    args,
+                    stack,
+                    key: self.r.pick(2) as u8,
+                    back: self.r.pick(3),
+                }
+            }
+            _ => Op::Reclaim,
+        }
+    }
+}
+
+/// The first byte that selects [`decode_fixed`] in [`decode`].
+pub const FIXED: u8 = 0xFF;
+
+/// Decodes fuzzer bytes into operations (any bytes decode to something): the leading bytes
+/// describe a type hierarchy (a few [`Op::Declare`]s) and the first watched queries, the rest
+/// is one operation per tag byte and its operands (missing operands read as zero). Bytes that
+/// start with [`FIXED`] are decoded by [`decode_fixed`] instead.
 pub fn decode(bytes: &[u8]) -> Vec<Op> {
-    let mut it = bytes.iter().copied();
-    let mut ops = Vec::new();
-    let mut next = move || it.next();
-    while let Some(tag) = next() {
-        let mut b = || next().unwrap_or(0) as usize;
+    if let [FIXED, rest @ ..] = bytes {
+        return decode_fixed(rest);
+    }
+    let mut d = Decoder {
+        r: Bytes { bytes, at: 0 },
+        decls: Vec::new(),
+        watched: Vec::new(),
+    };
+    let mut ops = d.hierarchy();
+    // A few queries watched from the start.
+    for _ in 0..2 + d.r.pick(2) {
+        let op = d.watch();
+        ops.push(op);
+    }
+    while let Some(tag) = d.r.next() {
+        let op = d.op(tag);
+        ops.push(op);
+    }
+    ops
+}
+
+/// The decoding of the first version of this model, kept so that the regression inputs found
+/// with it keep their meaning (they are stored with a leading [`FIXED`] byte): one fixed
+/// hierarchy, `Number > Real > {Int, Float}` and `Str`, with `Union{Int, Str}` and
+/// `Union{Float, Str}`; short random histories; no watched queries.
+pub fn decode_fixed(bytes: &[u8]) -> Vec<Op> {
+    // Number, Real, Int, Float, Str.
+    let mut ops = vec![
+        Op::Declare {
+            parent: None,
+            concrete: false,
+        },
+        Op::Declare {
+            parent: Some(0),
+            concrete: false,
+        },
+        Op::Declare {
+            parent: Some(1),
+            concrete: true,
+        },
+        Op::Declare {
+            parent: Some(1),
+            concrete: true,
+        },
+        Op::Declare {
+            parent: None,
+            concrete: true,
+        },
+    ];
+    let ty = |i: usize| match i % 8 {
+        0 => T::Any,
+        6 => T::Union(vec![2, 4]),
+        7 => T::Union(vec![3, 4]),
+        n => T::Named(n - 1),
+    };
+    let mut r = Bytes { bytes, at: 0 };
+    while let Some(tag) = r.next() {
         let op = match tag % 10 {
             0..=2 => {
-                let f = b() % FUNCS;
-                let arity = 1 + b() % 2;
-                let sig = (0..arity).map(|_| b() % 8).collect();
-                let value = (b() % 50) as i64;
-                let ncalls = b() % 3;
+                let f = r.pick(FUNCS);
+                let arity = 1 + r.pick(2);
+                let sig = (0..arity).map(|_| ty(r.b())).collect();
+                let value = r.pick(50) as i64;
+                let ncalls = r.pick(3);
                 let calls = (0..ncalls)
-                    .map(|_| b() % FUNCS)
+                    .map(|_| r.pick(FUNCS))
                     .filter(|&c| c > f)
                     .collect();
                 Op::Add {
                     f,
-                    table: b() % 2,
+                    table: r.pick(2),
                     sig,
                     value,
                     calls,
                 }
             }
-            3 => Op::Delete { nth: b() },
+            3 => Op::Delete {
+                nth: r.b(),
+                watched: None,
+            },
             4..=5 => {
-                let arity = 1 + b() % 2;
+                let arity = 1 + r.pick(2);
                 Op::Dispatch {
-                    f: b() % FUNCS,
-                    args: (0..arity).map(|_| b() % 8).collect(),
-                    stack: b() % 2,
-                    back: b() % 4,
+                    f: r.pick(FUNCS),
+                    args: (0..arity).map(|_| ty(r.b())).collect(),
+                    stack: r.pick(2),
+                    back: r.pick(4),
                 }
             }
             6..=8 => {
-                let arity = 1 + b() % 2;
+                let arity = 1 + r.pick(2);
                 Op::Compile {
-                    f: b() % FUNCS,
-                    args: (0..arity).map(|_| b() % 8).collect(),
-                    stack: b() % 2,
-                    key: (b() % 2) as u8,
-                    back: b() % 3,
+                    f: r.pick(FUNCS),
+                    args: (0..arity).map(|_| ty(r.b())).collect(),
+                    stack: r.pick(2),
+                    key: r.pick(2) as u8,
+                    back: r.pick(3),
                 }
             }
             _ => Op::Reclaim,
@@ -184,6 +662,17 @@ pub enum Answer {
         candidate: usize,
         rivals: Vec<usize>,
     },
+}
+
+impl Answer {
+    /// Whether the answer names method `m` (as the winner, the candidate or a rival).
+    fn names(&self, m: usize) -> bool {
+        match self {
+            Answer::Method(w) => *w == m,
+            Answer::NoMethod => false,
+            Answer::Ambiguous { candidate, rivals } => *candidate == m || rivals.contains(&m),
+        }
+    }
 }
 
 impl Model {
@@ -278,6 +767,19 @@ impl Model {
             }
         }
     }
+
+    /// The methods of `f`, for an error report.
+    fn describe_methods(&self, f: usize) -> String {
+        let mut s = String::new();
+        for (i, m) in self.methods.iter().enumerate().filter(|(_, m)| m.f == f) {
+            let deleted = m.deleted.map_or(String::new(), |d| d.to_string());
+            s += &format!(
+                "\n  m{i}: {} in table {}, live [{}, {deleted})",
+                m.handle, m.table, m.defined
+            );
+        }
+        s
+    }
 }
 
 /// The engine-side compiler for [`Src`] methods.
@@ -326,232 +828,42 @@ impl Compiler for SrcCompiler {
 /// What a run compared, to show a sequence exercised something.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct Coverage {
+    /// Dispatch answers compared (one-off and watched, in every world).
     pub dispatches: usize,
+    /// ... of which in a world older than the newest.
     pub old_world_dispatches: usize,
+    /// ... of which were ambiguities (candidate and rivals compared).
+    pub ambiguous: usize,
     pub compiles: usize,
     pub validity_checks: usize,
     pub invalid_instances: usize,
+    /// Mutations: additions, replacements and deletions.
+    pub mutations: usize,
+    /// Additions that replaced a live method with a type-equal signature.
+    pub replacements: usize,
+    /// Watched queries re-dispatched after a mutation or a reclamation.
+    pub watched_checks: usize,
+    /// Watched answers in the newest world (cached, warm) that a mutation changed.
+    pub warm_changes: usize,
+    /// ... of which by removing (deleting or replacing) a method the old answer did not name:
+    /// the changes a recheck of only the answers naming the method would miss.
+    pub unnamed_changes: usize,
 }
 
-/// Replays `ops` against the engine and the model; returns the first disagreement.
-pub fn run(ops: &[Op]) -> Result<Coverage, String> {
-    let mut cov = Coverage::default();
-    let u = Universe::new();
-    let engine = &u.engine;
-    let lattice = engine.lattice();
-    let caches: Vec<CompilerCache<SrcCompiler>> = u
-        .stacks
-        .iter()
-        .map(|(s, _)| CompilerCache::with_stack(engine, "model", *s, SrcCompiler))
-        .collect();
-    let mut model = Model {
-        methods: Vec::new(),
-        world: 1,
-    };
-    // Worlds kept pinned so older worlds can be asked about (the last few).
-    let mut pinned: Vec<compiler_caching::Guard<'_>> = vec![engine.pin()];
-    // What has been compiled: (f, args, stack, key, world compiled in) -> model reads then.
-    let mut compiled: Vec<Compiled> = Vec::new();
-    let ids: HashMap<u64, usize> = HashMap::new();
-    let mut ids = ids;
-
-    for (step, op) in ops.iter().enumerate() {
-        let ctx = |what: &str| format!("step {step} {op:?}: {what}");
-        match op {
-            Op::Add {
-                f,
-                table,
-                sig,
-                value,
-                calls,
-            } => {
-                let sig: Vec<Ty> = sig.iter().map(|&i| u.types[i].clone()).collect();
-                let src = Src {
-                    value: *value,
-                    calls: calls.clone(),
-                };
-                let handle = engine
-                    .add_method_to(u.tables[*table], u.funcs[*f], &sig, src.clone())
-                    .map_err(|e| ctx(&e.to_string()))?;
-                model.world += 1;
-                let w = model.world;
-                for m in model.methods.iter_mut() {
-                    if m.f == *f
-                        && m.table == *table
-                        && Model::live(m, w - 1)
-                        && compiler_caching::types::sig_equal(lattice, &m.sig, &sig)
-                    {
-                        m.deleted = Some(w);
-                    }
-                }
-                ids.insert(handle.id(), model.methods.len());
-                model.methods.push(MMethod {
-                    f: *f,
-                    table: *table,
-                    sig,
-                    src,
-                    defined: w,
-                    deleted: None,
-                    handle,
-                });
-            }
-            Op::Delete { nth } => {
-                let live: Vec<usize> = (0..model.methods.len())
-                    .filter(|&i| Model::live(&model.methods[i], model.world))
-                    .collect();
-                if live.is_empty() {
-                    continue;
-                }
-                let i = live[nth % live.len()];
-                engine
-                    .delete_method(&model.methods[i].handle)
-                    .map_err(|e| ctx(&e.to_string()))?;
-                model.world += 1;
-                model.methods[i].deleted = Some(model.world);
-            }
-            Op::Reclaim => {
-                engine.reclaim();
-            }
-            Op::Dispatch {
-                f,
-                args,
-                stack,
-                back,
-            }
-            | Op::Compile {
-                f,
-                args,
-                stack,
-                back,
-                ..
-            } => {
-                let guard = &pinned[pinned.len() - 1 - back % pinned.len()];
-                let w = guard.world().get();
-                let args: Vec<Ty> = args.iter().map(|&i| u.types[i].clone()).collect();
-                let (stack_handle, tables) = &u.stacks[*stack];
-                let expected = model.dispatch(lattice, *f, &args, w, tables);
-                let got = match guard.dispatch_in(*stack_handle, u.funcs[*f], &args) {
-                    Ok(mi) => Answer::Method(ids[&mi.method().id()]),
-                    Err(Error::NoMethod { .. }) => Answer::NoMethod,
-                    Err(Error::Ambiguous {
-                        candidate, rivals, ..
-                    }) => {
-                        // Compare by rendering the model's methods the same way.
-                        let name = |i: &usize| model.methods[*i].handle.to_string();
-                        let want = match &expected {
-                            Answer::Ambiguous { candidate, rivals } => {
-                                Some((name(candidate), rivals.iter().map(name).collect()))
-                            }
-                            _ => None,
-                        };
-                        if want.as_ref() != Some(&(candidate.clone(), rivals.clone())) {
-                            return Err(ctx(&format!(
-                                "ambiguity {candidate} vs {rivals:?}, model {want:?}"
-                            )));
-                        }
-                        expected.clone()
-                    }
-                    Err(e) => return Err(ctx(&format!("unexpected error {e}"))),
-                };
-                if got != expected {
-                    return Err(ctx(&format!(
-                        "dispatch in world {w}: engine {got:?}, model {expected:?}"
-                    )));
-                }
-                cov.dispatches += 1;
-                if w < model.world {
-                    cov.old_world_dispatches += 1;
-                }
-                if let Op::Compile { key, .. } = op {
-                    let Answer::Method(method) = expected else {
-                        continue;
-                    };
-                    let mi = guard
-                        .dispatch_in(*stack_handle, u.funcs[*f], &args)
-                        .unwrap();
-                    let value = *caches[*stack]
-                        .compile(guard, mi, key)
-                        .map_err(|e| ctx(&e.to_string()))?;
-                    let want = model.value(lattice, *f, &args, w, tables).unwrap();
-                    if value != want {
-                        return Err(ctx(&format!(
-                            "compiled value in world {w}: engine {value}, model {want}"
-                        )));
-                    }
-                    cov.compiles += 1;
-                    let mut reads = Vec::new();
-                    model.reads(lattice, method, &args, w, tables, &mut reads);
-                    compiled.push(Compiled {
-                        mi: mi.clone(),
-                        method,
-                        args: args.clone(),
-                        stack: *stack,
-                        key: *key,
-                        world: w,
-                        published_at: model.world,
-                        reads,
-                    });
-                }
-            }
-        }
-        if matches!(op, Op::Add { .. } | Op::Delete { .. }) {
-            // Keep at most four pinned worlds: the newest and three older ones.
-            pinned.push(engine.pin());
-            if pinned.len() > 4 {
-                pinned.remove(0);
-            }
-            // Validity must match the model exactly: valid in the new world iff nothing the
-            // compilation read answers differently now.
-            let now = model.world;
-            let guard = pinned.last().unwrap();
-            for c in &compiled {
-                let tables = &u.stacks[c.stack].1;
-                // Valid now iff nothing it read answered differently in any world since: a
-                // validity range has no holes, so A -> B -> A still closed it at the first change.
-                let unchanged = (c.world..=now).all(|w| {
-                    Model::live(&model.methods[c.method], w)
-                        && c.reads
-                            .iter()
-                            .all(|(g, a)| model.dispatch(lattice, *g, &c.args, w, tables) == *a)
-                });
-                // The instance compiled then, if it was published by that compile (a later
-                // compile in another world may have been served by an older instance instead).
-                let versions = caches[c.stack].versions(&c.mi, &c.key);
-                let Some(ci) = versions.iter().find(|v| v.compiled_in().get() == c.world) else {
-                    continue;
-                };
-                let valid_now = ci.is_valid_in(guard.world());
-                cov.validity_checks += 1;
-                cov.invalid_instances += usize::from(!valid_now);
-                if valid_now && !unchanged {
-                    return Err(ctx(&format!(
-                        "{} compiled in world {}: still valid in {now} though what it read changed",
-                        c.mi, c.world
-                    )));
-                }
-                if !valid_now && unchanged {
-                    // Not invalidated by any mutation: it may only have been closed when it was
-                    // published, before a newer version of the same slot (one valid version per
-                    // world), compiled in a later world with a later start.
-                    let max = ci.validity().max.map_or(u64::MAX, |m| m.get());
-                    let clamped = max <= c.published_at
-                        && versions.iter().any(|v| {
-                            v.validity().min.get() == max && v.compiled_in().get() > c.world
-                        });
-                    if !clamped {
-                        return Err(ctx(&format!(
-                            "{} compiled in world {}: invalid in {now} ({}) though nothing it read changed",
-                            c.mi,
-                            c.world,
-                            ci.validity()
-                        )));
-                    }
-                }
-            }
-            compiled.retain(|c| c.world + 8 > now);
-        }
+impl std::ops::AddAssign for Coverage {
+    fn add_assign(&mut self, o: Coverage) {
+        self.dispatches += o.dispatches;
+        self.old_world_dispatches += o.old_world_dispatches;
+        self.ambiguous += o.ambiguous;
+        self.compiles += o.compiles;
+        self.validity_checks += o.validity_checks;
+        self.invalid_instances += o.invalid_instances;
+        self.mutations += o.mutations;
+        self.replacements += o.replacements;
+        self.watched_checks += o.watched_checks;
+        self.warm_changes += o.warm_changes;
+        self.unnamed_changes += o.unnamed_changes;
     }
-    Ok(cov)
 }
 
 struct Compiled {
@@ -564,4 +876,452 @@ struct Compiled {
     /// The newest world when it was compiled.
     published_at: u64,
     reads: Vec<(usize, Answer)>,
+}
+
+struct Watched {
+    f: usize,
+    args: Vec<Ty>,
+    stack: usize,
+    key: Option<u8>,
+    /// The answer in the newest world when it was last asked.
+    last: Answer,
+}
+
+/// The state [`run`] threads through its steps.
+struct Driver<'e> {
+    u: &'e Universe,
+    caches: Vec<CompilerCache<SrcCompiler>>,
+    model: Model,
+    named: Vec<Ty>,
+    /// `"C5 <: A3"` for each named type, for error reports.
+    hierarchy: Vec<String>,
+    /// Engine method id -> model index.
+    ids: HashMap<u64, usize>,
+    /// What has been compiled, with what the model says it read.
+    compiled: Vec<Compiled>,
+    cov: Coverage,
+}
+
+impl<'e> Driver<'e> {
+    fn lattice(&self) -> &'e compiler_caching::DefaultLattice {
+        self.u.engine.lattice()
+    }
+
+    fn ty(&self, t: &T) -> Ty {
+        resolve(&self.named, t)
+    }
+
+    fn tys(&self, ts: &[T]) -> Vec<Ty> {
+        ts.iter().map(|t| self.ty(t)).collect()
+    }
+
+    /// The `nth` live method, of those applicable to `near` if it is given and there are any.
+    fn pick_live(&self, nth: usize, near: Option<&Watched>) -> Option<usize> {
+        let m = &self.model.methods;
+        let live: Vec<usize> = (0..m.len())
+            .filter(|&i| Model::live(&m[i], self.model.world))
+            .collect();
+        let applicable: Vec<usize> = near.map_or(Vec::new(), |q| {
+            let tables = &self.u.stacks[q.stack].1;
+            live.iter()
+                .copied()
+                .filter(|&i| {
+                    m[i].f == q.f
+                        && tables.contains(&m[i].table)
+                        && compiler_caching::types::sig_subtype(self.lattice(), &q.args, &m[i].sig)
+                })
+                .collect()
+        });
+        let pool = if applicable.is_empty() {
+            live
+        } else {
+            applicable
+        };
+        (!pool.is_empty()).then(|| pool[nth % pool.len()])
+    }
+
+    /// Dispatches in `guard`'s world through both and compares the answers.
+    fn dispatch(
+        &mut self,
+        guard: &Guard<'_>,
+        f: usize,
+        args: &[Ty],
+        stack: usize,
+    ) -> Result<Answer, String> {
+        let w = guard.world().get();
+        let (stack_handle, tables) = &self.u.stacks[stack];
+        let expected = self.model.dispatch(self.lattice(), f, args, w, tables);
+        let got = match guard.dispatch_in(*stack_handle, self.u.funcs[f], args) {
+            Ok(mi) => match self.ids.get(&mi.method().id()) {
+                Some(&m) => Answer::Method(m),
+                None => return Err(format!("unknown method {}", mi.method())),
+            },
+            Err(Error::NoMethod { .. }) => Answer::NoMethod,
+            Err(Error::Ambiguous {
+                candidate, rivals, ..
+            }) => {
+                // Compare by rendering the model's methods the same way.
+                let name = |i: &usize| self.model.methods[*i].handle.to_string();
+                let want = match &expected {
+                    Answer::Ambiguous { candidate, rivals } => {
+                        Some((name(candidate), rivals.iter().map(name).collect()))
+                    }
+                    _ => None,
+                };
+                if want.as_ref() != Some(&(candidate.clone(), rivals.clone())) {
+                    return Err(format!(
+                        "f{f}{args:?} via stack {stack} in world {w}: engine says ambiguous, \
+                         candidate {candidate} rivals {rivals:?}; model {expected:?} = {want:?}{}",
+                        self.model.describe_methods(f)
+                    ));
+                }
+                expected.clone()
+            }
+            Err(e) => return Err(format!("unexpected error {e}")),
+        };
+        if got != expected {
+            return Err(format!(
+                "f{f}{args:?} via stack {stack} in world {w}: engine {got:?}, model {expected:?}{}",
+                self.model.describe_methods(f)
+            ));
+        }
+        self.cov.dispatches += 1;
+        self.cov.old_world_dispatches += usize::from(w < self.model.world);
+        self.cov.ambiguous += usize::from(matches!(expected, Answer::Ambiguous { .. }));
+        Ok(expected)
+    }
+
+    /// Dispatches and, if that finds a method, compiles in `guard`'s world and compares the
+    /// value; remembers the compilation for the validity checks.
+    fn compile(
+        &mut self,
+        guard: &Guard<'_>,
+        f: usize,
+        args: &[Ty],
+        stack: usize,
+        key: u8,
+    ) -> Result<(), String> {
+        let Answer::Method(method) = self.dispatch(guard, f, args, stack)? else {
+            return Ok(());
+        };
+        let w = guard.world().get();
+        let (stack_handle, tables) = &self.u.stacks[stack];
+        let mi = guard
+            .dispatch_in(*stack_handle, self.u.funcs[f], args)
+            .unwrap();
+        let value = *self.caches[stack]
+            .compile(guard, mi, &key)
+            .map_err(|e| e.to_string())?;
+        let want = self
+            .model
+            .value(self.lattice(), f, args, w, tables)
+            .unwrap();
+        if value != want {
+            return Err(format!(
+                "compiled value of f{f}{args:?} via stack {stack} in world {w}: engine {value}, \
+                 model {want}"
+            ));
+        }
+        self.cov.compiles += 1;
+        let duplicate = self
+            .compiled
+            .iter()
+            .any(|c| c.world == w && c.stack == stack && c.key == key && c.mi == *mi);
+        if !duplicate {
+            let mut reads = Vec::new();
+            self.model
+                .reads(self.lattice(), method, args, w, tables, &mut reads);
+            self.compiled.push(Compiled {
+                mi: mi.clone(),
+                method,
+                args: args.to_vec(),
+                stack,
+                key,
+                world: w,
+                published_at: self.model.world,
+                reads,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validity must match the model exactly: valid in the newest world iff nothing the
+    /// compilation read answers differently now.
+    fn check_validity(&mut self, guard: &Guard<'_>) -> Result<(), String> {
+        let now = self.model.world;
+        let lattice = self.lattice();
+        for c in &self.compiled {
+            let tables = &self.u.stacks[c.stack].1;
+            // Valid now iff nothing it read answered differently in any world since: a validity
+            // range has no holes, so A -> B -> A still closed it at the first change.
+            let unchanged = (c.world..=now).all(|w| {
+                Model::live(&self.model.methods[c.method], w)
+                    && c.reads
+                        .iter()
+                        .all(|(g, a)| self.model.dispatch(lattice, *g, &c.args, w, tables) == *a)
+            });
+            // The instance compiled then, if it was published by that compile (a later compile
+            // in another world may have been served by an older instance instead).
+            let versions = self.caches[c.stack].versions(&c.mi, &c.key);
+            let Some(ci) = versions.iter().find(|v| v.compiled_in().get() == c.world) else {
+                continue;
+            };
+            let valid_now = ci.is_valid_in(guard.world());
+            self.cov.validity_checks += 1;
+            self.cov.invalid_instances += usize::from(!valid_now);
+            if valid_now && !unchanged {
+                return Err(format!(
+                    "{} compiled in world {}: still valid in {now} though what it read changed \
+                     (read {:?})",
+                    c.mi, c.world, c.reads
+                ));
+            }
+            if !valid_now && unchanged {
+                // Not invalidated by any mutation: it may only have been closed when it was
+                // published, before a newer version of the same slot (one valid version per
+                // world), compiled in a later world with a later start.
+                let max = ci.validity().max.map_or(u64::MAX, |m| m.get());
+                let clamped = max <= c.published_at
+                    && versions
+                        .iter()
+                        .any(|v| v.validity().min.get() == max && v.compiled_in().get() > c.world);
+                if !clamped {
+                    return Err(format!(
+                        "{} compiled in world {}: invalid in {now} ({}) though nothing it read \
+                         changed",
+                        c.mi,
+                        c.world,
+                        ci.validity()
+                    ));
+                }
+            }
+        }
+        self.compiled.retain(|c| c.world + 8 > now);
+        Ok(())
+    }
+
+    /// Re-asks every watched query in every pinned world (the newest is last), recompiles the
+    /// ones with a key in the newest world, and counts the answers `removed` changed.
+    fn recheck_watched(
+        &mut self,
+        watched: &mut [Watched],
+        pinned: &[Guard<'_>],
+        removed: Option<usize>,
+    ) -> Result<(), String> {
+        let newest = pinned.last().expect("a pinned world");
+        for q in watched.iter_mut() {
+            let mut now = Answer::NoMethod;
+            for guard in pinned {
+                now = self.dispatch(guard, q.f, &q.args, q.stack)?;
+            }
+            self.cov.watched_checks += 1;
+            if now != q.last {
+                self.cov.warm_changes += 1;
+                if removed.is_some_and(|m| !q.last.names(m)) {
+                    self.cov.unnamed_changes += 1;
+                }
+                q.last = now;
+            }
+            if let Some(key) = q.key {
+                self.compile(newest, q.f, &q.args, q.stack, key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replays `ops` against the engine and the model; returns the first disagreement.
+pub fn run(ops: &[Op]) -> Result<Coverage, String> {
+    let u = Universe::new();
+    let engine = &u.engine;
+    let mut d = Driver {
+        u: &u,
+        caches: u
+            .stacks
+            .iter()
+            .map(|(s, _)| CompilerCache::with_stack(engine, "model", *s, SrcCompiler))
+            .collect(),
+        model: Model {
+            methods: Vec::new(),
+            world: 1,
+        },
+        named: Vec::new(),
+        hierarchy: Vec::new(),
+        ids: HashMap::new(),
+        compiled: Vec::new(),
+        cov: Coverage::default(),
+    };
+    // Worlds kept pinned so older worlds can be asked about (the last few).
+    let mut pinned: Vec<Guard<'_>> = vec![engine.pin()];
+    let mut watched: Vec<Watched> = Vec::new();
+
+    let mut steps = || -> Result<(), String> {
+        for (step, op) in ops.iter().enumerate() {
+            let ctx = |what: String| format!("step {step} {op:?}: {what}");
+            // The model index of a method this step removes (deletes or replaces), if any.
+            let mut removed: Option<usize> = None;
+            let mut mutated = false;
+            match op {
+                Op::Declare { parent, concrete } => {
+                    let parent_ty = match parent {
+                        None => Ty::any(),
+                        Some(p) => d
+                            .named
+                            .get(*p)
+                            .cloned()
+                            .ok_or_else(|| ctx("no such parent".into()))?,
+                    };
+                    let name = format!("{}{}", if *concrete { "C" } else { "A" }, d.named.len());
+                    let l = engine.lattice();
+                    let t = if *concrete {
+                        l.declare_concrete(&name, &parent_ty)
+                    } else {
+                        l.declare_abstract(&name, &parent_ty)
+                    };
+                    d.named.push(t.map_err(|e| ctx(e.to_string()))?);
+                    let parent = parent.map_or("Any".to_string(), |p| d.named[p].to_string());
+                    d.hierarchy.push(format!("{name} <: {parent}"));
+                }
+                Op::Add { .. } | Op::Replace { .. } => {
+                    let (f, table, sig, value, calls) = match op {
+                        Op::Add {
+                            f,
+                            table,
+                            sig,
+                            value,
+                            calls,
+                        } => (*f, *table, d.tys(sig), *value, calls.clone()),
+                        Op::Replace {
+                            nth,
+                            watched: target,
+                            value,
+                            calls,
+                        } => {
+                            let Some(i) = d.pick_live(
+                                *nth,
+                                target.and_then(|k| watched.get(k % watched.len().max(1))),
+                            ) else {
+                                continue;
+                            };
+                            let m = &d.model.methods[i];
+                            let calls = calls.iter().copied().filter(|&c| c > m.f).collect();
+                            (m.f, m.table, m.sig.clone(), *value, calls)
+                        }
+                        _ => unreachable!(),
+                    };
+                    let src = Src { value, calls };
+                    let handle = engine
+                        .add_method_to(u.tables[table], u.funcs[f], &sig, src.clone())
+                        .map_err(|e| ctx(e.to_string()))?;
+                    d.model.world += 1;
+                    let w = d.model.world;
+                    let lattice = engine.lattice();
+                    for (i, m) in d.model.methods.iter_mut().enumerate() {
+                        if m.f == f
+                            && m.table == table
+                            && Model::live(m, w - 1)
+                            && compiler_caching::types::sig_equal(lattice, &m.sig, &sig)
+                        {
+                            m.deleted = Some(w);
+                            removed = Some(i);
+                        }
+                    }
+                    d.cov.replacements += usize::from(removed.is_some());
+                    d.ids.insert(handle.id(), d.model.methods.len());
+                    d.model.methods.push(MMethod {
+                        f,
+                        table,
+                        sig,
+                        src,
+                        defined: w,
+                        deleted: None,
+                        handle,
+                    });
+                    mutated = true;
+                }
+                Op::Delete {
+                    nth,
+                    watched: target,
+                } => {
+                    let Some(i) = d.pick_live(
+                        *nth,
+                        target.and_then(|k| watched.get(k % watched.len().max(1))),
+                    ) else {
+                        continue;
+                    };
+                    engine
+                        .delete_method(&d.model.methods[i].handle)
+                        .map_err(|e| ctx(e.to_string()))?;
+                    d.model.world += 1;
+                    d.model.methods[i].deleted = Some(d.model.world);
+                    removed = Some(i);
+                    mutated = true;
+                }
+                Op::Reclaim => {
+                    engine.reclaim();
+                    // Reclamation must not lose or corrupt a cached answer.
+                    d.recheck_watched(&mut watched, &pinned, None)
+                        .map_err(ctx)?;
+                }
+                Op::Watch {
+                    f,
+                    args,
+                    stack,
+                    key,
+                } => {
+                    let args = d.tys(args);
+                    let newest = pinned.last().unwrap();
+                    let last = d.dispatch(newest, *f, &args, *stack).map_err(ctx)?;
+                    if let Some(key) = key {
+                        d.compile(newest, *f, &args, *stack, *key).map_err(ctx)?;
+                    }
+                    watched.push(Watched {
+                        f: *f,
+                        args,
+                        stack: *stack,
+                        key: *key,
+                        last,
+                    });
+                    if watched.len() > MAX_WATCHED {
+                        watched.remove(0);
+                    }
+                }
+                Op::Dispatch {
+                    f,
+                    args,
+                    stack,
+                    back,
+                } => {
+                    let guard = &pinned[pinned.len() - 1 - back % pinned.len()];
+                    let args = d.tys(args);
+                    d.dispatch(guard, *f, &args, *stack).map_err(ctx)?;
+                }
+                Op::Compile {
+                    f,
+                    args,
+                    stack,
+                    key,
+                    back,
+                } => {
+                    let guard = &pinned[pinned.len() - 1 - back % pinned.len()];
+                    let args = d.tys(args);
+                    d.compile(guard, *f, &args, *stack, *key).map_err(ctx)?;
+                }
+            }
+            if mutated {
+                d.cov.mutations += 1;
+                // Keep the newest world and the few just before it pinned.
+                pinned.push(engine.pin());
+                if pinned.len() > PINNED {
+                    pinned.remove(0);
+                }
+                d.check_validity(pinned.last().unwrap()).map_err(ctx)?;
+                d.recheck_watched(&mut watched, &pinned, removed)
+                    .map_err(ctx)?;
+            }
+        }
+        Ok(())
+    };
+    steps().map_err(|e| format!("{e}\n  types: {}", d.hierarchy.join(", ")))?;
+    Ok(d.cov)
 }
