@@ -97,65 +97,75 @@
 //! | `cache!(cache, mi; world, deps)` | [`InferCx::dispatch`], [`InferCx::depend_on`], [`InferCx::compile`] |
 //! | `Base.get_world_counter()` | [`Engine::current_world`] |
 //!
-//! ## Modules
+//! ## Layout
 //!
-//! [`world`] holds the world counter; [`types`] the lattice; [`table`] functions, methods and
-//! tables; [`dispatch`] the dispatch algorithm and cache; [`cache`] the code cache; [`compile`] the
-//! three phases; [`invalidate`] the invalidation walk; [`retention`] pinning and reclamation;
-//! [`raw`] the small concurrent protocols the rest is built from, which the loom models check.
+//! Every public type is re-exported here, at the crate root; the modules are private and layered,
+//! each using only those below it (`.ci/layers.py` checks it):
+//!
+//! | layer | module | holds |
+//! |---|---|---|
+//! | 1 | `sync` | the synchronization primitives every other module takes (loom's under `--cfg loom`) |
+//! | 2 | `world` | world ages and the world counter |
+//! | 3 | `error`, `stats` | typed errors; counters |
+//! | 4 | `raw` | the small concurrent protocols the loom models check: validity, backedges, compile jobs, slots, pins |
+//! | 5 | `types` | the [`Lattice`] trait, the [`DefaultLattice`], specificity |
+//! | 6 | `graph` | the dependency graph: dependents, backedges, causes, the invalidation walk |
+//! | 7 | `methods` | functions, methods, method tables and method instances |
+//! | 8 | `dispatch` | the dispatch algorithm, the dispatch caches and each function's registry |
+//! | 9 | `engine` | the [`Engine`]: names, mutations, pinning and the [`Guard`], reclamation |
+//! | 10 | `cache` | the code cache: [`CompilerCache`], [`CodeInstance`], the [`Compiler`] phases |
+//!
+//! [`semantics`] states the rules; `docs/semantics.md` is the same text.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 #[doc = include_str!("../docs/semantics.md")]
 pub mod semantics {}
 
-#[doc(hidden)]
-pub mod raw;
 mod sync;
-pub mod world;
+mod world;
 
 #[cfg(not(loom))]
-pub mod cache;
+mod error;
 #[cfg(not(loom))]
-pub mod compile;
+mod stats;
+
 #[cfg(not(loom))]
-pub mod dispatch;
+mod raw;
+/// The concurrent protocols, public only to the loom models in `loom-tests/` (built with
+/// `--cfg loom`); not part of the crate's API.
+#[cfg(loom)]
+pub mod raw;
+
 #[cfg(not(loom))]
-mod drop_chain;
+mod cache;
+#[cfg(not(loom))]
+mod dispatch;
 #[cfg(not(loom))]
 mod engine;
 #[cfg(not(loom))]
-pub mod error;
+mod graph;
 #[cfg(not(loom))]
-mod instance;
+mod methods;
 #[cfg(not(loom))]
-pub mod invalidate;
-#[cfg(not(loom))]
-pub mod retention;
-#[cfg(not(loom))]
-mod stats;
-#[cfg(not(loom))]
-pub mod table;
-#[cfg(not(loom))]
-pub mod types;
+mod types;
 
 pub use crate::world::{World, WorldRange};
 
-/// The world counter, exposed only to the loom models.
+/// The world counter, public only to the loom models.
 #[cfg(loom)]
-#[doc(hidden)]
 pub use crate::world::WorldCounter;
+
 #[cfg(not(loom))]
 pub use crate::{
-    cache::{CodeInstance, CompilerCache},
-    compile::{Callee, Compiler, InferCx, PhaseCx},
-    engine::{Engine, Guard},
+    cache::{Callee, CodeInstance, Compiler, CompilerCache, InferCx, PhaseCx},
+    engine::{Census, Engine, Guard},
     error::{CompileError, Error, Phase, TypeError},
-    instance::MethodInstance,
-    invalidate::Invalidation,
-    retention::Census,
+    graph::Invalidation,
+    methods::{Function, Method, MethodInstance, MethodTable, TableStack},
     stats::StatsSnapshot,
-    table::{Function, Method, MethodTable, TableStack},
-    types::{DefaultLattice, Lattice, Ty, TyKind, TypeDecl, TypeDeclKind},
+    types::{
+        sig_disjoint, sig_equal, sig_subtype, DefaultLattice, Lattice, Ty, TyKind, TypeDecl,
+        TypeDeclKind,
+    },
 };

@@ -1,8 +1,10 @@
-//! The one place the crate takes its synchronization primitives from.
+//! The one place the crate takes its synchronization primitives from: atomics, `Arc`, the mutex
+//! and condition variable, thread identities, and the lock-free maps.
 //!
 //! Under `--cfg loom` every atomic, `Arc`, mutex and condition variable used by the protocols in
-//! [`crate::raw`] comes from loom, so the model tests in `loom-tests/` check the shipped code rather
-//! than a copy of it. Everything else (papaya, arc-swap, rayon) is outside the models.
+//! `crate::raw` comes from loom, so the model tests in `loom-tests/` check the shipped code rather
+//! than a copy of it. Only `raw` and the world counter are compiled under loom; everything else
+//! (papaya, arc-swap, rayon) is outside the models.
 //!
 //! The mutex never poisons: a panic in a user callback is caught and reported as an error by the
 //! compile path, and must not turn every later lock into a second panic.
@@ -14,9 +16,27 @@ pub(crate) use loom::sync::{
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
-    Arc,
+    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    Arc, OnceLock, Weak,
 };
+
+/// A lock-free map with the crate's fast hasher.
+#[cfg(not(loom))]
+pub(crate) type Map<K, V> = papaya::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A [`Map`] reclaimed through `collector`: every map of one engine shares its collector, so one
+/// reclamation guard (pinned once per lookup) protects reads from all of them.
+#[cfg(not(loom))]
+pub(crate) fn shared_map<K, V>(collector: &Arc<seize::Collector>) -> Map<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    papaya::HashMap::builder()
+        .hasher(rustc_hash::FxBuildHasher)
+        .shared_collector(Arc::clone(collector))
+        .build()
+}
 
 #[cfg(loom)]
 use loom::sync as imp;
@@ -38,6 +58,22 @@ impl<T> Mutex<T> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         self.0
             .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The value, through exclusive access (no locking needed).
+    #[cfg(not(loom))]
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.0
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The value, taken out of the mutex.
+    #[cfg(not(loom))]
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+            .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

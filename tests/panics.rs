@@ -34,8 +34,7 @@ impl Lattice for Fragile {
         if self.armed.load(Ordering::SeqCst) {
             panic!("lattice bug");
         }
-        compiler_caching::types::sig_subtype(self, s1, s2)
-            && !compiler_caching::types::sig_subtype(self, s2, s1)
+        compiler_caching::sig_subtype(self, s1, s2) && !compiler_caching::sig_subtype(self, s2, s1)
     }
 }
 

@@ -458,7 +458,7 @@ impl Compiler for Jit {
     }
 
     fn link(&self, cx: &PhaseCx<'_, Self>, clif: &String) -> Result<Native, ScriptError> {
-        let inferred = cx.code_instance();
+        let inferred = cx.inferred();
         let fail = |what: &str, e: String| {
             ScriptError::new(Pos::default(), format!("{what} {}: {e}", inferred.label))
         };

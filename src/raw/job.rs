@@ -37,6 +37,7 @@ impl WaitGraph {
     }
 
     /// Whether `thread` is blocked waiting on a job (tests order threads by it).
+    #[cfg(any(test, loom))]
     pub fn is_waiting(&self, thread: ThreadId) -> bool {
         self.waiting.lock().contains_key(&thread)
     }

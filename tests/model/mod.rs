@@ -928,7 +928,7 @@ impl<'e> Driver<'e> {
                 .filter(|&i| {
                     m[i].f == q.f
                         && tables.contains(&m[i].table)
-                        && compiler_caching::types::sig_subtype(self.lattice(), &q.args, &m[i].sig)
+                        && compiler_caching::sig_subtype(self.lattice(), &q.args, &m[i].sig)
                 })
                 .collect()
         });
@@ -1220,7 +1220,7 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
                         if m.f == f
                             && m.table == table
                             && Model::live(m, w - 1)
-                            && compiler_caching::types::sig_equal(lattice, &m.sig, &sig)
+                            && compiler_caching::sig_equal(lattice, &m.sig, &sig)
                         {
                             m.deleted = Some(w);
                             removed = Some(i);

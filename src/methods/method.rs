@@ -1,66 +1,17 @@
-//! Functions, methods and method tables.
-//!
-//! A function's methods are kept per table in one immutable snapshot, published
-//! with an atomic swap (arc-swap) on every mutation of that function. Dispatch loads the snapshot
-//! once and so sees every table of a stack at the same instant. A snapshot keeps replaced and
-//! deleted methods (each knows its `[defined, deleted)` range) until reclamation proves no pinned
-//! world can see them, which is what lets older worlds be asked how the engine stood then.
+//! Methods and their interned instances. The two refer to each other (a method interns its
+//! instances; an instance names its method), so they live together.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 
-use arc_swap::ArcSwap;
-
-use crate::dispatch::FuncDispatch;
-use crate::instance::{MethodInstance, MiData};
+use super::{Function, MethodTable};
+use crate::graph::SlotNode;
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Weak};
 use crate::types::{Lattice, SigDisplay};
-use crate::world::{World, OPEN};
+use crate::world::{World, WorldRange, OPEN};
 use crate::DefaultLattice;
-
-/// A function: a name that methods are defined for. A cheap `Copy` handle, valid only with the
-/// engine that declared it.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Function {
-    pub(crate) engine: u32,
-    pub(crate) id: u32,
-}
-
-/// A method table: the engine's global table or an overlay. A cheap `Copy` handle.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
-pub struct MethodTable {
-    pub(crate) engine: u32,
-    pub(crate) id: u32,
-}
-
-impl MethodTable {
-    /// Whether this is the engine's global table.
-    pub fn is_global(&self) -> bool {
-        self.id == 0
-    }
-}
-
-/// An ordered stack of method tables that dispatch walks, for example `[overlay, global]`.
-/// The first table holding an applicable live method decides. A cheap `Copy` handle.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
-pub struct TableStack {
-    pub(crate) engine: u32,
-    pub(crate) id: u32,
-}
-
-pub(crate) struct StackData {
-    pub(crate) tables: Box<[u32]>,
-    pub(crate) names: Box<[Arc<str>]>,
-}
-
-impl StackData {
-    pub(crate) fn describe(&self) -> String {
-        format!("[{}]", self.names.join(", "))
-    }
-}
 
 /// A method: a function's implementation for one signature in one table, with an opaque source.
 ///
@@ -148,9 +99,14 @@ impl<L: Lattice> Method<L> {
         self.0.id
     }
 
+    /// Whether a world at or after `horizon` can see the method (it was not deleted before it).
+    pub(crate) fn visible_from(&self, horizon: u64) -> bool {
+        self.0.deleted.load(Ordering::Acquire) > horizon
+    }
+
     /// The interned method instance of this method for `argtypes`.
     pub(crate) fn instance(&self, argtypes: &[L::Type]) -> MethodInstance<L> {
-        let mut map = self.0.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.instances.lock();
         if let Some(mi) = map.get(argtypes).and_then(Weak::upgrade) {
             return MethodInstance(mi);
         }
@@ -164,7 +120,7 @@ impl<L: Lattice> Method<L> {
 
     /// Every instance of this method still held by someone.
     pub(crate) fn live_instances(&self) -> Vec<MethodInstance<L>> {
-        let map = self.0.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.0.instances.lock();
         map.values()
             .filter_map(Weak::upgrade)
             .map(MethodInstance)
@@ -190,10 +146,7 @@ impl<L: Lattice> fmt::Debug for Method<L> {
             f,
             "Method({self} in table {} live {})",
             self.0.table.id,
-            crate::world::WorldRange::from_raw(
-                self.0.defined,
-                self.0.deleted.load(Ordering::Acquire)
-            )
+            WorldRange::from_raw(self.0.defined, self.0.deleted.load(Ordering::Acquire))
         )
     }
 }
@@ -201,58 +154,102 @@ impl<L: Lattice> fmt::Debug for Method<L> {
 /// A method's interned instances, by argument types.
 pub(crate) type InstanceMap<L> = HashMap<Box<[<L as Lattice>::Type]>, Weak<MiData<L>>>;
 
-/// One function's methods, per table, as of one mutation.
-pub(crate) struct MethodLists<L: Lattice> {
-    pub(crate) per_table: Vec<(u32, Arc<[Method<L>]>)>,
+/// A method specialized on argument types: the unit code is compiled for.
+///
+/// Interned: the same `(method, argtypes)` gives the same instance (equal, with the same
+/// [`id`](MethodInstance::id)) for as long as anyone holds it. Cloning is a reference-count bump.
+pub struct MethodInstance<L: Lattice = DefaultLattice>(pub(crate) Arc<MiData<L>>);
+
+pub(crate) struct MiData<L: Lattice> {
+    pub(crate) id: u64,
+    pub(crate) method: Method<L>,
+    pub(crate) argtypes: Box<[L::Type]>,
+    /// The code-cache slots made for this instance, one per cache and owner key, so that replacing
+    /// or deleting the method can invalidate what was compiled for it in every cache.
+    pub(crate) slots: Mutex<Vec<Weak<dyn SlotNode>>>,
 }
 
-impl<L: Lattice> MethodLists<L> {
-    pub(crate) fn table(&self, table: u32) -> &[Method<L>] {
-        self.per_table
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map_or(&[], |(_, list)| list)
+/// Process-unique instance ids.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+impl<L: Lattice> MethodInstance<L> {
+    pub(crate) fn new(method: Method<L>, argtypes: Box<[L::Type]>) -> Self {
+        MethodInstance(Arc::new(MiData {
+            id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            method,
+            argtypes,
+            slots: Mutex::new(Vec::new()),
+        }))
     }
 
-    pub(crate) fn with_table(&self, table: u32, list: Vec<Method<L>>) -> MethodLists<L> {
-        let mut per_table: Vec<_> = self
-            .per_table
-            .iter()
-            .filter(|(t, _)| *t != table)
-            .cloned()
-            .collect();
-        if !list.is_empty() {
-            per_table.push((table, list.into()));
+    /// The method this instance specializes.
+    pub fn method(&self) -> &Method<L> {
+        &self.0.method
+    }
+
+    /// The argument types it is specialized on.
+    pub fn argtypes(&self) -> &[L::Type] {
+        &self.0.argtypes
+    }
+
+    /// A process-unique id, stable while the instance is held.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The instance's address, the code cache's key for it: as unique as the id while the
+    /// instance lives, and a slot holds its instance, so no slot outlives the address it is keyed
+    /// by. Unlike the id, reading it does not load through the handle.
+    #[inline]
+    pub(crate) fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    pub(crate) fn register_slot(&self, slot: Weak<dyn SlotNode>) {
+        let mut slots = self.0.slots.lock();
+        if slots.len() >= 8 && slots.len().is_power_of_two() {
+            slots.retain(|s| s.strong_count() > 0);
         }
-        MethodLists { per_table }
+        slots.push(slot);
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.per_table.iter().map(|(_, l)| l.len()).sum()
+    pub(crate) fn live_slots(&self) -> Vec<Arc<dyn SlotNode>> {
+        let slots = self.0.slots.lock();
+        slots.iter().filter_map(Weak::upgrade).collect()
     }
 }
 
-pub(crate) struct FunctionData<L: Lattice> {
-    pub(crate) name: Arc<str>,
-    pub(crate) arity: Option<usize>,
-    pub(crate) lists: ArcSwap<MethodLists<L>>,
-    /// Dispatch results registered for invalidation; also serializes this function's mutations
-    /// against dispatch-node registration (see `dispatch.rs`).
-    pub(crate) dispatch: Mutex<FuncDispatch<L>>,
-    /// Bumped (under `dispatch`'s lock) by every mutation of this function's methods.
-    pub(crate) generation: AtomicU64,
+impl<L: Lattice> Clone for MethodInstance<L> {
+    fn clone(&self) -> Self {
+        MethodInstance(Arc::clone(&self.0))
+    }
 }
 
-impl<L: Lattice> FunctionData<L> {
-    pub(crate) fn new(name: Arc<str>, arity: Option<usize>) -> Self {
-        FunctionData {
-            name,
-            arity,
-            lists: ArcSwap::from_pointee(MethodLists {
-                per_table: Vec::new(),
-            }),
-            dispatch: Mutex::new(FuncDispatch::default()),
-            generation: AtomicU64::new(0),
-        }
+impl<L: Lattice> PartialEq for MethodInstance<L> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl<L: Lattice> Eq for MethodInstance<L> {}
+impl<L: Lattice> Hash for MethodInstance<L> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.id);
+    }
+}
+
+impl<L: Lattice> fmt::Display for MethodInstance<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}",
+            self.0.method.0.function_name,
+            SigDisplay(&self.0.argtypes)
+        )
+    }
+}
+
+impl<L: Lattice> fmt::Debug for MethodInstance<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MethodInstance({self} of {})", self.0.method)
     }
 }

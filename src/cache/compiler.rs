@@ -1,0 +1,224 @@
+//! The [`Compiler`] trait, and what its phases are told: [`InferCx`] (where `infer` records what
+//! its result depends on) and [`PhaseCx`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::Hash;
+
+use super::code_instance::{CiData, CodeInstance};
+use super::miss::Compiled;
+use super::slot::{valid_in, Dependency, Slot};
+use super::CacheInner;
+use crate::engine::Engine;
+use crate::error::{CompileError, Error};
+use crate::graph::{DependentRef, SlotNode};
+use crate::methods::{Function, MethodInstance};
+use crate::sync::Arc;
+use crate::types::{DefaultLattice, Lattice};
+use crate::world::World;
+
+/// A compiler's three phases and its types. See the crate docs for a complete example.
+pub trait Compiler<L: Lattice = DefaultLattice>: Send + Sync + Sized + 'static {
+    /// The owner key that partitions the cache ("sharding"): an optimization level, a target
+    /// device, ... Use `()` for none.
+    type Key: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static;
+    /// What `infer` produces (typed IR, a return type, ...).
+    type Inferred: Send + Sync + 'static;
+    /// What `codegen` produces: a serializable artifact (object bytes, IR text, ...).
+    type Artifact: Send + Sync + 'static;
+    /// What `link` produces: a session-local value (a function pointer, a handle, ...).
+    type Linked: Send + Sync + 'static;
+    /// The phases' error type.
+    type Error: fmt::Debug + fmt::Display + Send + Sync + 'static;
+
+    /// Infers `cx.instance()`, recording through `cx` what the result depends on.
+    fn infer(&self, cx: &mut InferCx<'_, Self, L>) -> Result<Self::Inferred, Self::Error>;
+
+    /// Generates a serializable artifact from the inferred result.
+    fn codegen(
+        &self,
+        cx: &PhaseCx<'_, Self, L>,
+        inferred: &Self::Inferred,
+    ) -> Result<Self::Artifact, Self::Error>;
+
+    /// Turns the artifact into a session-local value.
+    fn link(
+        &self,
+        cx: &PhaseCx<'_, Self, L>,
+        artifact: &Self::Artifact,
+    ) -> Result<Self::Linked, Self::Error>;
+}
+
+pub(crate) type JobOutcome<C, L> = Result<(), CompileError<<C as Compiler<L>>::Error>>;
+
+/// What `codegen` and `link` are told.
+pub struct PhaseCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
+    pub(super) cache: &'a CacheInner<C, L>,
+    pub(super) ci: &'a CiData<C, L>,
+    pub(super) world: World,
+}
+
+impl<C: Compiler<L>, L: Lattice> PhaseCx<'_, C, L> {
+    /// The method instance being compiled.
+    pub fn instance(&self) -> &MethodInstance<L> {
+        &self.ci.mi
+    }
+
+    /// The owner key.
+    pub fn key(&self) -> &C::Key {
+        &self.ci.key
+    }
+
+    /// The world the compilation runs in.
+    pub fn world(&self) -> World {
+        self.world
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine<L> {
+        &self.cache.engine
+    }
+
+    /// The inferred result being completed.
+    pub fn inferred(&self) -> &C::Inferred {
+        &self.ci.inferred
+    }
+}
+
+/// What `infer` is told, and where it records dependencies (the seed API's
+/// `cache!(cache, mi; world, deps)`).
+pub struct InferCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
+    pub(super) cache: &'a CacheInner<C, L>,
+    pub(super) mi: &'a MethodInstance<L>,
+    pub(super) key: &'a C::Key,
+    pub(super) world: World,
+    pub(super) deps: Vec<Dependency<L>>,
+    /// What `deps` holds already, by address.
+    pub(super) seen: HashSet<usize>,
+}
+
+/// The result of compiling a callee from inside `infer`.
+pub enum Callee<C: Compiler<L>, L: Lattice = DefaultLattice> {
+    /// The callee's code instance, with every phase done.
+    Ready(CodeInstance<C, L>),
+    /// The callee is being compiled further up the chain of compilations waiting on this one
+    /// (direct or mutual recursion, on this thread or across threads): its result is not
+    /// available yet. The dependency is recorded; emit code that does not need the result (for
+    /// example an indirect call).
+    InProgress,
+}
+
+impl<C: Compiler<L>, L: Lattice> fmt::Debug for Callee<C, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Callee::Ready(ci) => f.debug_tuple("Ready").field(ci).finish(),
+            Callee::InProgress => f.write_str("InProgress"),
+        }
+    }
+}
+
+impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
+    /// The method instance being inferred. The reference lives as long as the context, not only
+    /// as long as this borrow, so its argument types can be passed to [`InferCx::dispatch`].
+    pub fn instance(&self) -> &'a MethodInstance<L> {
+        self.mi
+    }
+
+    /// The owner key.
+    pub fn key(&self) -> &C::Key {
+        self.key
+    }
+
+    /// The world the compilation runs in.
+    pub fn world(&self) -> World {
+        self.world
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine<L> {
+        &self.cache.engine
+    }
+
+    /// Dispatches a call of `f` with `argtypes` through the cache's table stack, in the
+    /// compilation's world, and records the result as a dependency: if a later mutation changes
+    /// this answer — including from "no method" to a method, or from a global method to a new
+    /// overlay one — the code instance being compiled is invalidated.
+    pub fn dispatch(
+        &mut self,
+        f: Function,
+        argtypes: &[L::Type],
+    ) -> Result<MethodInstance<L>, Error> {
+        let engine = &self.cache.engine;
+        let seize = engine.enter();
+        let node = Arc::clone(engine.dispatch_for_compilation(
+            &seize,
+            self.world.get(),
+            self.cache.stack,
+            f,
+            argtypes,
+        )?);
+        let result = node.result().cloned();
+        if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {
+            self.deps.push(Dependency::Dispatch(node));
+        }
+        result
+    }
+
+    /// Records that the result depends on `mi` (in this cache, with this key): when what is
+    /// compiled for `mi` is invalidated, or `mi`'s method is replaced or deleted, so is this.
+    /// Nothing is compiled. Use it for callees of a foreign IR the engine cannot read.
+    ///
+    /// `mi` must be an instance of this engine whose method is live in the compilation's world
+    /// (one obtained by dispatching in that world is): a dependency on anything else could never
+    /// hold in this world. Otherwise nothing is recorded and the error says why
+    /// ([`Error::MethodNotLive`] for a method replaced, deleted or defined later,
+    /// [`Error::UnknownFunction`] for an instance of another engine).
+    pub fn depend_on(&mut self, mi: &MethodInstance<L>) -> Result<(), Error> {
+        self.cache.check_instance(mi, self.world)?;
+        let seize = self.cache.engine.enter();
+        let world = self.world.get();
+        let (slot, version) = self
+            .cache
+            .hold(mi, self.key, &seize, |vs| valid_in(vs, world));
+        self.record_slot(slot, version);
+        Ok(())
+    }
+
+    /// Compiles `mi` (all three phases, in this cache with this key, in this world) and records
+    /// the dependency. Recursion is detected instead of deadlocking: see [`Callee::InProgress`].
+    pub fn compile(
+        &mut self,
+        mi: &MethodInstance<L>,
+    ) -> Result<Callee<C, L>, CompileError<C::Error>> {
+        let seize = self.cache.engine.enter();
+        match self.cache.compile_slow(&seize, self.world, mi, self.key)? {
+            Compiled::Ready(ci) => {
+                let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
+                self.record_slot(slot, Some(Arc::clone(&ci)));
+                Ok(Callee::Ready(CodeInstance(ci)))
+            }
+            Compiled::Cycle => {
+                let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
+                self.record_slot(slot, None);
+                Ok(Callee::InProgress)
+            }
+        }
+    }
+
+    /// Records a dependency on `slot`, on which the caller took a hold.
+    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) {
+        let key = match &version {
+            Some(v) => Arc::as_ptr(v) as *const () as usize,
+            None => Arc::as_ptr(&slot) as *const () as usize,
+        };
+        if self.seen.insert(key) {
+            self.deps.push(Dependency::Slot {
+                slot: slot as Arc<dyn SlotNode>,
+                version: version.map(|v| v as DependentRef),
+                held: true,
+            });
+        } else {
+            slot.cell.release();
+        }
+    }
+}

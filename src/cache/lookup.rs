@@ -1,0 +1,178 @@
+//! The hit path, and the slot lookups every path starts from.
+
+use super::code_instance::CodeInstance;
+use super::miss::{reentered, Compiled, Held};
+use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, Version};
+use super::{CacheInner, Compiler, CompilerCache};
+use crate::engine::Guard;
+use crate::error::CompileError;
+use crate::graph::SlotNode;
+use crate::methods::MethodInstance;
+use crate::stats::Counter;
+use crate::sync::Arc;
+use crate::types::Lattice;
+
+impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
+    /// The seed API's `cached_compilation(cache, mi, world, key)`: the linked result of `mi` for
+    /// `key` in the guard's world, compiling what is missing.
+    ///
+    /// A hit (a code instance valid in the world with a linked result) runs no phase, takes no
+    /// lock and allocates nothing. The result borrows from the guard.
+    #[inline(always)]
+    pub fn compile<'g>(
+        &'g self,
+        guard: &'g Guard<'_, L>,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Result<&'g C::Linked, CompileError<C::Error>> {
+        let inner = &*self.inner;
+        if let Some(linked) = inner.hit(guard.seize(), guard.world().get(), mi, key) {
+            guard.count_code_hit();
+            return Ok(linked);
+        }
+        self.compile_miss(guard, mi, key)
+    }
+
+    // Kept out of line so that the hit above inlines into the caller as a probe and a few loads.
+    #[cold]
+    #[inline(never)]
+    fn compile_miss<'g>(
+        &'g self,
+        guard: &'g Guard<'_, L>,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Result<&'g C::Linked, CompileError<C::Error>> {
+        let world = guard.world().get();
+        let inner = &*self.inner;
+        inner.engine.counters().add(Counter::CodeMiss, 1);
+        loop {
+            match inner.compile_slow(guard.seize(), guard.world(), mi, key)? {
+                Compiled::Ready(_) => {
+                    if let Some(linked) = inner.hit(guard.seize(), world, mi, key) {
+                        return Ok(linked);
+                    }
+                    // The entry was republished between our publication and this read; the
+                    // instance is valid in our pinned world, so the next round finds it.
+                }
+                Compiled::Cycle => return Err(reentered(mi)),
+            }
+        }
+    }
+
+    /// Like [`CompilerCache::compile`], returning an owned handle to the code instance.
+    pub fn compile_instance(
+        &self,
+        guard: &Guard<'_, L>,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Result<CodeInstance<C, L>, CompileError<C::Error>> {
+        let inner = &*self.inner;
+        if let Some(ci) = self.lookup(guard, mi, key) {
+            if ci.linked().is_some() {
+                guard.count_code_hit();
+                return Ok(ci);
+            }
+        }
+        inner.engine.counters().add(Counter::CodeMiss, 1);
+        match inner.compile_slow(guard.seize(), guard.world(), mi, key)? {
+            Compiled::Ready(ci) => Ok(CodeInstance(ci)),
+            Compiled::Cycle => Err(reentered(mi)),
+        }
+    }
+
+    /// The code instance valid in the guard's world for `(mi, key)`, whatever its phases, without
+    /// compiling anything.
+    pub fn lookup(
+        &self,
+        guard: &Guard<'_, L>,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Option<CodeInstance<C, L>> {
+        let entry = self.inner.slots.get(
+            &SlotQuery {
+                mi: mi.address(),
+                key,
+            },
+            guard.seize(),
+        )?;
+        entry
+            .valid_in(guard.world().get())
+            .map(|v| CodeInstance(Arc::clone(v)))
+    }
+}
+
+impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
+    #[inline(always)]
+    fn hit<'g>(
+        &'g self,
+        seize: &'g seize::LocalGuard<'_>,
+        world: u64,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Option<&'g C::Linked> {
+        self.slots
+            .get(
+                &SlotQuery {
+                    mi: mi.address(),
+                    key,
+                },
+                seize,
+            )?
+            .valid_in(world)?
+            .linked
+            .get()
+    }
+
+    /// The slot for `(mi, key)`, created (and registered with `mi`) if missing.
+    pub(crate) fn slot(
+        &self,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+        seize: &seize::LocalGuard<'_>,
+    ) -> Arc<Slot<C, L>> {
+        if let Some(entry) = self.slots.get(
+            &SlotQuery {
+                mi: mi.address(),
+                key,
+            },
+            seize,
+        ) {
+            return Arc::clone(&entry.slot);
+        }
+        let entry = self.slots.get_or_insert_with(
+            SlotKey {
+                mi: mi.address(),
+                key: key.clone(),
+            },
+            || {
+                let slot = Arc::new(Slot::new(mi.clone(), key.clone(), Arc::clone(&self.tag)));
+                // Registered before the slot can be found, so a replacement of the method always
+                // reaches it (an entry that loses the insertion race leaves a dead weak behind).
+                let weak = Arc::downgrade(&(Arc::clone(&slot) as Arc<dyn SlotNode>));
+                mi.register_slot(weak);
+                SlotEntry::new(slot, &[])
+            },
+            seize,
+        );
+        Arc::clone(&entry.slot)
+    }
+
+    /// Takes a hold (see [`crate::raw::slot`]) on the live slot for `(mi, key)`, so that it stays
+    /// in the cache until the dependency being recorded registers its backedge, and returns it
+    /// with the version `find` picks.
+    pub(crate) fn hold(
+        &self,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+        seize: &seize::LocalGuard<'_>,
+        find: impl Fn(&[Version<C, L>]) -> Option<&Version<C, L>>,
+    ) -> Held<C, L> {
+        loop {
+            let slot = self.slot(mi, key, seize);
+            if let Some(version) = slot.cell.hold(&find) {
+                return (slot, version);
+            }
+            // Retired after we found it: the next lookup makes a new one.
+        }
+    }
+}

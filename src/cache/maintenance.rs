@@ -1,0 +1,77 @@
+//! Reclamation and census of one cache.
+
+use super::compiler::Compiler;
+use super::slot::SlotQuery;
+use super::CacheInner;
+use crate::engine::CacheMaintenance;
+use crate::graph::Edge;
+use crate::sync::Arc;
+use crate::types::Lattice;
+
+impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
+    fn reclaim(&self, horizon: u64) -> usize {
+        let guard = self.engine.enter();
+        let mut dropped = 0;
+        let mut empty = Vec::new();
+        for (_, entry) in self.slots.iter(&guard) {
+            let slot = &entry.slot;
+            // Most slots hold only versions still visible: nothing to drop, and the slot stays.
+            // (A version published after this snapshot waits for the next reclamation.)
+            if !entry.versions.is_empty()
+                && entry
+                    .versions
+                    .iter()
+                    .all(|v| v.core.validity.max() > horizon)
+            {
+                slot.edges.prune_large(Edge::is_dead);
+                continue;
+            }
+            let mut state = slot.cell.lock();
+            if state.is_retired() {
+                continue;
+            }
+            let before = state.versions.len();
+            state.versions.retain(|v| v.core.validity.max() > horizon);
+            slot.edges.prune(Edge::is_dead);
+            if state.versions.len() != before {
+                dropped += before - state.versions.len();
+                slot.publish(self, &state, &guard);
+            }
+            let idle = state.versions.is_empty() && !state.has_job();
+            drop(state);
+            if idle {
+                empty.push(Arc::clone(slot));
+            }
+        }
+        for slot in empty {
+            // Decided again under the slot's lock: a compilation or a dependency may have found
+            // the slot since (see `crate::raw::slot`).
+            let retired = slot.cell.retire_if_idle(
+                || slot.edges.is_empty(),
+                || {
+                    let _ = self.slots.remove_if(
+                        &SlotQuery {
+                            mi: slot.mi.address(),
+                            key: &slot.key,
+                        },
+                        |_, entry| Arc::ptr_eq(&entry.slot, &slot),
+                        &guard,
+                    );
+                },
+            );
+            dropped += usize::from(retired);
+        }
+        dropped
+    }
+
+    fn census(&self) -> (usize, usize) {
+        let guard = self.engine.enter();
+        let mut versions = 0;
+        let mut slots = 0;
+        for (_, entry) in self.slots.iter(&guard) {
+            slots += 1;
+            versions += entry.versions.len();
+        }
+        (slots, versions)
+    }
+}

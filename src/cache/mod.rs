@@ -1,0 +1,140 @@
+//! The code cache: compiled code per `(method instance, owner)`, each version valid over a
+//! world range, and the three-phase compilation that fills it.
+//!
+//! A [`CompilerCache`] is one owner tag with one [`Compiler`]; the compiler's key
+//! ([`Compiler::Key`]: an optimization level, a target device, ...) partitions it further.
+//! Different caches, and different keys of one cache, never share entries.
+//!
+//! Each `(method instance, key)` has a *slot* ([`slot`]). The slot's versions — at most one valid
+//! in any world — are published as an immutable list in a lock-free hash map (papaya), replaced
+//! whole whenever a version is added or dropped. A hit ([`lookup`]) is therefore one hash-map
+//! probe, a scan of the (almost always one-element) list, and two atomic loads: no lock, no
+//! allocation, no reference count touched. On a miss ([`miss`]) the missing phases run
+//! ([`phases`]): `infer` records dependencies through its [`InferCx`] and creates the code
+//! instance; `codegen` produces a serializable artifact; `link` turns it into a session-local
+//! value. Each phase runs at most once per code instance: concurrent callers share one run
+//! through the slot's job (see `crate::raw::job`), and a phase that fails or panics leaves nothing
+//! behind. [`maintenance`] drops what reclamation proves no world can see.
+//!
+//! # Publishing against concurrent invalidation
+//!
+//! After `infer` returns, the new code instance is registered as a dependent of each dependency,
+//! reading each dependency's current upper bound under that dependency's lock, and lowers its own
+//! upper bound to the least of them; then, under its slot's lock, it reads its own method's
+//! deletion world and is published. A mutation lowers a dependency's bound *before* it walks the
+//! dependency's dependents under the same lock (see `crate::raw::edges`), so either the walk
+//! finds the new instance or the instance reads the lowered bound: a result compiled against a
+//! dependency invalidated at `w'` is never published valid in `w'` or later. If the instance had
+//! to be published already closed, whatever registered on its slot meanwhile (a recursive caller)
+//! is invalidated with it.
+
+mod code_instance;
+mod compiler;
+mod lookup;
+mod maintenance;
+mod miss;
+mod phases;
+mod slot;
+
+pub use code_instance::CodeInstance;
+pub use compiler::{Callee, Compiler, InferCx, PhaseCx};
+
+use std::fmt;
+
+use slot::{SlotEntry, SlotKey, SlotQuery};
+
+use crate::engine::{CacheMaintenance, Engine};
+use crate::methods::{MethodInstance, TableStack};
+use crate::sync::{shared_map, Arc, Map, Weak};
+use crate::types::{DefaultLattice, Lattice};
+
+/// A cache of compiled code for one compiler, identified by its owner tag, bound to a table stack.
+///
+/// The seed API's `CompilerCache(tag)` is [`CompilerCache::new`], `CompilerCache(tag, mt)` is
+/// [`CompilerCache::with_stack`], and `CompilerCache{K}(tag)` is a compiler whose
+/// [`Compiler::Key`] is `K`. Cloning shares the cache.
+pub struct CompilerCache<C: Compiler<L>, L: Lattice = DefaultLattice> {
+    pub(crate) inner: Arc<CacheInner<C, L>>,
+}
+
+impl<C: Compiler<L>, L: Lattice> Clone for CompilerCache<C, L> {
+    fn clone(&self) -> Self {
+        CompilerCache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+pub(crate) struct CacheInner<C: Compiler<L>, L: Lattice> {
+    pub(crate) engine: Engine<L>,
+    pub(crate) tag: Arc<str>,
+    pub(crate) compiler: C,
+    pub(crate) stack: TableStack,
+    pub(crate) slots: Map<SlotKey<C::Key>, SlotEntry<C, L>>,
+}
+
+impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
+    /// A cache owned by `tag`, compiling with `compiler`, dispatching through the global table.
+    pub fn new(engine: &Engine<L>, tag: &str, compiler: C) -> Self {
+        CompilerCache::with_stack(engine, tag, engine.global_stack(), compiler)
+    }
+
+    /// A cache whose compilations dispatch through `stack` (for example `[overlay, global]`).
+    pub fn with_stack(engine: &Engine<L>, tag: &str, stack: TableStack, compiler: C) -> Self {
+        let inner = Arc::new(CacheInner {
+            engine: engine.clone(),
+            tag: tag.into(),
+            compiler,
+            stack,
+            slots: shared_map(engine.collector()),
+        });
+        let weak: Weak<dyn CacheMaintenance> =
+            Arc::downgrade(&(Arc::clone(&inner) as Arc<dyn CacheMaintenance>));
+        engine.register_cache(weak);
+        CompilerCache { inner }
+    }
+
+    /// The owner tag.
+    pub fn tag(&self) -> &str {
+        &self.inner.tag
+    }
+
+    /// The table stack compilations dispatch through.
+    pub fn stack(&self) -> TableStack {
+        self.inner.stack
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine<L> {
+        &self.inner.engine
+    }
+
+    /// The compiler.
+    pub fn compiler(&self) -> &C {
+        &self.inner.compiler
+    }
+
+    /// Every version held for `(mi, key)`, oldest first, whatever their phases.
+    pub fn versions(&self, mi: &MethodInstance<L>, key: &C::Key) -> Vec<CodeInstance<C, L>> {
+        let guard = self.inner.engine.enter();
+        match self.inner.slots.get(
+            &SlotQuery {
+                mi: mi.address(),
+                key,
+            },
+            &guard,
+        ) {
+            Some(entry) => entry.versions.iter().cloned().map(CodeInstance).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl<C: Compiler<L>, L: Lattice> fmt::Debug for CompilerCache<C, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompilerCache")
+            .field("tag", &self.inner.tag)
+            .field("slots", &self.inner.slots.len())
+            .finish()
+    }
+}

@@ -1,0 +1,148 @@
+//! Each function's registry of current answers, and the recheck a mutation runs over it.
+//!
+//! A mutation of a function locks the function's [`Registry`] ([`Registry::edit`]) for as long as
+//! it changes the function's methods. While it holds the lock, [`RegistryEdit::changed_by`] finds
+//! the registered answers the mutation changes, without changing anything; once the mutation has
+//! installed its methods, [`RegistryEdit::commit`] bumps the generation (so a miss that read the
+//! old methods does not register its answer) and unregisters the changed answers, which the
+//! engine then invalidates.
+
+use std::collections::HashMap;
+
+use super::node::{DispatchNode, NodeKey};
+use super::select;
+use crate::graph::Edge;
+use crate::methods::{Method, MethodLists};
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::types::Lattice;
+
+/// A registered answer and its key within its function.
+pub(crate) type Registered<L> = (NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>);
+
+/// One function's answers valid in the newest world.
+pub(crate) struct Registry<L: Lattice> {
+    nodes: Mutex<HashMap<NodeKey<L::Type>, Arc<DispatchNode<L>>>>,
+    /// Bumped, under the lock, by every mutation of the function's methods.
+    generation: AtomicU64,
+}
+
+impl<L: Lattice> Default for Registry<L> {
+    fn default() -> Self {
+        Registry {
+            nodes: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<L: Lattice> Registry<L> {
+    /// The current generation. `Acquire` pairs with the bump in [`RegistryEdit::commit`], which
+    /// follows the installation of the new methods: a reader that sees a generation sees the
+    /// methods of that generation or later.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Registers `node` as the answer for `(stack, args)`, computed from the methods of
+    /// `generation`, unless a mutation happened since (then `None`: compute again). If an open
+    /// answer is registered already, it is the same answer (same methods, both open-ended): it is
+    /// returned instead, valid from `min` on as well.
+    pub(super) fn register(
+        &self,
+        generation: u64,
+        stack: u32,
+        args: &[L::Type],
+        node: Arc<DispatchNode<L>>,
+        min: u64,
+    ) -> Option<Arc<DispatchNode<L>>> {
+        let mut nodes = self.nodes.lock();
+        if self.generation.load(Ordering::Acquire) != generation {
+            return None;
+        }
+        let key: NodeKey<L::Type> = (stack, args.into());
+        Some(match nodes.get(&key) {
+            Some(existing) if existing.validity.max() == crate::world::OPEN => {
+                // It may have been computed in a later world with a later `min`, which must not
+                // exclude the world asked in here.
+                existing.validity.extend_min(min);
+                Arc::clone(existing)
+            }
+            _ => {
+                nodes.insert(key, Arc::clone(&node));
+                node
+            }
+        })
+    }
+
+    /// Drops the dead backedges of registered answers with many of them.
+    pub(super) fn prune_edges(&self) {
+        for node in self.nodes.lock().values() {
+            node.edges.prune_large(Edge::is_dead);
+        }
+    }
+
+    /// Begins a mutation of the function: nothing registers until the edit is dropped.
+    pub(crate) fn edit(&self) -> RegistryEdit<'_, L> {
+        RegistryEdit {
+            registry: self,
+            nodes: self.nodes.lock(),
+        }
+    }
+}
+
+/// A mutation's hold on a function's registry.
+pub(crate) struct RegistryEdit<'a, L: Lattice> {
+    registry: &'a Registry<L>,
+    nodes: MutexGuard<'a, HashMap<NodeKey<L::Type>, Arc<DispatchNode<L>>>>,
+}
+
+impl<L: Lattice> RegistryEdit<'_, L> {
+    /// The registered answers that adding `added` and removing `removed` in `table` changes: every
+    /// answer whose stack includes `table` and to which one of them applies (see
+    /// [`DispatchNode::depends_on`]), recomputed in the new `world` over `lists` as if `removed`
+    /// were already deleted. Changes nothing; runs the lattice (user code).
+    pub(crate) fn changed_by(
+        &self,
+        lattice: &L,
+        lists: &MethodLists<L>,
+        table: u32,
+        world: u64,
+        added: Option<&Method<L>>,
+        removed: Option<&Method<L>>,
+    ) -> Vec<Registered<L>> {
+        let touches = |node: &DispatchNode<L>, m: Option<&Method<L>>| {
+            m.is_some_and(|m| node.depends_on(lattice, m))
+        };
+        let deleted = |m: &Method<L>| {
+            if removed == Some(m) {
+                world
+            } else {
+                m.0.deleted.load(Ordering::Acquire)
+            }
+        };
+        self.nodes
+            .iter()
+            .filter(|(_, node)| {
+                node.stack.tables.contains(&table)
+                    && (touches(node, added) || touches(node, removed))
+            })
+            .filter(|(_, node)| {
+                let (selection, _, _) =
+                    select::compute_with(lattice, lists, &node.stack, &node.args, world, deleted);
+                !selection.matches(&node.answer)
+            })
+            .map(|(key, node)| (key.clone(), Arc::clone(node)))
+            .collect()
+    }
+
+    /// Ends the mutation's changes to the registry, once its methods are installed: a miss that
+    /// read the old methods will not register, and the `changed` answers are unregistered (and
+    /// returned, for the caller to drop when it is done).
+    pub(crate) fn commit(&mut self, changed: &[Registered<L>]) -> Vec<Arc<DispatchNode<L>>> {
+        self.registry.generation.fetch_add(1, Ordering::Release);
+        changed
+            .iter()
+            .filter_map(|(key, _)| self.nodes.remove(key))
+            .collect()
+    }
+}

@@ -1,0 +1,173 @@
+//! Pinning a world, and the [`Guard`] through which lookups are answered in it.
+
+use std::cell::Cell;
+use std::fmt;
+
+use super::{Engine, EngineInner};
+use crate::dispatch::{DispatchNode, Lookup};
+use crate::error::Error;
+use crate::methods::{Function, MethodInstance, TableStack};
+use crate::raw::pins::{PinError, PinSlot};
+use crate::stats::Counter;
+use crate::sync::Arc;
+use crate::types::{DefaultLattice, Lattice};
+use crate::world::World;
+
+impl<L: Lattice> Engine<L> {
+    /// Pins the current world and returns a guard through which lookups are answered in it.
+    ///
+    /// Pinning takes a short lock on a per-thread shard (uncontended unless many threads share a
+    /// shard); lookups through the guard take none. A long-lived guard keeps its world, and what
+    /// it sees, from being reclaimed, so re-pin between batches of work.
+    pub fn pin(&self) -> Guard<'_, L> {
+        let inner = &*self.inner;
+        let (world, slot) = inner.pins.pin_current(|| inner.world.current().get());
+        Guard::new(inner, World::from_raw(world), slot)
+    }
+
+    /// Pins an older (or the current) world. Fails with [`Error::WorldNotRetained`] if it has been
+    /// reclaimed, or [`Error::FutureWorld`] if it has not happened yet.
+    pub fn pin_world(&self, world: World) -> Result<Guard<'_, L>, Error> {
+        let inner = &*self.inner;
+        let slot = inner
+            .pins
+            .pin(world.get(), || inner.world.current().get())
+            .map_err(|e| match e {
+                PinError::Future { current } => Error::FutureWorld {
+                    world,
+                    current: World::from_raw(current),
+                },
+                PinError::Reclaimed { oldest } => Error::WorldNotRetained {
+                    world,
+                    oldest: World::from_raw(oldest),
+                },
+            })?;
+        Ok(Guard::new(inner, world, slot))
+    }
+}
+
+/// A pinned world: lookups through a guard are answered in its world, without locks.
+///
+/// The guard also protects what lookups return from reclamation, so references it hands out stay
+/// valid for as long as it lives. It is not `Send`: pin on the thread that does the work.
+pub struct Guard<'e, L: Lattice = DefaultLattice> {
+    engine: &'e EngineInner<L>,
+    world: World,
+    slot: PinSlot,
+    seize: seize::LocalGuard<'e>,
+    // Hits are tallied here and added to the engine's counters when the guard is dropped: even a
+    // thread-sharded counter costs a thread-local lookup per hit, a large share of a code-cache
+    // hit (`bash perf/callgrind.sh`).
+    dispatch_hits: Cell<u64>,
+    code_hits: Cell<u64>,
+}
+
+impl<'e, L: Lattice> Guard<'e, L> {
+    fn new(engine: &'e EngineInner<L>, world: World, slot: PinSlot) -> Self {
+        Guard {
+            engine,
+            world,
+            slot,
+            seize: engine.collector.enter(),
+            dispatch_hits: Cell::new(0),
+            code_hits: Cell::new(0),
+        }
+    }
+
+    /// The pinned world.
+    pub fn world(&self) -> World {
+        self.world
+    }
+
+    /// Dispatches a call of `f` with `argtypes` through the global table.
+    #[inline]
+    pub fn dispatch(&self, f: Function, argtypes: &[L::Type]) -> Result<&MethodInstance<L>, Error> {
+        self.dispatch_in(
+            TableStack {
+                engine: self.engine.id,
+                id: 0,
+            },
+            f,
+            argtypes,
+        )
+    }
+
+    /// Dispatches a call of `f` with `argtypes` through `stack`, in the pinned world. A repeated
+    /// call is answered from the dispatch cache: one hash-map probe, no lock, no allocation.
+    #[inline]
+    pub fn dispatch_in(
+        &self,
+        stack: TableStack,
+        f: Function,
+        argtypes: &[L::Type],
+    ) -> Result<&MethodInstance<L>, Error> {
+        self.dispatch_node(stack, f, argtypes)?.result()
+    }
+
+    /// The dispatch node answering the call in this world: from the cache, or computed. Hits
+    /// are tallied in the guard.
+    #[inline]
+    pub(super) fn dispatch_node(
+        &self,
+        stack: TableStack,
+        f: Function,
+        args: &[L::Type],
+    ) -> Result<&Arc<DispatchNode<L>>, Error> {
+        let engine = self.engine;
+        let lookup = engine.dispatcher.dispatch(
+            &self.seize,
+            &engine.tables,
+            &engine.lattice,
+            self.world.get(),
+            stack,
+            f,
+            args,
+        )?;
+        Ok(match lookup {
+            Lookup::Hit(node) => {
+                self.dispatch_hits.set(self.dispatch_hits.get() + 1);
+                node
+            }
+            Lookup::Miss(node) => {
+                engine.stats.add(Counter::DispatchMiss, 1);
+                node
+            }
+        })
+    }
+}
+
+/// What the code caches use of a guard.
+impl<L: Lattice> Guard<'_, L> {
+    /// The guard's reclamation guard: what the caches' lookups borrow their results from.
+    #[inline]
+    pub(crate) fn seize(&self) -> &seize::LocalGuard<'_> {
+        &self.seize
+    }
+
+    /// Tallies a code-cache hit, added to the engine's counters when the guard drops.
+    #[inline]
+    pub(crate) fn count_code_hit(&self) {
+        self.code_hits.set(self.code_hits.get() + 1);
+    }
+}
+
+impl<L: Lattice> Drop for Guard<'_, L> {
+    fn drop(&mut self) {
+        self.engine.pins.unpin(self.world.get(), self.slot);
+        let stats = &self.engine.stats;
+        for (counter, n) in [
+            (Counter::DispatchHit, self.dispatch_hits.get()),
+            (Counter::CodeHit, self.code_hits.get()),
+        ] {
+            if n > 0 {
+                stats.add_hits(counter, n);
+            }
+        }
+    }
+}
+
+impl<L: Lattice> fmt::Debug for Guard<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard").field("world", &self.world).finish()
+    }
+}

@@ -1,0 +1,89 @@
+//! What a code cache uses of its engine. The caches sit above the engine and reach it only
+//! through these methods, never through its fields.
+
+use super::{Engine, EngineInner};
+use crate::dispatch::{DispatchNode, Lookup};
+use crate::error::Error;
+use crate::methods::{Function, TableStack};
+use crate::raw::job::WaitGraph;
+use crate::stats::{Counter, Stats};
+use crate::sync::{Arc, Weak};
+use crate::types::Lattice;
+
+/// What a code cache offers the engine's reclamation and census.
+pub(crate) trait CacheMaintenance: Send + Sync {
+    /// Drops what no world at or after `horizon` can see; returns how many entries it dropped.
+    fn reclaim(&self, horizon: u64) -> usize;
+    /// `(slots, code instances)`.
+    fn census(&self) -> (usize, usize);
+}
+
+impl<L: Lattice> Engine<L> {
+    /// Makes a cache part of the engine's reclamation and census, for as long as it lives.
+    pub(crate) fn register_cache(&self, cache: Weak<dyn CacheMaintenance>) {
+        self.inner.caches.lock().push(cache);
+    }
+
+    /// A reclamation guard for reading the engine's lock-free maps (and the caches', which share
+    /// its collector) outside a pinned world.
+    pub(crate) fn enter(&self) -> seize::LocalGuard<'_> {
+        self.inner.collector.enter()
+    }
+
+    /// The engine's collector, for the maps of a new cache.
+    pub(crate) fn collector(&self) -> &Arc<seize::Collector> {
+        &self.inner.collector
+    }
+
+    /// Whether `f` is one of this engine's functions.
+    pub(crate) fn owns(&self, f: Function) -> bool {
+        f.engine == self.inner.id
+    }
+
+    pub(crate) fn counters(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Who waits on whose compilation, for cycle detection.
+    pub(crate) fn waits(&self) -> &WaitGraph {
+        &self.inner.waits
+    }
+
+    /// See [`EngineInner::note_garbage`].
+    pub(crate) fn note_garbage(&self, n: usize) {
+        self.inner.note_garbage(n);
+    }
+
+    /// See [`EngineInner::release`].
+    pub(crate) fn release<T>(&self, released: T) {
+        self.inner.release(released);
+    }
+
+    /// Dispatches on behalf of a compilation running in `world` (which its caller has pinned),
+    /// counting the hit or the miss.
+    pub(crate) fn dispatch_for_compilation<'g>(
+        &'g self,
+        seize: &'g seize::LocalGuard<'_>,
+        world: u64,
+        stack: TableStack,
+        f: Function,
+        args: &[L::Type],
+    ) -> Result<&'g Arc<DispatchNode<L>>, Error> {
+        let inner: &EngineInner<L> = &self.inner;
+        let lookup = inner.dispatcher.dispatch(
+            seize,
+            &inner.tables,
+            &inner.lattice,
+            world,
+            stack,
+            f,
+            args,
+        )?;
+        let counter = match lookup {
+            Lookup::Hit(_) => Counter::DispatchHit,
+            Lookup::Miss(_) => Counter::DispatchMiss,
+        };
+        inner.stats.add(counter, 1);
+        Ok(lookup.node())
+    }
+}

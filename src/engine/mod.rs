@@ -1,0 +1,332 @@
+//! The engine: one universe of types, functions, method tables, caches and a world counter.
+//!
+//! [`Engine`] orchestrates the layers below it. This file holds the handle, the name registry
+//! (functions, overlay tables, stacks) and what is answered in the current world; [`guard`] pins a
+//! world and answers lookups in it; [`mutation`] is the one path every method definition,
+//! replacement and deletion takes; [`reclaim`] drops what no retained world can see; [`host`] is
+//! the narrow interface the code caches use.
+
+mod guard;
+mod host;
+mod mutation;
+mod reclaim;
+
+pub use guard::Guard;
+pub(crate) use host::CacheMaintenance;
+pub use reclaim::Census;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::dispatch::Dispatcher;
+use crate::error::Error;
+use crate::methods::{
+    Function, FunctionData, MethodInstance, MethodTable, StackData, TableStack, Tables,
+};
+use crate::raw::job::WaitGraph;
+use crate::raw::pins::Pins;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicUsize, Mutex, Ordering, Weak};
+use crate::types::{DefaultLattice, Lattice};
+use crate::world::{World, WorldCounter};
+
+/// Names of functions, tables and stacks, and the ids they were given.
+struct Names {
+    functions: HashMap<Arc<str>, u32>,
+    tables: Vec<Arc<str>>,
+    stacks: HashMap<Box<[u32]>, u32>,
+}
+
+/// The engine's state, shared by every handle, guard and cache.
+pub(crate) struct EngineInner<L: Lattice> {
+    id: u32,
+    lattice: L,
+    world: WorldCounter,
+    /// Serializes mutations and reclamation.
+    writer: Mutex<()>,
+    /// One reclamation scheme for every lock-free map of the engine, so one guard serves all.
+    collector: Arc<seize::Collector>,
+    tables: Tables<L>,
+    names: Mutex<Names>,
+    dispatcher: Dispatcher<L>,
+    pins: Pins,
+    waits: WaitGraph,
+    stats: Stats,
+    caches: Mutex<Vec<Weak<dyn CacheMaintenance>>>,
+    /// Entries invalidated since the last reclamation.
+    garbage: AtomicUsize,
+    /// Entries the last reclamation kept.
+    reclaim_survivors: AtomicUsize,
+    auto_reclaim: AtomicBool,
+}
+
+static NEXT_ENGINE: AtomicU32 = AtomicU32::new(1);
+
+/// The universe in which methods are defined, dispatched and compiled. See the crate docs for the
+/// model.
+///
+/// `Engine` is a cheap handle (`Clone` shares the engine) and is `Send + Sync`: any number of
+/// threads dispatch and compile while others define methods.
+///
+/// ```
+/// use compiler_caching::{Engine, Ty};
+///
+/// let engine = Engine::new();
+/// let types = engine.lattice();
+/// let real = types.declare_abstract("Real", &Ty::any()).unwrap();
+/// let int = types.declare_concrete("Int64", &real).unwrap();
+/// let f = engine.declare_function("f").unwrap();
+/// engine.add_method(f, &[real.clone()], "f(::Real)").unwrap();
+/// let world = engine.current_world();
+/// engine.add_method(f, &[int.clone()], "f(::Int64)").unwrap();
+///
+/// let now = engine.pin();
+/// assert_eq!(now.dispatch(f, &[int.clone()]).unwrap().method().source::<&str>(), Some(&"f(::Int64)"));
+/// let then = engine.pin_world(world).unwrap();
+/// assert_eq!(then.dispatch(f, &[int]).unwrap().method().source::<&str>(), Some(&"f(::Real)"));
+/// ```
+pub struct Engine<L: Lattice = DefaultLattice> {
+    inner: Arc<EngineInner<L>>,
+}
+
+impl<L: Lattice> Clone for Engine<L> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<L: Lattice> fmt::Debug for Engine<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("id", &self.inner.id)
+            .field("world", &self.current_world())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine<DefaultLattice> {
+    /// An engine over the [`DefaultLattice`], with an empty global method table, in world 1.
+    pub fn new() -> Self {
+        Engine::with_lattice(DefaultLattice::new())
+    }
+}
+
+impl Default for Engine<DefaultLattice> {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl<L: Lattice> Engine<L> {
+    /// An engine over an embedder's own type lattice.
+    pub fn with_lattice(lattice: L) -> Self {
+        let id = NEXT_ENGINE.fetch_add(1, Ordering::Relaxed);
+        let collector = Arc::new(seize::Collector::new());
+        let global: Arc<str> = "global".into();
+        let tables = Tables::new(id, &collector);
+        tables.add_stack(
+            0,
+            StackData {
+                tables: Box::new([0]),
+                names: Box::new([Arc::clone(&global)]),
+            },
+        );
+        let inner = EngineInner {
+            id,
+            lattice,
+            world: WorldCounter::new(),
+            writer: Mutex::new(()),
+            tables,
+            names: Mutex::new(Names {
+                functions: HashMap::new(),
+                tables: vec![global],
+                stacks: HashMap::from([(Box::from([0u32]), 0u32)]),
+            }),
+            dispatcher: Dispatcher::new(&collector),
+            pins: Pins::new(),
+            waits: WaitGraph::new(),
+            stats: Stats::new(),
+            caches: Mutex::new(Vec::new()),
+            garbage: AtomicUsize::new(0),
+            reclaim_survivors: AtomicUsize::new(0),
+            auto_reclaim: AtomicBool::new(true),
+            collector,
+        };
+        Engine {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The engine's type lattice (for the default lattice: where types are declared).
+    pub fn lattice(&self) -> &L {
+        &self.inner.lattice
+    }
+
+    /// The newest world. Monotonic: a thread that observed `w` never later observes less.
+    pub fn current_world(&self) -> World {
+        self.inner.world.current()
+    }
+
+    /// The oldest world that can still be pinned (see [`crate::retention`]).
+    pub fn oldest_retained_world(&self) -> World {
+        World::from_raw(self.inner.pins.floor())
+    }
+
+    /// Declares a function that may have methods of any arity.
+    pub fn declare_function(&self, name: &str) -> Result<Function, Error> {
+        self.declare(name, None)
+    }
+
+    /// Declares a function whose methods and calls must all take `arity` arguments; a signature
+    /// of another length is an [`Error::ArityMismatch`].
+    pub fn declare_function_with_arity(&self, name: &str, arity: usize) -> Result<Function, Error> {
+        self.declare(name, Some(arity))
+    }
+
+    fn declare(&self, name: &str, arity: Option<usize>) -> Result<Function, Error> {
+        if name.is_empty() {
+            return Err(Error::InvalidName { name: name.into() });
+        }
+        let mut names = self.inner.names.lock();
+        if names.functions.contains_key(name) {
+            return Err(Error::DuplicateFunction { name: name.into() });
+        }
+        let id = u32::try_from(names.functions.len())
+            .map_err(|_| Error::InvalidName { name: name.into() })?;
+        let name: Arc<str> = name.into();
+        names.functions.insert(Arc::clone(&name), id);
+        self.inner
+            .tables
+            .add_function(id, FunctionData::new(name, arity));
+        Ok(Function {
+            engine: self.inner.id,
+            id,
+        })
+    }
+
+    /// The function declared as `name`.
+    pub fn function(&self, name: &str) -> Result<Function, Error> {
+        self.inner
+            .names
+            .lock()
+            .functions
+            .get(name)
+            .map(|&id| Function {
+                engine: self.inner.id,
+                id,
+            })
+            .ok_or_else(|| Error::UnknownFunction {
+                function: name.into(),
+            })
+    }
+
+    /// The name `f` was declared with.
+    pub fn function_name(&self, f: Function) -> Result<Arc<str>, Error> {
+        Ok(Arc::clone(&self.inner.tables.function(f)?.name))
+    }
+
+    /// The engine's global method table.
+    pub fn global_table(&self) -> MethodTable {
+        MethodTable {
+            engine: self.inner.id,
+            id: 0,
+        }
+    }
+
+    /// The stack holding only the global table: where dispatch looks by default.
+    pub fn global_stack(&self) -> TableStack {
+        TableStack {
+            engine: self.inner.id,
+            id: 0,
+        }
+    }
+
+    /// Creates an overlay method table. Its methods are seen only through a [`TableStack`] that
+    /// lists it (see [`Engine::stack`]).
+    pub fn new_overlay(&self, name: &str) -> Result<MethodTable, Error> {
+        if name.is_empty() {
+            return Err(Error::InvalidName { name: name.into() });
+        }
+        let mut names = self.inner.names.lock();
+        let id = u32::try_from(names.tables.len())
+            .map_err(|_| Error::InvalidName { name: name.into() })?;
+        names.tables.push(name.into());
+        Ok(MethodTable {
+            engine: self.inner.id,
+            id,
+        })
+    }
+
+    /// The stack that walks `tables` in order, for example `[overlay, global]`. Stacks are
+    /// interned: the same list gives the same handle.
+    pub fn stack(&self, tables: &[MethodTable]) -> Result<TableStack, Error> {
+        let mut names = self.inner.names.lock();
+        let mut ids = Vec::with_capacity(tables.len());
+        for t in tables {
+            if t.engine != self.inner.id || t.id as usize >= names.tables.len() {
+                return Err(Error::UnknownTable {
+                    table: format!("#{}", t.id),
+                });
+            }
+            ids.push(t.id);
+        }
+        if ids.is_empty() {
+            return Err(Error::UnknownTable {
+                table: "(empty stack)".into(),
+            });
+        }
+        let ids: Box<[u32]> = ids.into();
+        if let Some(&id) = names.stacks.get(&ids) {
+            return Ok(TableStack {
+                engine: self.inner.id,
+                id,
+            });
+        }
+        let id = names.stacks.len() as u32;
+        let data = StackData {
+            names: ids
+                .iter()
+                .map(|&t| Arc::clone(&names.tables[t as usize]))
+                .collect(),
+            tables: ids.clone(),
+        };
+        names.stacks.insert(ids, id);
+        self.inner.tables.add_stack(id, data);
+        Ok(TableStack {
+            engine: self.inner.id,
+            id,
+        })
+    }
+
+    /// The seed API's `method_instance(f, tt; world, method_table)`: dispatch `argtypes` through
+    /// `stack` in `world` and return an owned method instance.
+    pub fn method_instance(
+        &self,
+        f: Function,
+        argtypes: &[L::Type],
+        world: World,
+        stack: TableStack,
+    ) -> Result<MethodInstance<L>, Error> {
+        let guard = self.pin_world(world)?;
+        guard.dispatch_in(stack, f, argtypes).cloned()
+    }
+
+    /// The engine's counters, summed over every cache built on it.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+}
+
+impl<L: Lattice> EngineInner<L> {
+    fn check_table(&self, table: MethodTable) -> Result<Arc<str>, Error> {
+        let names = self.names.lock();
+        match names.tables.get(table.id as usize) {
+            Some(name) if table.engine == self.id => Ok(Arc::clone(name)),
+            _ => Err(Error::UnknownTable {
+                table: format!("#{}", table.id),
+            }),
+        }
+    }
+}

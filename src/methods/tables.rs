@@ -1,0 +1,177 @@
+//! Method tables: each function's methods, and the stacks of tables dispatch walks.
+//!
+//! A function's methods are kept per table in one immutable snapshot, published with an atomic
+//! swap (arc-swap) on every mutation of that function. Dispatch loads the snapshot once and so
+//! sees every table of a stack at the same instant. A snapshot keeps replaced and deleted methods
+//! (each knows its `[defined, deleted)` range) until reclamation proves no pinned world can see
+//! them, which is what lets older worlds be asked how the engine stood then.
+
+use arc_swap::ArcSwap;
+
+use super::{Function, Method, TableStack};
+use crate::error::Error;
+use crate::sync::{shared_map, Arc, Map};
+use crate::types::Lattice;
+
+pub(crate) struct StackData {
+    pub(crate) tables: Box<[u32]>,
+    pub(crate) names: Box<[Arc<str>]>,
+}
+
+impl StackData {
+    pub(crate) fn describe(&self) -> String {
+        format!("[{}]", self.names.join(", "))
+    }
+}
+
+/// One function's methods, per table, as of one mutation.
+pub(crate) struct MethodLists<L: Lattice> {
+    pub(crate) per_table: Vec<(u32, Arc<[Method<L>]>)>,
+}
+
+impl<L: Lattice> MethodLists<L> {
+    pub(crate) fn table(&self, table: u32) -> &[Method<L>] {
+        self.per_table
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(&[], |(_, list)| list)
+    }
+
+    pub(crate) fn with_table(&self, table: u32, list: Vec<Method<L>>) -> MethodLists<L> {
+        let mut per_table: Vec<_> = self
+            .per_table
+            .iter()
+            .filter(|(t, _)| *t != table)
+            .cloned()
+            .collect();
+        if !list.is_empty() {
+            per_table.push((table, list.into()));
+        }
+        MethodLists { per_table }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.per_table.iter().map(|(_, l)| l.len()).sum()
+    }
+
+    /// These lists without the methods no world at or after `horizon` can see, or `None` if
+    /// every method is still visible (nothing to drop, nothing allocated).
+    pub(crate) fn visible_from(&self, horizon: u64) -> Option<MethodLists<L>> {
+        let visible = |m: &Method<L>| m.visible_from(horizon);
+        if self
+            .per_table
+            .iter()
+            .all(|(_, list)| list.iter().all(visible))
+        {
+            return None;
+        }
+        Some(MethodLists {
+            per_table: self
+                .per_table
+                .iter()
+                .map(|(t, list)| (*t, list.iter().filter(|m| visible(m)).cloned().collect()))
+                .filter(|(_, list): &(u32, Arc<[Method<L>]>)| !list.is_empty())
+                .collect(),
+        })
+    }
+}
+
+/// A declared function: its name, its arity if fixed, and its methods.
+pub(crate) struct FunctionData<L: Lattice> {
+    pub(crate) name: Arc<str>,
+    pub(crate) arity: Option<usize>,
+    /// The methods, replaced whole by every mutation of the function.
+    pub(crate) lists: ArcSwap<MethodLists<L>>,
+}
+
+impl<L: Lattice> FunctionData<L> {
+    pub(crate) fn new(name: Arc<str>, arity: Option<usize>) -> Self {
+        FunctionData {
+            name,
+            arity,
+            lists: ArcSwap::from_pointee(MethodLists {
+                per_table: Vec::new(),
+            }),
+        }
+    }
+
+    /// Checks a signature or an argument list against the function's arity and the lattice.
+    pub(crate) fn check_signature(&self, lattice: &L, sig: &[L::Type]) -> Result<(), Error> {
+        if let Some(arity) = self.arity {
+            if arity != sig.len() {
+                return Err(Error::ArityMismatch {
+                    function: self.name.to_string(),
+                    expected: arity,
+                    found: sig.len(),
+                });
+            }
+        }
+        sig.iter().try_for_each(|t| lattice.check(t))?;
+        Ok(())
+    }
+}
+
+/// Every function and table stack of one engine, by id: what dispatch reads. Lock-free to read;
+/// written only when a function or a stack is declared.
+pub(crate) struct Tables<L: Lattice> {
+    engine: u32,
+    functions: Map<u32, Arc<FunctionData<L>>>,
+    stacks: Map<u32, Arc<StackData>>,
+}
+
+impl<L: Lattice> Tables<L> {
+    pub(crate) fn new(engine: u32, collector: &Arc<seize::Collector>) -> Self {
+        Tables {
+            engine,
+            functions: shared_map(collector),
+            stacks: shared_map(collector),
+        }
+    }
+
+    /// The engine these tables belong to.
+    pub(crate) fn engine(&self) -> u32 {
+        self.engine
+    }
+
+    pub(crate) fn add_function(&self, id: u32, data: FunctionData<L>) {
+        self.functions.pin().insert(id, Arc::new(data));
+    }
+
+    pub(crate) fn add_stack(&self, id: u32, data: StackData) {
+        self.stacks.pin().insert(id, Arc::new(data));
+    }
+
+    /// The function `f`, if it is one of this engine's.
+    pub(crate) fn function(&self, f: Function) -> Result<Arc<FunctionData<L>>, Error> {
+        let unknown = || Error::UnknownFunction {
+            function: format!("#{}", f.id),
+        };
+        if f.engine != self.engine {
+            return Err(unknown());
+        }
+        self.functions.pin().get(&f.id).cloned().ok_or_else(unknown)
+    }
+
+    /// The stack `stack`, if it is one of this engine's.
+    pub(crate) fn stack(&self, stack: TableStack) -> Result<Arc<StackData>, Error> {
+        let unknown = || Error::UnknownTable {
+            table: format!("stack #{}", stack.id),
+        };
+        if stack.engine != self.engine {
+            return Err(unknown());
+        }
+        self.stacks
+            .pin()
+            .get(&stack.id)
+            .cloned()
+            .ok_or_else(unknown)
+    }
+
+    /// Every function, for reclamation and census.
+    pub(crate) fn for_each_function(&self, mut visit: impl FnMut(&FunctionData<L>)) {
+        let guard = self.functions.guard();
+        for f in self.functions.values(&guard) {
+            visit(f);
+        }
+    }
+}
