@@ -9,10 +9,10 @@
 //! invalidated again: it goes to the history, keyed with the world it was asked in.
 
 use super::node::{DispatchKey, DispatchNode, DispatchQuery};
-use super::{select, Dispatcher};
+use super::{select, Call, Dispatcher};
 use crate::error::Error;
 use crate::graph::Edges;
-use crate::methods::{Function, TableStack, Tables};
+use crate::methods::Tables;
 use crate::raw::validity::Validity;
 use crate::sync::Arc;
 use crate::types::Lattice;
@@ -25,11 +25,14 @@ impl<L: Lattice> Dispatcher<L> {
         seize: &'g seize::LocalGuard<'_>,
         tables: &Tables<L>,
         lattice: &L,
-        world: u64,
-        stack: TableStack,
-        f: Function,
-        args: &[L::Type],
+        call: Call<'_, L::Type>,
     ) -> Result<&'g Arc<DispatchNode<L>>, Error> {
+        let Call {
+            world,
+            stack,
+            f,
+            args,
+        } = call;
         let func = tables.function(f)?;
         func.check_signature(lattice, args)?;
         let stack_data = tables.stack(stack)?;

@@ -28,6 +28,15 @@ use crate::methods::{Function, TableStack, Tables};
 use crate::sync::{shared_map, Arc, Map};
 use crate::types::Lattice;
 
+/// A call to dispatch: `f` with `args` through `stack`, in `world`.
+#[derive(Clone, Copy)]
+pub(crate) struct Call<'a, T> {
+    pub(crate) world: u64,
+    pub(crate) stack: TableStack,
+    pub(crate) f: Function,
+    pub(crate) args: &'a [T],
+}
+
 /// How a dispatch was answered: from the current cache, or computed.
 pub(crate) enum Lookup<'g, L: Lattice> {
     Hit(&'g Arc<DispatchNode<L>>),
@@ -59,19 +68,22 @@ impl<L: Lattice> Dispatcher<L> {
         }
     }
 
-    /// The answer to calling `f` with `args` through `stack` in `world`: from the current cache
-    /// if it holds one valid in `world`, or computed (and cached) otherwise.
+    /// The answer to `call`: from the current cache if it holds one valid in the call's world,
+    /// or computed (and cached) otherwise.
     #[inline]
     pub(crate) fn dispatch<'g>(
         &'g self,
         seize: &'g seize::LocalGuard<'_>,
         tables: &Tables<L>,
         lattice: &L,
-        world: u64,
-        stack: TableStack,
-        f: Function,
-        args: &[L::Type],
+        call: Call<'_, L::Type>,
     ) -> Result<Lookup<'g, L>, Error> {
+        let Call {
+            world,
+            stack,
+            f,
+            args,
+        } = call;
         // A handle of another engine could name ids that exist here too.
         if f.engine != tables.engine() || stack.engine != tables.engine() {
             return Err(foreign(tables, f, stack));
@@ -87,8 +99,7 @@ impl<L: Lattice> Dispatcher<L> {
                 return Ok(Lookup::Hit(node));
             }
         }
-        self.miss(seize, tables, lattice, world, stack, f, args)
-            .map(Lookup::Miss)
+        self.miss(seize, tables, lattice, call).map(Lookup::Miss)
     }
 
     /// The registry of `f`'s current answers.

@@ -19,9 +19,12 @@ use crate::types::Lattice;
 /// A registered answer and its key within its function.
 pub(crate) type Registered<L> = (NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>);
 
+/// Registered answers by `(stack, argument types)`.
+type Nodes<L> = HashMap<NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>>;
+
 /// One function's answers valid in the newest world.
 pub(crate) struct Registry<L: Lattice> {
-    nodes: Mutex<HashMap<NodeKey<L::Type>, Arc<DispatchNode<L>>>>,
+    nodes: Mutex<Nodes<L>>,
     /// Bumped, under the lock, by every mutation of the function's methods.
     generation: AtomicU64,
 }
@@ -93,7 +96,7 @@ impl<L: Lattice> Registry<L> {
 /// A mutation's hold on a function's registry.
 pub(crate) struct RegistryEdit<'a, L: Lattice> {
     registry: &'a Registry<L>,
-    nodes: MutexGuard<'a, HashMap<NodeKey<L::Type>, Arc<DispatchNode<L>>>>,
+    nodes: MutexGuard<'a, Nodes<L>>,
 }
 
 impl<L: Lattice> RegistryEdit<'_, L> {

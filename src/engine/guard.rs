@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use super::{Engine, EngineInner};
-use crate::dispatch::{DispatchNode, Lookup};
+use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
 use crate::methods::{Function, MethodInstance, TableStack};
 use crate::raw::pins::{PinError, PinSlot};
@@ -114,15 +114,16 @@ impl<'e, L: Lattice> Guard<'e, L> {
         args: &[L::Type],
     ) -> Result<&Arc<DispatchNode<L>>, Error> {
         let engine = self.engine;
-        let lookup = engine.dispatcher.dispatch(
-            &self.seize,
-            &engine.tables,
-            &engine.lattice,
-            self.world.get(),
+        let call = Call {
+            world: self.world.get(),
             stack,
             f,
             args,
-        )?;
+        };
+        let lookup =
+            engine
+                .dispatcher
+                .dispatch(&self.seize, &engine.tables, &engine.lattice, call)?;
         Ok(match lookup {
             Lookup::Hit(node) => {
                 self.dispatch_hits.set(self.dispatch_hits.get() + 1);

@@ -2,7 +2,7 @@
 //! through these methods, never through its fields.
 
 use super::{Engine, EngineInner};
-use crate::dispatch::{DispatchNode, Lookup};
+use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
 use crate::methods::{Function, TableStack};
 use crate::raw::job::WaitGraph;
@@ -70,15 +70,15 @@ impl<L: Lattice> Engine<L> {
         args: &[L::Type],
     ) -> Result<&'g Arc<DispatchNode<L>>, Error> {
         let inner: &EngineInner<L> = &self.inner;
-        let lookup = inner.dispatcher.dispatch(
-            seize,
-            &inner.tables,
-            &inner.lattice,
+        let call = Call {
             world,
             stack,
             f,
             args,
-        )?;
+        };
+        let lookup = inner
+            .dispatcher
+            .dispatch(seize, &inner.tables, &inner.lattice, call)?;
         let counter = match lookup {
             Lookup::Hit(_) => Counter::DispatchHit,
             Lookup::Miss(_) => Counter::DispatchMiss,
