@@ -118,6 +118,7 @@
 //! [`semantics`] states the rules; `docs/semantics.md` is the same text.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 #[doc = include_str!("../docs/semantics.md")]
 pub mod semantics {}
@@ -130,7 +131,9 @@ mod error;
 #[cfg(not(loom))]
 mod stats;
 
+// Its items are `pub` for the loom models, which see the module only under `cfg(loom)`.
 #[cfg(not(loom))]
+#[allow(unreachable_pub)]
 mod raw;
 /// The concurrent protocols, public only to the loom models in `loom-tests/` (built with
 /// `--cfg loom`); not part of the crate's API.

@@ -28,8 +28,15 @@ impl World {
         World(raw)
     }
 
-    #[doc(hidden)]
+    /// The world after this one (public only to the loom models).
+    #[cfg(loom)]
     pub const fn next(self) -> World {
+        World(self.0 + 1)
+    }
+
+    /// The world after this one.
+    #[cfg(not(loom))]
+    pub(crate) const fn next(self) -> World {
         World(self.0 + 1)
     }
 }
@@ -82,9 +89,10 @@ impl fmt::Display for WorldRange {
     }
 }
 
-/// The engine's world counter. Only the (serialized) mutation path advances it.
+/// The engine's world counter. Only the (serialized) mutation path advances it. Public only to the
+/// loom models, which see it under `cfg(loom)`.
 #[derive(Debug)]
-#[doc(hidden)]
+#[cfg_attr(not(loom), allow(unreachable_pub))]
 pub struct WorldCounter {
     current: crossbeam_utils::CachePadded<AtomicU64>,
 }
@@ -95,6 +103,7 @@ impl Default for WorldCounter {
     }
 }
 
+#[cfg_attr(not(loom), allow(unreachable_pub))]
 impl WorldCounter {
     /// A counter at [`World::FIRST`].
     pub fn new() -> Self {

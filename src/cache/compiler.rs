@@ -97,6 +97,27 @@ pub struct InferCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
     pub(super) seen: HashSet<usize>,
 }
 
+impl<C: Compiler<L>, L: Lattice> fmt::Debug for PhaseCx<'_, C, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PhaseCx")
+            .field("instance", &self.ci.mi)
+            .field("key", &self.ci.key)
+            .field("world", &self.world)
+            .finish()
+    }
+}
+
+impl<C: Compiler<L>, L: Lattice> fmt::Debug for InferCx<'_, C, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InferCx")
+            .field("instance", self.mi)
+            .field("key", self.key)
+            .field("world", &self.world)
+            .field("dependencies", &self.deps.len())
+            .finish()
+    }
+}
+
 /// The result of compiling a callee from inside `infer`.
 pub enum Callee<C: Compiler<L>, L: Lattice = DefaultLattice> {
     /// The callee's code instance, with every phase done.
