@@ -3,7 +3,7 @@
 //! Counting a hit must not make every reader write one shared cache line (that alone would cost
 //! more than the hit). Hits are tallied in the [`Guard`](crate::Guard) that made them — a plain
 //! increment of a field the thread owns — and added here when the guard is dropped; a thread-local
-//! shard lookup per hit cost a fifth of a code-cache hit (`perf/callgrind.sh`). Each counter is
+//! shard lookup per hit is a large share of a code-cache hit (`bash perf/callgrind.sh`). Each counter is
 //! spread over cache-padded shards and a thread adds to the shard it was assigned on first use, so
 //! threads do not share a line. Everything off the hit path is added with an atomic add, and is
 //! exact; a guard adds its hits with a plain load and store (a locked add on every guard drop
@@ -11,29 +11,15 @@
 //! may share a shard and, rarely, a batch of hits is lost. Reading sums the shards: a snapshot is
 //! exact once the counting threads have dropped their guards, and a lower bound while they run.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use crossbeam_utils::CachePadded;
+
+use crate::sync::{thread_shard, AtomicU64, Ordering};
 
 const SHARDS: usize = 32;
 
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
 #[inline]
 fn shard() -> usize {
-    SHARD.with(|s| {
-        let mut v = s.get();
-        if v == usize::MAX {
-            v = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            s.set(v);
-        }
-        v
-    })
+    thread_shard() % SHARDS
 }
 
 /// What is counted.

@@ -120,6 +120,7 @@ pub(crate) fn current_thread() -> ThreadId {
 /// execution of a model (loom's own thread ids do not: they come from a process-wide counter), so
 /// a replayed interleaving puts each thread in the same shard and loom's exploration stays
 /// deterministic.
+#[inline]
 pub(crate) fn thread_shard() -> usize {
     #[cfg(loom)]
     {

@@ -9,9 +9,8 @@ use std::hash::{Hash, Hasher};
 use super::{Function, MethodTable};
 use crate::graph::SlotNode;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Weak};
-use crate::types::{Lattice, SigDisplay};
+use crate::types::{DefaultLattice, Lattice, SigDisplay};
 use crate::world::{World, WorldRange, OPEN};
-use crate::DefaultLattice;
 
 /// A method: a function's implementation for one signature in one table, with an opaque source.
 ///

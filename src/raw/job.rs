@@ -63,12 +63,12 @@ const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 pub struct Job<T> {
     owner: ThreadId,
     done: Arc<AtomicBool>,
-    outcome: Mutex<Outcome<T>>,
+    outcome: Mutex<Completion<T>>,
     finished: Condvar,
 }
 
 #[derive(Debug)]
-struct Outcome<T> {
+struct Completion<T> {
     value: Option<T>,
     /// Waiters asleep on `finished`. Read under the lock by the completer, which skips the
     /// wake-up (a system call) when nobody sleeps: waiters usually catch the outcome while
@@ -82,7 +82,7 @@ impl<T: Clone> Job<T> {
         Job {
             owner: current_thread(),
             done: Arc::new(AtomicBool::new(false)),
-            outcome: Mutex::new(Outcome {
+            outcome: Mutex::new(Completion {
                 value: None,
                 sleepers: 0,
             }),

@@ -34,7 +34,7 @@ const SHARDS: usize = 2;
 /// Pinned worlds and the reclamation floor.
 ///
 /// Pins are spread over cache-padded shards chosen by thread, so threads pinning the current
-/// world at once do not contend on one lock (one shared mutex cost 1.4 us per pin at 2 threads in
+/// world at once do not contend on one lock (one shared mutex serialized every pin in
 /// `perf hits`).
 ///
 /// - Pinning the *current* world takes only the shard's lock and reads the world under it. The

@@ -5,12 +5,11 @@
 //! a trip to the registry that declared it. The registry is only consulted when types are declared
 //! or looked up by name.
 
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use super::Lattice;
 use crate::error::TypeError;
@@ -462,8 +461,8 @@ impl DefaultLattice {
         }
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Ty>> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    fn registry(&self) -> MutexGuard<'_, HashMap<Box<str>, Ty>> {
+        self.registry.lock()
     }
 
     /// Declares an abstract type under `parent` (`Any` or an abstract type of this lattice).
