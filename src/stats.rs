@@ -38,7 +38,7 @@ pub(crate) enum Counter {
     Invalidated,
     DispatchInvalidated,
     Reclaimed,
-    DestructorPanic,
+    UserCodePanic,
 }
 
 const COUNTERS: usize = 13;
@@ -96,7 +96,7 @@ impl Stats {
             invalidated_code_instances: self.sum(Counter::Invalidated),
             invalidated_dispatches: self.sum(Counter::DispatchInvalidated),
             reclaimed: self.sum(Counter::Reclaimed),
-            destructor_panics: self.sum(Counter::DestructorPanic),
+            user_code_panics: self.sum(Counter::UserCodePanic),
         }
     }
 }
@@ -131,8 +131,9 @@ pub struct StatsSnapshot {
     pub invalidated_dispatches: u64,
     /// Entries (methods, dispatch results, code instances) dropped by reclamation.
     pub reclaimed: u64,
-    /// Panics caught in destructors of user values (phase results, sources, keys) that the
-    /// engine dropped on its own, after a mutation or during reclamation. The operation that
-    /// dropped them had already taken effect and stays in effect.
-    pub destructor_panics: u64,
+    /// Panics caught in user code the engine ran on its own once an operation had taken effect:
+    /// destructors of user values (phase results, sources, keys) it dropped after a mutation or
+    /// during automatic reclamation, and descriptions it rendered for `tracing`. The operation
+    /// stays in effect.
+    pub user_code_panics: u64,
 }

@@ -1,5 +1,9 @@
 //! `jit [SCRIPT]`: run a script (or, with no argument, the built-in tour) and print what was
 //! compiled, what each redefinition invalidated and why, and the engine's counters.
+//!
+//! `JIT_TRACE=<filter>` also prints the engine's `tracing` spans and events on stderr, for
+//! example `JIT_TRACE=debug` (every compile phase and every invalidated code instance with its
+//! why-chain) or `JIT_TRACE=compiler_caching::mutation=info`.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,6 +14,20 @@ use jit::{Session, Value};
 const TOUR: &str = include_str!("../scripts/tour.jl");
 
 fn main() -> ExitCode {
+    if let Ok(filter) = std::env::var("JIT_TRACE") {
+        match tracing_subscriber::EnvFilter::try_new(&filter) {
+            Ok(filter) => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init(),
+            Err(e) => {
+                eprintln!("JIT_TRACE={filter}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (name, src) = match args.as_slice() {
         [] => ("the built-in tour".to_string(), TOUR.to_string()),

@@ -9,7 +9,6 @@ use super::slot::{Dependency, Slot};
 use super::CacheInner;
 use crate::error::{CompileError, Phase};
 use crate::graph::{walk, Cause, DependentCore, DependentRef};
-use crate::methods::MethodInstance;
 use crate::stats::Counter;
 use crate::sync::{Arc, OnceLock, Ordering};
 use crate::types::Lattice;
@@ -26,12 +25,28 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
 }
 
 impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
+    /// Runs one phase for `slot` in `world`, catching a panic, counting the run, and turning a
+    /// failure into the error every waiter receives.
     fn phase<T>(
         &self,
         phase: Phase,
-        mi: &MethodInstance<L>,
+        slot: &Slot<C, L>,
+        world: World,
         run: impl FnOnce() -> Result<T, C::Error>,
     ) -> Result<T, CompileError<C::Error>> {
+        #[cfg(feature = "tracing")]
+        let _span = tracing::info_span!(
+            "compile_phase",
+            phase = %phase,
+            instance = %slot.mi,
+            key = ?slot.key,
+            world = world.get(),
+            cache = %slot.tag,
+        )
+        .entered();
+        #[cfg(not(feature = "tracing"))]
+        let _ = world;
+        let mi = &slot.mi;
         let stats = self.engine.counters();
         let outcome = catch_unwind(AssertUnwindSafe(run));
         let error = match outcome {
@@ -80,7 +95,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                     deps: Vec::new(),
                     seen: HashSet::new(),
                 };
-                let inferred = self.phase(Phase::Infer, mi, || self.compiler.infer(&mut cx))?;
+                let inferred =
+                    self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
                 let deps = std::mem::take(&mut cx.deps);
                 self.publish(seize, world, slot, inferred, deps)?
             }
@@ -90,16 +106,21 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             ci: &ci,
             world,
         };
-        if ci.artifact.get().is_none() {
-            let artifact = self.phase(Phase::Codegen, mi, || {
-                self.compiler.codegen(&cx, &ci.inferred)
-            })?;
-            let _ = ci.artifact.set(artifact);
-        }
+        // The slot's job is ours, so nobody else sets these meanwhile.
+        let artifact = match ci.artifact.get() {
+            Some(artifact) => artifact,
+            None => {
+                let artifact = self.phase(Phase::Codegen, slot, world, || {
+                    self.compiler.codegen(&cx, &ci.inferred)
+                })?;
+                ci.artifact.get_or_init(|| artifact)
+            }
+        };
         if ci.linked.get().is_none() {
-            let artifact = ci.artifact.get().expect("set above");
-            let linked = self.phase(Phase::Link, mi, || self.compiler.link(&cx, artifact))?;
-            let _ = ci.linked.set(linked);
+            let linked = self.phase(Phase::Link, slot, world, || {
+                self.compiler.link(&cx, artifact)
+            })?;
+            ci.linked.get_or_init(|| linked);
         }
         Ok(ci)
     }
@@ -166,6 +187,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         slot.publish(self, &state, seize);
         drop(state);
         if closed_by != OPEN {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(
+                target: "compiler_caching::invalidation",
+                code_instance = %crate::graph::Dependent::label(&*ci),
+                world = closed_by,
+                "published already invalid: a dependency was invalidated while it was compiled"
+            );
             // A dependency was invalidated while this was compiled. Anything that recorded a
             // dependency on this slot meanwhile (a recursive caller) compiled against it.
             ci.core

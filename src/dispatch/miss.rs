@@ -33,10 +33,10 @@ impl<L: Lattice> Dispatcher<L> {
             f,
             args,
         } = call;
-        let func = tables.function(f)?;
+        let func = tables.function_in(f, seize)?;
         func.check_signature(lattice, args)?;
-        let stack_data = tables.stack(stack)?;
-        let registry = self.registry(f.id);
+        let stack_data = tables.stack_in(stack, seize)?;
+        let registry = self.registry_in(f.id, seize);
         let query = DispatchQuery {
             func: f.id,
             stack: stack.id,
@@ -53,7 +53,7 @@ impl<L: Lattice> Dispatcher<L> {
             }
             let node = Arc::new(DispatchNode {
                 function_name: Arc::clone(&func.name),
-                stack: Arc::clone(&stack_data),
+                stack: Arc::clone(stack_data),
                 args: args.into(),
                 answer: select::answer(selection, args),
                 validity: Validity::new(world, min),

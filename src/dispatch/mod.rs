@@ -102,12 +102,27 @@ impl<L: Lattice> Dispatcher<L> {
         self.miss(seize, tables, lattice, call).map(Lookup::Miss)
     }
 
+    /// Gives a newly declared function its registry.
+    pub(crate) fn add_function(&self, f: u32) {
+        self.registries.pin().insert(f, Arc::default());
+    }
+
     /// The registry of `f`'s current answers.
     pub(crate) fn registry(&self, f: u32) -> Arc<Registry<L>> {
         let registries = self.registries.pin();
         match registries.get(&f) {
             Some(registry) => Arc::clone(registry),
             None => Arc::clone(registries.get_or_insert_with(f, Default::default)),
+        }
+    }
+
+    /// [`Dispatcher::registry`], borrowed under a guard.
+    fn registry_in<'g>(&'g self, f: u32, guard: &'g seize::LocalGuard<'_>) -> &'g Registry<L> {
+        match self.registries.get(&f, guard) {
+            Some(registry) => registry,
+            None => self
+                .registries
+                .get_or_insert_with(f, Default::default, guard),
         }
     }
 

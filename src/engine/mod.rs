@@ -200,6 +200,7 @@ impl<L: Lattice> Engine<L> {
         self.inner
             .tables
             .add_function(id, FunctionData::new(name, arity));
+        self.inner.dispatcher.add_function(id);
         Ok(Function {
             engine: self.inner.id,
             id,

@@ -189,6 +189,8 @@ impl<L: Lattice> Engine<L> {
         released.other.push(Box::new(unregistered));
         inner.world.publish(World::from_raw(world));
         drop(writer);
+        #[cfg(feature = "tracing")]
+        inner.trace(&mutation, &released);
         inner.release(released);
         self.after_mutation(usize::from(edit.removed.is_some()));
         Ok(result)
@@ -196,6 +198,37 @@ impl<L: Lattice> Engine<L> {
 }
 
 impl<L: Lattice> EngineInner<L> {
+    /// Reports a mutation, and every code instance it invalidated with its why-chain, to
+    /// `tracing` (targets `compiler_caching::mutation` and `compiler_caching::invalidation`).
+    /// Describing runs user code (types' `Display`); the mutation is complete, so a panic there
+    /// is only counted.
+    #[cfg(feature = "tracing")]
+    fn trace(&self, mutation: &Mutation, released: &Released) {
+        let traced = catch_unwind(AssertUnwindSafe(|| {
+            tracing::info!(
+                target: "compiler_caching::mutation",
+                world = mutation.world,
+                invalidated = released.deps.len(),
+                "{mutation}"
+            );
+            if tracing::enabled!(target: "compiler_caching::invalidation", tracing::Level::DEBUG) {
+                for dependent in &released.deps {
+                    if let Some(why) = crate::graph::explain(&**dependent) {
+                        tracing::debug!(
+                            target: "compiler_caching::invalidation",
+                            code_instance = %dependent.label(),
+                            world = why.world.get(),
+                            "invalidated: {why}"
+                        );
+                    }
+                }
+            }
+        }));
+        if traced.is_err() {
+            self.stats.add(Counter::UserCodePanic, 1);
+        }
+    }
+
     /// The function's method lists once `edit` is applied to `table`, and how many methods were
     /// left out. A list that keeps growing would make every definition copy the function's whole
     /// history, so past a small length the methods no retained world can see are left out (as

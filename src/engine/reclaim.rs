@@ -136,7 +136,7 @@ impl<L: Lattice> Engine<L> {
             // frees must not make it look as if it had not (the caller would see a panic from
             // `add_method`). It is counted instead, and the next reclamation frees the rest.
             if catch_unwind(AssertUnwindSafe(|| self.reclaim())).is_err() {
-                inner.stats.add(Counter::DestructorPanic, 1);
+                inner.stats.add(Counter::UserCodePanic, 1);
             }
         }
     }
@@ -150,11 +150,11 @@ impl<L: Lattice> EngineInner<L> {
 
     /// Drops what an engine operation let go of, once the operation is complete. Their
     /// destructors are user code (phase results, sources, keys); a panic in one is caught and
-    /// counted in [`StatsSnapshot::destructor_panics`](crate::StatsSnapshot::destructor_panics),
+    /// counted in [`StatsSnapshot::user_code_panics`](crate::StatsSnapshot::user_code_panics),
     /// so that it cannot undo or hide an operation that has already taken effect.
     pub(crate) fn release<T>(&self, released: T) {
         if catch_unwind(AssertUnwindSafe(move || drop(released))).is_err() {
-            self.stats.add(Counter::DestructorPanic, 1);
+            self.stats.add(Counter::UserCodePanic, 1);
         }
     }
 

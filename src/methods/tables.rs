@@ -143,28 +143,38 @@ impl<L: Lattice> Tables<L> {
 
     /// The function `f`, if it is one of this engine's.
     pub(crate) fn function(&self, f: Function) -> Result<Arc<FunctionData<L>>, Error> {
+        self.function_in(f, &self.functions.guard()).cloned()
+    }
+
+    /// [`Tables::function`], borrowed under a guard of the engine's collector.
+    pub(crate) fn function_in<'g>(
+        &'g self,
+        f: Function,
+        guard: &'g impl papaya::Guard,
+    ) -> Result<&'g Arc<FunctionData<L>>, Error> {
         let unknown = || Error::UnknownFunction {
             function: format!("#{}", f.id),
         };
         if f.engine != self.engine {
             return Err(unknown());
         }
-        self.functions.pin().get(&f.id).cloned().ok_or_else(unknown)
+        self.functions.get(&f.id, guard).ok_or_else(unknown)
     }
 
-    /// The stack `stack`, if it is one of this engine's.
-    pub(crate) fn stack(&self, stack: TableStack) -> Result<Arc<StackData>, Error> {
+    /// The stack `stack`, if it is one of this engine's, borrowed under a guard of the engine's
+    /// collector.
+    pub(crate) fn stack_in<'g>(
+        &'g self,
+        stack: TableStack,
+        guard: &'g impl papaya::Guard,
+    ) -> Result<&'g Arc<StackData>, Error> {
         let unknown = || Error::UnknownTable {
             table: format!("stack #{}", stack.id),
         };
         if stack.engine != self.engine {
             return Err(unknown());
         }
-        self.stacks
-            .pin()
-            .get(&stack.id)
-            .cloned()
-            .ok_or_else(unknown)
+        self.stacks.get(&stack.id, guard).ok_or_else(unknown)
     }
 
     /// Every function, for reclamation and census.
