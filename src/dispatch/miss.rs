@@ -47,9 +47,9 @@ impl<L: Lattice> Dispatcher<L> {
             let generation = registry.generation();
             let lists = func.lists.load();
             let (selection, min, mut max) =
-                select::compute(lattice, &lists, &stack_data, args, world);
+                select::compute(lattice, &lists, stack_data, args, world);
             if max != OPEN {
-                max = select::exact_max(lattice, &lists, &stack_data, args, world, &selection);
+                max = select::exact_max(lattice, &lists, stack_data, args, world, &selection);
             }
             let node = Arc::new(DispatchNode {
                 function_name: Arc::clone(&func.name),
