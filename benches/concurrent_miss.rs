@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use compiler_caching::{CompilerCache, Engine, Function, Ty};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-#[path = "support/mod.rs"]
-mod support;
-use support::{Const, SpinBarrier};
+use test_support::compilers::Const;
+use test_support::threads::SpinBarrier;
 
 /// Runs `iters` rounds on `threads` threads; `round(i)` is what every thread does in round `i`.
 /// Returns the summed time from each round's release to its last finisher, as seen by thread 0.

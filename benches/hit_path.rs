@@ -14,9 +14,7 @@ use compiler_caching::Ty;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rustc_hash::FxBuildHasher;
 
-#[path = "support/mod.rs"]
-mod support;
-use support::HitSetup;
+use test_support::setups::HitSetup;
 
 fn hit_path(c: &mut Criterion) {
     let setup = HitSetup::new();

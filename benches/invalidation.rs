@@ -16,48 +16,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use compiler_caching::{Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
+use compiler_caching::{CompilerCache, Engine, Function, Ty};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-
-/// A method's source: the functions it calls with the same argument types.
-struct Calls(Vec<Function>);
-
-struct Sum;
-
-impl Compiler for Sum {
-    type Key = u32;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        let calls: Vec<Function> = cx
-            .instance()
-            .method()
-            .source::<Calls>()
-            .map(|c| c.0.clone())
-            .unwrap_or_default();
-        let args = cx.instance().argtypes();
-        let mut total = 1u64;
-        for f in calls {
-            let mi = cx.dispatch(f, args).map_err(|e| e.to_string())?;
-            if let compiler_caching::Callee::Ready(ci) =
-                cx.compile(&mi).map_err(|e| e.to_string())?
-            {
-                total = total.wrapping_add(ci.linked().copied().unwrap_or(0));
-            }
-        }
-        Ok(total)
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-}
+use test_support::compilers::{Program, Sum};
 
 #[derive(Clone, Copy)]
 enum Shape {
@@ -105,7 +68,9 @@ fn build(shape: Shape, n: usize) -> Graph {
         .collect();
     for (i, &f) in funcs.iter().enumerate() {
         let calls = shape.callees(i).into_iter().map(|j| funcs[j]).collect();
-        engine.add_method(f, &[int.clone()], Calls(calls)).unwrap();
+        engine
+            .add_method(f, &[int.clone()], Program::calling(calls))
+            .unwrap();
     }
     let cache = CompilerCache::new(&engine, "bench", Sum);
     {
@@ -200,7 +165,7 @@ fn invalidation(c: &mut Criterion) {
                             let t0 = Instant::now();
                             pool.install(|| {
                                 g.engine
-                                    .add_method(g.root, &[g.int.clone()], Calls(vec![]))
+                                    .add_method(g.root, &[g.int.clone()], Program::calling(vec![]))
                                     .unwrap()
                             });
                             total += t0.elapsed();

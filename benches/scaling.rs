@@ -13,33 +13,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use compiler_caching::{Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
+use compiler_caching::{CompilerCache, Engine, Function, Ty};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rustc_hash::FxBuildHasher;
-
-/// Compiles every instance to its id; optionally records a dependency on `dep(Int)`.
-struct Ids;
-
-impl Compiler for Ids {
-    type Key = u32;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        if let Some(dep) = cx.instance().method().source::<Function>().copied() {
-            let args = cx.instance().argtypes();
-            cx.dispatch(dep, args).map_err(|e| e.to_string())?;
-        }
-        Ok(cx.instance().id())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-}
+use test_support::compilers::Ids;
 
 fn floor(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     let map: papaya::HashMap<u64, u64, FxBuildHasher> = papaya::HashMap::with_hasher(FxBuildHasher);

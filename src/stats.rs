@@ -3,13 +3,14 @@
 //! Counting a hit must not make every reader write one shared cache line (that alone would cost
 //! more than the hit). Hits are tallied in the [`Guard`](crate::Guard) that made them — a plain
 //! increment of a field the thread owns — and added here when the guard is dropped; a thread-local
-//! shard lookup per hit is a large share of a code-cache hit (`bash perf/callgrind.sh`). Each counter is
-//! spread over cache-padded shards and a thread adds to the shard it was assigned on first use, so
-//! threads do not share a line. Everything off the hit path is added with an atomic add, and is
-//! exact; a guard adds its hits with a plain load and store (a locked add on every guard drop
-//! would cost more than the hits it reports), so with more than 32 threads counting at once two
-//! may share a shard and, rarely, a batch of hits is lost. Reading sums the shards: a snapshot is
-//! exact once the counting threads have dropped their guards, and a lower bound while they run.
+//! shard lookup per hit is a large share of a code-cache hit (`bash perf/callgrind.sh`). Each
+//! counter is spread over cache-padded shards and a thread adds to the shard it was assigned on
+//! first use, so threads do not share a line. Everything off the hit path is added with an atomic
+//! add, and is exact; a guard adds its hits with a plain load and store (a locked add on every
+//! guard drop would cost more than the hits it reports), so with more than 32 threads counting at
+//! once two may share a shard and, rarely, a batch of hits is lost. Reading sums the shards: a
+//! snapshot is exact once the counting threads have dropped their guards, and a lower bound while
+//! they run.
 
 use crossbeam_utils::CachePadded;
 

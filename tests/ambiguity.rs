@@ -5,10 +5,8 @@
 //! would-be winner, a replacement, an overlay, in the current world and in pinned older ones,
 //! and for code compiled against the ambiguous answer.
 
-mod common;
-
-use common::{Foreign, Ir};
 use compiler_caching::{CompilerCache, Engine, Error, Function, Method, MethodTable, Ty};
+use test_support::foreign::{Foreign, Ir};
 
 struct Setup {
     engine: Engine,
@@ -204,7 +202,7 @@ fn code_compiled_against_the_ambiguity_is_invalidated_when_a_deletion_resolves_i
     let blocker = define(&s, e.global_table());
     // g(C6) calls f(C6): ambiguous, so the call contributes nothing (a runtime error).
     let g = e.declare_function("g").unwrap();
-    let call = common::Call {
+    let call = test_support::foreign::Call {
         function: "f".into(),
         args: vec![s.c6.clone()],
     };

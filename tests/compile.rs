@@ -1,14 +1,15 @@
-//! The compile API's paths (docs/semantics.md §6, §7), each reached on purpose rather than by a race: hits and misses and
-//! their counters, `compile_instance`, `lookup`, a top-level compile re-entering itself, and a
-//! code instance published already closed because its dependency changed while it was compiled.
+//! The compile API's paths (docs/semantics.md §6, §7), each reached on purpose rather than by a
+//! race: hits and misses and their counters, `compile_instance`, `lookup`, a top-level compile
+//! re-entering itself, and a code instance published already closed because its dependency
+//! changed while it was compiled.
 
-mod common;
-
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 
-use common::{types, watchdog, Foreign, Ir};
 use compiler_caching::{CompileError, Compiler, CompilerCache, Engine, InferCx, PhaseCx, Ty};
+use test_support::foreign::{Foreign, Ir};
+use test_support::setups::types;
+use test_support::threads::{watchdog, Signal};
 
 #[test]
 fn hits_and_misses_are_counted_and_compile_instance_agrees_with_compile() {
@@ -99,23 +100,6 @@ fn a_top_level_compile_from_inside_the_same_compilation_is_reentered_not_deadloc
         assert!(got.contains("re-entered itself"), "{got}");
         assert!(got.contains("InferCx::compile"), "{got}");
     });
-}
-
-/// A one-shot signal with a count.
-#[derive(Default)]
-struct Signal(Mutex<usize>, Condvar);
-
-impl Signal {
-    fn raise(&self) {
-        *self.0.lock().unwrap() += 1;
-        self.1.notify_all();
-    }
-    fn wait_for(&self, n: usize) {
-        let mut count = self.0.lock().unwrap();
-        while *count < n {
-            count = self.1.wait(count).unwrap();
-        }
-    }
 }
 
 /// `f`'s infer dispatches `g`, then blocks until released.

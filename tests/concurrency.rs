@@ -3,15 +3,15 @@
 //! invalidation, monotonic worlds and atomic mutations. Every multi-threaded test runs under a
 //! watchdog that fails it instead of hanging CI.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
-use common::{calls, types, watchdog, Fault, Foreign, Ir};
 use compiler_caching::{CompileError, CompilerCache, Engine, Phase, Ty};
+use test_support::foreign::{Fault, Foreign, Ir};
+use test_support::setups::{calls, types};
+use test_support::threads::watchdog;
 
 #[test]
 fn sixteen_threads_missing_one_key_run_each_phase_once() {

@@ -4,7 +4,7 @@
 //! deletions in the global table and an overlay, with watched queries re-asked after every
 //! mutation in the newest and older pinned worlds (see `model::decode`).
 
-mod model;
+use test_support::model;
 
 use model::{Op, T};
 use proptest::prelude::*;

@@ -1,10 +1,8 @@
 //! Dispatch (docs/semantics.md §1, §3, §4, §5, §9): specificity, ambiguity, missing methods, overlays,
 //! replacement and deletion, each asked in the old and the new world; typed errors.
 
-mod common;
-
-use common::types;
 use compiler_caching::{Engine, Error, Ty, TypeError, World};
+use test_support::setups::types;
 
 fn source(
     engine: &Engine,

@@ -1,19 +1,18 @@
 //! Invalidation (docs/semantics.md §7): direct, transitive, diamond, overlays, deletion, per-owner edges,
 //! held method instances, the "why" record, and what must not be invalidated.
 
-mod common;
-
-use common::{calls, types, Call, Foreign, Ir, Types};
 use compiler_caching::{
     CompileError, Compiler, CompilerCache, Engine, Error, Function, InferCx, Phase, PhaseCx,
     TableStack, Ty,
 };
+use test_support::foreign::{Call, Foreign, Ir};
+use test_support::setups::{calls, types, Types};
 
 struct Setup {
     engine: Engine,
     t: Types,
     cache: CompilerCache<Foreign>,
-    log: std::sync::Arc<common::Log>,
+    log: std::sync::Arc<test_support::foreign::Log>,
 }
 
 fn setup() -> Setup {
@@ -467,7 +466,7 @@ impl Compiler for DependsOn {
 /// why; the compilation ends (it used to rerun infer forever) and a live target still works.
 #[test]
 fn depend_on_refuses_instances_that_are_not_live_in_the_compilation_world() {
-    common::watchdog(60, || {
+    test_support::threads::watchdog(60, || {
         let engine = Engine::new();
         let int = engine
             .lattice()

@@ -5,17 +5,16 @@
 //! emptying the slot, starts a compilation in it, lets reclamation finish, and only then sends a
 //! second caller, which must wait for the first compilation instead of starting its own.
 
-mod common;
-
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::thread;
 
-use common::{types, watchdog};
 use compiler_caching::{Compiler, CompilerCache, Engine, InferCx, PhaseCx};
+use test_support::setups::types;
+use test_support::threads::{watchdog, Signal};
 
 thread_local! {
     /// Set on the thread whose key comparisons the test watches.
@@ -42,29 +41,6 @@ impl PartialEq for Key {
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.hash(state);
-    }
-}
-
-/// A staged signal: a counter threads wait on.
-#[derive(Default)]
-struct Signal {
-    count: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl Signal {
-    fn raise(&self) {
-        *self.count.lock().unwrap() += 1;
-        self.changed.notify_all();
-    }
-    fn get(&self) -> usize {
-        *self.count.lock().unwrap()
-    }
-    fn wait_for(&self, n: usize) {
-        let mut count = self.count.lock().unwrap();
-        while *count < n {
-            count = self.changed.wait(count).unwrap();
-        }
     }
 }
 

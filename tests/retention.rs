@@ -1,13 +1,12 @@
 //! Retention (docs/semantics.md §8): pinned worlds stay answerable; what no pinned or current world can
 //! see is reclaimed, so memory stays bounded under a steady churn of redefinitions.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use common::{types, Call, Foreign, Ir};
 use compiler_caching::{CompilerCache, Engine, Error};
+use test_support::foreign::{Call, Foreign, Ir};
+use test_support::setups::types;
 
 fn caller(int: &compiler_caching::Ty) -> Ir {
     Ir {
@@ -211,7 +210,7 @@ fn long_call_chains_are_reclaimed_and_dropped_without_deep_recursion() {
             let f = engine.declare_function(name).unwrap();
             let ir = match i {
                 0 => Ir::constant(0),
-                _ => common::calls(0, &[names[i - 1].as_str()], &t.int),
+                _ => test_support::setups::calls(0, &[names[i - 1].as_str()], &t.int),
             };
             engine.add_method(f, &[t.int.clone()], ir).unwrap();
         }

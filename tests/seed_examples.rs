@@ -1,9 +1,8 @@
 //! The seed document's examples (CompilerCaching.jl README), in Rust, asserting phase-run counts.
 
-mod common;
-
-use common::{types, Foreign, Ir};
 use compiler_caching::{CompilerCache, Engine, Error, Phase, Ty};
+use test_support::foreign::{Foreign, Ir};
+use test_support::setups::types;
 
 #[test]
 fn basic_example_compiles_once_then_hits() {

@@ -5,14 +5,12 @@
 //! invalidation), every compile is accounted for, no callee of the acyclic call graph is ever
 //! reported in progress, and a watchdog fails the test instead of hanging.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
-use common::{Call, Foreign, Ir};
 use compiler_caching::{CompilerCache, Engine, Error, Function, Guard, Method, Ty};
+use test_support::foreign::{Call, Foreign, Ir};
 
 const THREADS: usize = 8;
 const OPS_PER_THREAD: u64 = if cfg!(debug_assertions) {
@@ -54,7 +52,7 @@ impl Rng {
 
 #[test]
 fn eight_threads_of_mixed_operations_keep_every_invariant() {
-    common::watchdog(240, run);
+    test_support::threads::watchdog(240, run);
 }
 
 fn run() {

@@ -3,12 +3,11 @@
 //! `cargo test --features tracing --test tracing`; without the feature this file is empty.
 #![cfg(feature = "tracing")]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{calls, types, Foreign, Ir};
 use compiler_caching::{CompilerCache, Engine};
+use test_support::foreign::{Foreign, Ir};
+use test_support::setups::{calls, types};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};

@@ -4,8 +4,7 @@
 //! the engine and the reference model of `tests/model/`; any disagreement panics.
 #![no_main]
 
-#[path = "../../tests/model/mod.rs"]
-mod model;
+use test_support::model;
 
 use libfuzzer_sys::fuzz_target;
 

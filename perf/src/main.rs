@@ -23,74 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-#[path = "../../benches/support/mod.rs"]
-mod support;
-use support::SpinBarrier;
-
-use compiler_caching::{Callee, Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty};
-
-/// A method's source: a constant, the functions it calls (with the same argument types), and how
-/// many units of simulated compilation work inferring it costs.
-#[derive(Clone)]
-struct Ir {
-    value: u64,
-    calls: Vec<Function>,
-    work: u32,
-}
-
-impl Ir {
-    fn constant(value: u64) -> Ir {
-        Ir {
-            value,
-            calls: vec![],
-            work: 0,
-        }
-    }
-}
-
-/// Stands in for compilation work: about a nanosecond per unit, not optimized away.
-fn simulated_work(units: u32) -> u64 {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..units {
-        x = std::hint::black_box(x.rotate_left(5) ^ 0xA5A5_A5A5);
-    }
-    x
-}
-
-struct Sum;
-
-impl Compiler for Sum {
-    type Key = u32;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-
-    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        let ir = cx
-            .instance()
-            .method()
-            .source::<Ir>()
-            .cloned()
-            .ok_or("not Ir")?;
-        let args = cx.instance().argtypes();
-        std::hint::black_box(simulated_work(ir.work));
-        let mut total = ir.value;
-        for f in ir.calls {
-            let mi = cx.dispatch(f, args).map_err(|e| e.to_string())?;
-            if let Callee::Ready(ci) = cx.compile(&mi).map_err(|e| e.to_string())? {
-                total = total.wrapping_add(ci.linked().copied().unwrap_or(0));
-            }
-        }
-        Ok(total)
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-}
+use compiler_caching::{CompilerCache, Engine, Function, Ty};
+use test_support::compilers::{simulated_work, Program as Ir, Sum};
+use test_support::threads::SpinBarrier;
 
 struct Row {
     workload: String,

@@ -156,10 +156,10 @@ impl<L: Lattice> Selection<L> {
     }
 }
 
-/// The first world after `world` in which the answer differs from `selection`, or `OPEN` if it never
-/// does in `lists`. [`compute`]'s upper bound is conservative (any applicable method's event);
-/// this re-dispatches at each such event to find the one that really changes the answer, so an
-/// answer asked for an older world is not closed by, say, a less specific method added later.
+/// The first world after `world` in which the answer differs from `selection`, or `OPEN` if it
+/// never does in `lists`. [`compute`]'s upper bound is conservative (any applicable method's
+/// event); this re-dispatches at each such event to find the one that really changes the answer, so
+/// an answer asked for an older world is not closed by, say, a less specific method added later.
 pub(crate) fn exact_max<L: Lattice>(
     lattice: &L,
     lists: &MethodLists<L>,

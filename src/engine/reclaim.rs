@@ -11,11 +11,11 @@
 //! only once every guard that could have seen it has been dropped.
 //!
 //! Reclamation runs by itself after a mutation once enough garbage has accumulated (more than
-//! `RECLAIM_MIN_GARBAGE` entries and more than what survived the last reclamation), so memory
-//! stays within about twice what is live under any rate of redefinition, and each reclamation's
-//! cost — a pass over the survivors — is spread over at least as many units of garbage: a
-//! definition's amortized share stays the same however many entries are cached. [`Engine::reclaim`](crate::Engine::reclaim)
-//! runs one on demand.
+//! `RECLAIM_MIN_GARBAGE` entries and more than what survived the last reclamation), so memory stays
+//! within about twice what is live under any rate of redefinition, and each reclamation's cost — a
+//! pass over the survivors — is spread over at least as many units of garbage: a definition's
+//! amortized share stays the same however many entries are cached.
+//! [`Engine::reclaim`](crate::Engine::reclaim) runs one on demand.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -3,11 +3,12 @@
 //! # The insert-versus-invalidate protocol
 //!
 //! A compilation running in world `w` reads dependencies that a concurrent mutation may invalidate
-//! at `w' > w` before the compilation publishes its result. The rule ([`crate::semantics`] §7) is that
-//! the result must then be published with `max <= w'`. Both sides go through the dependency's lock:
+//! at `w' > w` before the compilation publishes its result. The rule ([`crate::semantics`] §7) is
+//! that the result must then be published with `max <= w'`. Both sides go through the dependency's
+//! lock:
 //!
-//! - the **invalidator** first lowers the dependency's validity to `w'`, then [`EdgeSet::take`]s the
-//!   dependents under the lock and lowers each of them;
+//! - the **invalidator** first lowers the dependency's validity to `w'`, then
+//!   [`EdgeSet::take`]s the dependents under the lock and lowers each of them;
 //! - the **publisher** [`EdgeSet::register`]s its result under the same lock and, still under it,
 //!   reads the dependency's current `max` and lowers its own `max` to it.
 //!

@@ -1,10 +1,10 @@
 //! The type lattice that dispatch runs over.
 //!
-//! Dispatch needs three questions answered about types — "is `A <: B`", "is `A ∩ B` empty" and
-//! "is `A` concrete" — plus, for ranking applicable methods, "is signature `s1` more specific than
-//! `s2`". [`Lattice`] is that interface. The crate ships [`DefaultLattice`], a nominal hierarchy with
-//! `Any`, `Bottom`, unions and tuples that serves without configuration; an embedder with a type
-//! system of its own implements [`Lattice`] and builds an [`Engine`](crate::Engine) over it.
+//! Dispatch needs three questions answered about types — "is `A <: B`", "is `A ∩ B` empty" and "is
+//! `A` concrete" — plus, for ranking applicable methods, "is signature `s1` more specific than
+//! `s2`". [`Lattice`] is that interface. The crate ships [`DefaultLattice`], a nominal hierarchy
+//! with `Any`, `Bottom`, unions and tuples that serves without configuration; an embedder with a
+//! type system of its own implements [`Lattice`] and builds an [`Engine`](crate::Engine) over it.
 //!
 //! A *signature* is a tuple of argument types, written here as a slice `&[T]`. Tuples are
 //! covariant, so signature subtyping and disjointness are elementwise ([`sig_subtype`],

@@ -1,9 +1,9 @@
 //! The default lattice: nominal types with one parent each, `Any`, `Bottom`, unions and tuples.
 //!
 //! A named type carries its chain of ancestors, so `A <: B` between named types is one comparison
-//! (`ancestors(A)[depth(B)] == B`) and allocates nothing, and a [`Ty`] can be asked questions without
-//! a trip to the registry that declared it. The registry is only consulted when types are declared
-//! or looked up by name.
+//! (`ancestors(A)[depth(B)] == B`) and allocates nothing, and a [`Ty`] can be asked questions
+//! without a trip to the registry that declared it. The registry is only consulted when types are
+//! declared or looked up by name.
 
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 use std::cmp::Ordering as CmpOrdering;

@@ -1,9 +1,9 @@
 //! Method specificity on the default lattice.
 //!
-//! This is Julia's `morespecific` restricted to the fragment the default lattice has (nominal types,
-//! `Any`, unions, tuples), stated in [`crate::semantics`] §4. Without unions it reduces to "`s1 <: s2` and
-//! not `s2 <: s1`"; the union clauses are what make, for example, `f(::Union{Int, String})` beat
-//! both `f(::Any)` and `f(::Real)` for an `Int` argument.
+//! This is Julia's `morespecific` restricted to the fragment the default lattice has (nominal
+//! types, `Any`, unions, tuples), stated in [`crate::semantics`] §4. Without unions it reduces to
+//! "`s1 <: s2` and not `s2 <: s1`"; the union clauses are what make, for example, `f(::Union{Int,
+//! String})` beat both `f(::Any)` and `f(::Real)` for an `Int` argument.
 
 use super::Ty;
 

@@ -20,9 +20,8 @@ use std::hint::black_box;
 use compiler_caching::{CompilerCache, Engine, Function, Ty};
 use rustc_hash::FxBuildHasher;
 
-#[path = "../../../benches/support/mod.rs"]
-mod support;
-use support::{Const, HitSetup};
+use test_support::compilers::Const;
+use test_support::setups::HitSetup;
 
 type DispatchKey = (u32, u32, Box<[Ty]>);
 

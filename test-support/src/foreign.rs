@@ -1,11 +1,10 @@
 //! A small foreign-IR compiler used by the integration tests: a method's source is an [`Ir`]
 //! (a constant plus calls); the compiled value of a method is its constant plus the values of its
 //! callees, so a stale result is visible in the number it returns.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use compiler_caching::{Callee, Compiler, Engine, Error, InferCx, Phase, PhaseCx, Ty};
@@ -204,65 +203,5 @@ impl Compiler for Foreign {
         self.log.enter(cx.engine(), &name, Phase::Link)?;
         let bytes: [u8; 8] = artifact.as_slice().try_into().map_err(|_| "bad artifact")?;
         Ok(i64::from_le_bytes(bytes))
-    }
-}
-
-/// Numeric hierarchy used across tests: Any > Number > Real > {Integer > {Int64, Bool}, Float64}.
-pub struct Types {
-    pub number: Ty,
-    pub real: Ty,
-    pub integer: Ty,
-    pub int: Ty,
-    pub boolean: Ty,
-    pub float: Ty,
-    pub string: Ty,
-}
-
-pub fn types(engine: &Engine) -> Types {
-    let l = engine.lattice();
-    let number = l.declare_abstract("Number", &Ty::any()).unwrap();
-    let real = l.declare_abstract("Real", &number).unwrap();
-    let integer = l.declare_abstract("Integer", &real).unwrap();
-    Types {
-        int: l.declare_concrete("Int64", &integer).unwrap(),
-        boolean: l.declare_concrete("Bool", &integer).unwrap(),
-        float: l.declare_concrete("Float64", &real).unwrap(),
-        string: l.declare_concrete("String", &Ty::any()).unwrap(),
-        number,
-        real,
-        integer,
-    }
-}
-
-/// An [`Ir`] with constant `value` calling each of `callees` with `(int)`.
-pub fn calls(value: i64, callees: &[&str], int: &Ty) -> Ir {
-    Ir {
-        value,
-        calls: callees
-            .iter()
-            .map(|c| Call {
-                function: c.to_string(),
-                args: vec![int.clone()],
-            })
-            .collect(),
-        opaque_deps: Vec::new(),
-    }
-}
-
-/// Runs `body` on a thread and fails if it does not finish within `secs`.
-pub fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, body: F) {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => handle.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(payload) = handle.join() {
-                std::panic::resume_unwind(payload);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("deadlock: test did not finish in {secs}s"),
     }
 }

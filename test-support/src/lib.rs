@@ -1,0 +1,17 @@
+//! Compilers, engine setups and thread helpers shared by the tests, benchmarks, perf harness and
+//! fuzz targets of `compiler-caching`. Not published; not part of the crate.
+//!
+//! - [`compilers`]: throwaway compilers ([`compilers::Const`], [`compilers::Ids`],
+//!   [`compilers::Sum`]) whose phases cost next to nothing, for measuring the engine;
+//! - [`foreign`]: a compiler of a small foreign IR whose compiled value shows any stale result,
+//!   with fault injection and phase-run counts, for the integration tests;
+//! - [`setups`]: engines set up the same way by several users;
+//! - [`threads`]: staged signals, a spinning barrier and a watchdog;
+//! - [`model`]: the reference model the differential test and the `ops` fuzz target replay
+//!   operation sequences against.
+
+pub mod compilers;
+pub mod foreign;
+pub mod model;
+pub mod setups;
+pub mod threads;
