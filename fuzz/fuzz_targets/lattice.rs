@@ -16,7 +16,7 @@ fn ty(b: &mut Bytes<'_>, named: &[Ty], depth: usize) -> Ty {
     match b.next() % if depth == 0 { 3 } else { 5 } {
         0 => named[b.next() % named.len()].clone(),
         1 => {
-            if b.next() % 2 == 0 {
+            if b.next().is_multiple_of(2) {
                 Ty::any()
             } else {
                 Ty::bottom()
@@ -41,7 +41,15 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..(2 + b.next() % 8) {
         let abstracts: Vec<Ty> = named
             .iter()
-            .filter(|t| matches!(t.kind(), TyKind::Named { is_abstract: true, .. }))
+            .filter(|t| {
+                matches!(
+                    t.kind(),
+                    TyKind::Named {
+                        is_abstract: true,
+                        ..
+                    }
+                )
+            })
             .cloned()
             .collect();
         let parent = match b.next() % (abstracts.len() + 1) {
@@ -65,11 +73,25 @@ fuzz_target!(|data: &[u8]| {
     }
     let u = Ty::union([x.clone(), y.clone()]);
     assert!(sub(x, &u) && sub(y, &u), "members below their union: {u}");
-    assert_eq!(sub(&u, z), sub(x, z) && sub(y, z), "union is the least upper bound: {u}, {z}");
+    assert_eq!(
+        sub(&u, z),
+        sub(x, z) && sub(y, z),
+        "union is the least upper bound: {u}, {z}"
+    );
     assert_eq!(Ty::union([y.clone(), x.clone()]), u, "union order");
-    assert_eq!(lattice.is_disjoint(x, y), lattice.is_disjoint(y, x), "disjointness is symmetric");
+    assert_eq!(
+        lattice.is_disjoint(x, y),
+        lattice.is_disjoint(y, x),
+        "disjointness is symmetric"
+    );
     if sub(x, y) && !x.is_bottom() {
-        assert!(!lattice.is_disjoint(x, y), "a subtype meets its supertype: {x} {y}");
+        assert!(
+            !lattice.is_disjoint(x, y),
+            "a subtype meets its supertype: {x} {y}"
+        );
     }
-    assert!(sub(&Ty::tuple([x.clone()]), &Ty::tuple([u.clone()])), "tuples are covariant");
+    assert!(
+        sub(&Ty::tuple([x.clone()]), &Ty::tuple([u.clone()])),
+        "tuples are covariant"
+    );
 });

@@ -15,24 +15,34 @@ fuzz_target!(|data: &[u8]| {
     let mut funcs = vec![foreign_f];
     let mut methods = vec![foreign_m];
     let mut tables = vec![engine.global_table(), other.global_table()];
-    let mut it = data.chunks(4);
-    while let Some(chunk) = it.next() {
+    for chunk in data.chunks(4) {
         let b = |i: usize| chunk.get(i).copied().unwrap_or(0) as usize;
         let name: String = String::from_utf8_lossy(&chunk[1.min(chunk.len())..]).into_owned();
         match b(0) % 12 {
             0 => {
-                if let Ok(t) = engine.lattice().declare_abstract(&name, &types[b(1) % types.len()]) {
+                if let Ok(t) = engine
+                    .lattice()
+                    .declare_abstract(&name, &types[b(1) % types.len()])
+                {
                     types.push(t);
                 }
             }
             1 => {
-                if let Ok(t) = engine.lattice().declare_concrete(&name, &types[b(1) % types.len()]) {
+                if let Ok(t) = engine
+                    .lattice()
+                    .declare_concrete(&name, &types[b(1) % types.len()])
+                {
                     types.push(t);
                 }
             }
             2 => {
                 let decls: Vec<TypeDecl> = (0..b(1) % 5)
-                    .map(|i| TypeDecl::abstract_type(format!("B{}", (b(2) + i) % 4), format!("B{}", (b(3) + i * 3) % 5)))
+                    .map(|i| {
+                        TypeDecl::abstract_type(
+                            format!("B{}", (b(2) + i) % 4),
+                            format!("B{}", (b(3) + i * 3) % 5),
+                        )
+                    })
                     .collect();
                 if let Ok(ts) = engine.lattice().declare_all(&decls) {
                     types.extend(ts);
@@ -49,7 +59,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 | 5 => {
-                let sig: Vec<Ty> = (0..b(1) % 3).map(|i| types[(b(2) + i) % types.len()].clone()).collect();
+                let sig: Vec<Ty> = (0..b(1) % 3)
+                    .map(|i| types[(b(2) + i) % types.len()].clone())
+                    .collect();
                 let table = tables[b(3) % tables.len()];
                 if let Ok(m) = engine.add_method_to(table, funcs[b(2) % funcs.len()], &sig, b(3)) {
                     methods.push(m);
@@ -59,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
                 let _ = engine.delete_method(&methods[b(1) % methods.len()]);
             }
             7 => {
-                let args: Vec<Ty> = (0..b(1) % 3).map(|i| types[(b(2) + i) % types.len()].clone()).collect();
+                let args: Vec<Ty> = (0..b(1) % 3)
+                    .map(|i| types[(b(2) + i) % types.len()].clone())
+                    .collect();
                 let guard = engine.pin();
                 let _ = guard.dispatch(funcs[b(3) % funcs.len()], &args);
             }
@@ -69,7 +83,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             9 => {
-                let picked: Vec<_> = (0..b(1) % 3).map(|i| tables[(b(2) + i) % tables.len()]).collect();
+                let picked: Vec<_> = (0..b(1) % 3)
+                    .map(|i| tables[(b(2) + i) % tables.len()])
+                    .collect();
                 let _ = engine.stack(&picked);
             }
             10 => {
