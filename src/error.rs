@@ -139,7 +139,7 @@ pub enum Error {
         /// The method, as `f(T1, T2)`.
         method: String,
     },
-    /// The world is older than the oldest world still retained (see [`crate::retention`]).
+    /// The world is older than the oldest world still retained (see [`crate::semantics`] §8).
     #[error("world {world} is no longer retained (oldest retained: {oldest})")]
     WorldNotRetained {
         /// The world asked for.

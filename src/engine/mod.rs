@@ -169,7 +169,7 @@ impl<L: Lattice> Engine<L> {
         self.inner.world.current()
     }
 
-    /// The oldest world that can still be pinned (see [`crate::retention`]).
+    /// The oldest world that can still be pinned (see [`crate::semantics`] §8).
     pub fn oldest_retained_world(&self) -> World {
         World::from_raw(self.inner.pins.floor())
     }
