@@ -21,7 +21,7 @@ fn hierarchy(spec: &[(u8, bool)]) -> (DefaultLattice, Vec<Ty>) {
                 )
             })
             .collect();
-        let parent = if abstracts.is_empty() || parent as usize % (abstracts.len() + 1) == 0 {
+        let parent = if abstracts.is_empty() || (parent as usize).is_multiple_of(abstracts.len() + 1) {
             Ty::any()
         } else {
             abstracts[parent as usize % (abstracts.len() + 1) - 1].clone()
