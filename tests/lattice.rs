@@ -21,11 +21,12 @@ fn hierarchy(spec: &[(u8, bool)]) -> (DefaultLattice, Vec<Ty>) {
                 )
             })
             .collect();
-        let parent = if abstracts.is_empty() || (parent as usize).is_multiple_of(abstracts.len() + 1) {
-            Ty::any()
-        } else {
-            abstracts[parent as usize % (abstracts.len() + 1) - 1].clone()
-        };
+        let parent =
+            if abstracts.is_empty() || (parent as usize).is_multiple_of(abstracts.len() + 1) {
+                Ty::any()
+            } else {
+                abstracts[parent as usize % (abstracts.len() + 1) - 1].clone()
+            };
         let name = format!("T{i}");
         let t = if is_abstract || i == 0 {
             lattice.declare_abstract(&name, &parent).unwrap()
