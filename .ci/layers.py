@@ -11,9 +11,9 @@ import sys
 
 # Lowest first. A module may use the modules of strictly lower layers.
 LAYERS = [
-    ["sync"],
+    ["sync", "drop_chain"],
     ["world"],
-    ["error", "stats"],
+    ["error", "names", "stats"],
     ["raw"],
     ["types"],
     ["graph"],

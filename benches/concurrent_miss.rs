@@ -78,7 +78,7 @@ fn concurrent_miss(c: &mut Criterion) {
                         .lattice()
                         .declare_concrete("Int64", &Ty::any())
                         .unwrap();
-                    let cache = CompilerCache::new(&engine, "bench", Const);
+                    let cache = CompilerCache::new(&engine, "bench", Const).unwrap();
                     let funcs: Vec<Function> = (0..iters)
                         .map(|i| {
                             let f = engine.declare_function(&format!("f{i}")).unwrap();

@@ -72,7 +72,7 @@ fn build(shape: Shape, n: usize) -> Graph {
             .add_method(f, &[int.clone()], Program::calling(calls))
             .unwrap();
     }
-    let cache = CompilerCache::new(&engine, "bench", Sum);
+    let cache = CompilerCache::new(&engine, "bench", Sum).unwrap();
     {
         let g = engine.pin();
         for &f in &funcs {

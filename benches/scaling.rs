@@ -63,7 +63,7 @@ fn owners(c: &mut Criterion) {
             .unwrap();
         let f = engine.declare_function("f").unwrap();
         engine.add_method(f, &[int.clone()], ()).unwrap();
-        let cache = CompilerCache::new(&engine, "bench", Ids);
+        let cache = CompilerCache::new(&engine, "bench", Ids).unwrap();
         let guard = engine.pin();
         let mi = guard.dispatch(f, &[int.clone()]).unwrap().clone();
         for key in 0..n {
@@ -96,7 +96,7 @@ fn versions(c: &mut Criterion) {
         let dep = engine.declare_function("dep").unwrap();
         engine.add_method(f, &[int.clone()], dep).unwrap();
         engine.add_method(dep, &[int.clone()], ()).unwrap();
-        let cache = CompilerCache::new(&engine, "bench", Ids);
+        let cache = CompilerCache::new(&engine, "bench", Ids).unwrap();
         // Pinning the first world retains every version compiled since.
         let first = engine.pin();
         let mi = first.dispatch(f, &[int.clone()]).unwrap().clone();
@@ -135,7 +135,7 @@ fn define(c: &mut Criterion) {
             .lattice()
             .declare_concrete("Int", &Ty::any())
             .unwrap();
-        let cache = CompilerCache::new(&engine, "bench", Ids);
+        let cache = CompilerCache::new(&engine, "bench", Ids).unwrap();
         {
             let funcs: Vec<Function> = (0..n)
                 .map(|i| {

@@ -97,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.add_method(scale, &[real.clone()], ir(100, &["unit"]))?;
     engine.add_method(scale, &[int.clone()], ir(200, &["unit"]))?;
     engine.add_method(unit, &[Ty::any()], ir(1, &[]))?;
-    let cache = CompilerCache::new(&engine, "Folder", Folder::default());
+    let cache = CompilerCache::new(&engine, "Folder", Folder::default()).unwrap();
     let compiled = || cache.compiler().drain();
 
     let call = |f, ty: &Ty, target: &'static str| -> Result<i64, Box<dyn std::error::Error>> {
@@ -144,7 +144,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n6. An overlay table changes dispatch only for callers compiled through it:");
     let debug = engine.new_overlay("debug")?;
     let stack = engine.stack(&[debug, engine.global_table()])?;
-    let debug_cache = CompilerCache::with_stack(&engine, "Debug", stack, Folder::default());
+    let debug_cache =
+        CompilerCache::with_stack(&engine, "Debug", stack, Folder::default()).unwrap();
     engine.add_method_to(debug, unit, &[int.clone()], ir(7, &[]))?;
     {
         let guard = engine.pin();

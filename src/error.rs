@@ -50,12 +50,23 @@ pub enum TypeError {
         /// The offending type.
         ty: String,
     },
-    /// Names must be non-empty, free of whitespace and of `{}(),:`, and not a built-in name.
+    /// Names must be non-empty, at most 1024 bytes, free of whitespace, control characters and
+    /// `{}(),:`, and not a built-in name (`Any`, `Bottom`, `Union`, `Tuple`).
     #[error("`{name}` is not a valid type name")]
     InvalidName {
-        /// The rejected name.
+        /// The rejected name (shortened if long).
         name: String,
     },
+    /// A union or tuple would nest deeper than the limit ([`MAX_TYPE_DEPTH`](crate::MAX_TYPE_DEPTH)).
+    #[error("types may nest at most {limit} levels deep")]
+    TooDeep {
+        /// The limit.
+        limit: u32,
+    },
+    /// `Bottom` was given where a type of values is needed: no value has it, so no call can have
+    /// it as an argument type and no method for it could ever be called.
+    #[error("`Bottom` has no values: it cannot be an argument type or in a signature")]
+    Uninhabited,
     /// The lattice ran out of type ids (2^32 declarations).
     #[error("too many types declared")]
     TooManyTypes,
@@ -80,12 +91,36 @@ pub enum Error {
         /// The name declared twice.
         name: String,
     },
-    /// Function and table names must be non-empty.
+    /// Function, table and cache names must be non-empty, at most 1024 bytes, and free of
+    /// whitespace, control characters and `{}(),:`.
     #[error("`{name}` is not a valid name")]
     InvalidName {
-        /// The rejected name.
+        /// The rejected name (shortened if long).
         name: String,
     },
+    /// An overlay table of that name already exists.
+    #[error("method table `{name}` already exists")]
+    DuplicateTable {
+        /// The name given twice.
+        name: String,
+    },
+    /// The engine ran out of ids for functions or tables (2^32 of them).
+    #[error("too many {what}")]
+    TooMany {
+        /// What ran out.
+        what: &'static str,
+    },
+    /// The owner key is not equal to itself (a float NaN under a hand-written `Eq`, say): code
+    /// compiled for it could never be found again, so nothing is compiled.
+    #[error("owner key {key} is not equal to itself")]
+    KeyNotReflexive {
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+    /// The guard pins a world of another engine: only a guard of the cache's own engine can be
+    /// used with it.
+    #[error("the guard belongs to another engine")]
+    ForeignGuard,
     /// The method table or table stack does not belong to this engine.
     #[error("unknown method table `{table}`")]
     UnknownTable {

@@ -67,7 +67,7 @@
 //! engine.add_method(f, &[int.clone()], 100_i64).unwrap();
 //! engine.add_method(g, &[Ty::any()], 1_i64).unwrap();
 //!
-//! let cache = CompilerCache::new(&engine, "Toy", Toy);
+//! let cache = CompilerCache::new(&engine, "Toy", Toy).unwrap();
 //! {
 //!     let guard = engine.pin();
 //!     let mi = guard.dispatch(f, &[int.clone()]).unwrap();
@@ -104,9 +104,9 @@
 //!
 //! | layer | module | holds |
 //! |---|---|---|
-//! | 1 | `sync` | the synchronization primitives every other module takes (loom's under `--cfg loom`) |
+//! | 1 | `sync`, `drop_chain` | the synchronization primitives every other module takes (loom's under `--cfg loom`); dropping long chains without recursion |
 //! | 2 | `world` | world ages and the world counter |
-//! | 3 | `error`, `stats` | typed errors; counters |
+//! | 3 | `error`, `names`, `stats` | typed errors; the rule every name follows; counters |
 //! | 4 | `raw` | the small concurrent protocols the loom models check: validity, backedges, compile jobs, slots, pins |
 //! | 5 | `types` | the [`Lattice`] trait, the [`DefaultLattice`], specificity |
 //! | 6 | `graph` | the dependency graph: dependents, backedges, causes, the invalidation walk |
@@ -123,11 +123,15 @@
 #[doc = include_str!("../docs/semantics.md")]
 pub mod semantics {}
 
+#[cfg(not(loom))]
+mod drop_chain;
 mod sync;
 mod world;
 
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod names;
 #[cfg(not(loom))]
 mod stats;
 
@@ -161,7 +165,10 @@ pub use crate::world::WorldCounter;
 
 #[cfg(not(loom))]
 pub use crate::{
-    cache::{Callee, CodeInstance, Compiler, CompilerCache, InferCx, PhaseCx},
+    cache::{
+        Callee, CodeInstance, Compiler, CompilerCache, InferCx, PhaseCx, STACK_RED_ZONE,
+        STACK_SEGMENT,
+    },
     engine::{Census, Engine, Guard},
     error::{CompileError, Error, Phase, TypeError},
     graph::Invalidation,
@@ -169,6 +176,6 @@ pub use crate::{
     stats::StatsSnapshot,
     types::{
         sig_disjoint, sig_equal, sig_subtype, DefaultLattice, Lattice, Ty, TyKind, TypeDecl,
-        TypeDeclKind,
+        TypeDeclKind, MAX_TYPE_DEPTH, MAX_UNION_SPLIT,
     },
 };

@@ -34,7 +34,7 @@ fn ty(e: &Engine, name: &str) -> Ty {
 /// The four methods of the example in `table`; returns the blocker `f(Union{C2, A2})`.
 fn define(s: &Setup, table: MethodTable) -> Method {
     let e = &s.engine;
-    let u = |a: &str, b: &str| Ty::union([ty(e, a), ty(e, b)]);
+    let u = |a: &str, b: &str| Ty::union([ty(e, a), ty(e, b)]).unwrap();
     e.add_method_to(table, s.f, &[Ty::any()], Ir::constant(1))
         .unwrap();
     let blocker = e
@@ -57,7 +57,7 @@ fn answer(s: &Setup, guard: &compiler_caching::Guard<'_>) -> Result<i64, Error> 
 fn specificity_is_not_transitive_here() {
     let s = hierarchy();
     let e = &s.engine;
-    let u = |a: &str, b: &str| [Ty::union([ty(e, a), ty(e, b)])];
+    let u = |a: &str, b: &str| [Ty::union([ty(e, a), ty(e, b)]).unwrap()];
     let beats = |a: &[Ty], b: &[Ty]| compiler_caching::Lattice::is_more_specific(e.lattice(), a, b);
     let (c6a1, a4, c2a2) = (u("C6", "A1"), [ty(e, "A4")], u("C2", "A2"));
     assert!(beats(&c6a1, &a4));
@@ -123,7 +123,7 @@ fn replacing_the_blocker_keeps_the_ambiguity_and_its_deletion_then_resolves_it()
     let e = &s.engine;
     define(&s, e.global_table());
     assert!(matches!(answer(&s, &e.pin()), Err(Error::Ambiguous { .. })));
-    let sig = [Ty::union([ty(e, "C2"), ty(e, "A2")])];
+    let sig = [Ty::union([ty(e, "C2"), ty(e, "A2")]).unwrap()];
     let replacement = e.add_method(s.f, &sig, Ir::constant(20)).unwrap();
     assert!(matches!(answer(&s, &e.pin()), Err(Error::Ambiguous { .. })));
     e.delete_method(&replacement).unwrap();
@@ -137,7 +137,7 @@ fn deleting_a_method_the_candidate_beats_can_change_the_candidate() {
     // changes the answer: D is no longer beaten by anything, and it is older than C.
     let s = hierarchy();
     let e = &s.engine;
-    let u = |a: &str, b: &str| Ty::union([ty(e, a), ty(e, b)]);
+    let u = |a: &str, b: &str| Ty::union([ty(e, a), ty(e, b)]).unwrap();
     e.add_method(s.f, &[u("C2", "A2")], Ir::constant(2))
         .unwrap();
     e.add_method(s.f, &[u("C6", "A1")], Ir::constant(3))
@@ -165,7 +165,7 @@ fn deleting_a_method_the_candidate_beats_can_change_the_candidate() {
     // A fresh engine with the same live methods gives the same error.
     let fresh = hierarchy();
     let fe = &fresh.engine;
-    let fu = |a: &str, b: &str| Ty::union([ty(fe, a), ty(fe, b)]);
+    let fu = |a: &str, b: &str| Ty::union([ty(fe, a), ty(fe, b)]).unwrap();
     fe.add_method(fresh.f, &[fu("C2", "A2")], Ir::constant(2))
         .unwrap();
     fe.add_method(fresh.f, &[fu("C6", "A1")], Ir::constant(3))
@@ -218,7 +218,7 @@ fn code_compiled_against_the_ambiguity_is_invalidated_when_a_deletion_resolves_i
     .unwrap();
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(e, "C", compiler);
+    let cache = CompilerCache::new(e, "C", compiler).unwrap();
     let run = || {
         let guard = e.pin();
         let mi = guard.dispatch(g, &[s.c6.clone()]).unwrap();

@@ -21,11 +21,11 @@ fn hits_and_misses_are_counted_and_compile_instance_agrees_with_compile() {
         .unwrap();
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(&engine, "C", compiler);
+    let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
     let guard = engine.pin();
     let mi = &guard.dispatch(f, &[t.int.clone()]).unwrap().clone();
     assert!(
-        cache.lookup(&guard, mi, &0).is_none(),
+        cache.lookup(&guard, mi, &0).unwrap().is_none(),
         "nothing compiled yet"
     );
 
@@ -54,7 +54,7 @@ fn hits_and_misses_are_counted_and_compile_instance_agrees_with_compile() {
     // Another key is another miss; a lookup finds what compile made, whatever its phases.
     let guard = engine.pin();
     assert_eq!(*cache.compile(&guard, mi, &1).unwrap(), 3);
-    assert!(cache.lookup(&guard, mi, &1).is_some());
+    assert!(cache.lookup(&guard, mi, &1).unwrap().is_some());
     drop(guard);
     assert_eq!(engine.stats().code_misses, 2);
 }
@@ -93,7 +93,8 @@ fn a_top_level_compile_from_inside_the_same_compilation_is_reentered_not_deadloc
         let engine = Engine::new();
         let f = engine.declare_function("f").unwrap();
         engine.add_method(f, &[Ty::any()], ()).unwrap();
-        let cache = REENTER_CACHE.get_or_init(|| CompilerCache::new(&engine, "C", Reenter));
+        let cache =
+            REENTER_CACHE.get_or_init(|| CompilerCache::new(&engine, "C", Reenter).unwrap());
         let guard = engine.pin();
         let mi = guard.dispatch(f, &[Ty::any()]).unwrap();
         let got = cache.compile(&guard, mi, &()).unwrap();
@@ -150,7 +151,7 @@ fn an_instance_whose_dependency_changes_mid_compile_is_published_closed() {
         let g = engine.declare_function("g").unwrap();
         engine.add_method(f, &[int.clone()], ()).unwrap();
         engine.add_method(g, &[int.clone()], 1_i64).unwrap();
-        let cache = CompilerCache::new(&engine, "C", Blocking::default());
+        let cache = CompilerCache::new(&engine, "C", Blocking::default()).unwrap();
         cache
             .compiler()
             .block
@@ -190,5 +191,43 @@ fn an_instance_whose_dependency_changes_mid_compile_is_published_closed() {
         let guard = engine.pin();
         assert_eq!(*cache.compile(&guard, &mi, &()).unwrap(), 2);
         assert_eq!(cache.versions(&mi, &()).len(), 2);
+    });
+}
+
+/// A cold compile of a call chain 10^4 calls deep nests one compilation per call; on a thread
+/// with a 2 MiB stack (and in a debug build) it continues on heap-allocated stack segments
+/// instead of overflowing.
+#[test]
+fn a_cold_compile_of_a_ten_thousand_deep_call_chain_completes() {
+    const N: usize = 10_000;
+    let run = || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let names: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let f = engine.declare_function(name).unwrap();
+            let ir = match names.get(i + 1) {
+                Some(next) => test_support::setups::calls(1, &[next.as_str()], &t.int),
+                None => Ir::constant(1),
+            };
+            engine.add_method(f, &[t.int.clone()], ir).unwrap();
+        }
+        let compiler = Foreign::default();
+        let log = compiler.log.clone();
+        let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
+        let guard = engine.pin();
+        let top = guard
+            .dispatch(engine.function("c0").unwrap(), &[t.int.clone()])
+            .unwrap();
+        assert_eq!(*cache.compile(&guard, top, &0).unwrap(), N as i64);
+        assert_eq!(log.total(compiler_caching::Phase::Infer), N);
+    };
+    watchdog(300, move || {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
     });
 }

@@ -25,7 +25,7 @@ fn sixteen_threads_missing_one_key_run_each_phase_once() {
         let compiler = Foreign::default();
         *compiler.log.infer_delay.lock().unwrap() = Some(Duration::from_millis(50));
         let log = compiler.log.clone();
-        let cache = CompilerCache::new(&engine, "C", compiler);
+        let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
         let barrier = Barrier::new(16);
         thread::scope(|s| {
             for _ in 0..16 {
@@ -61,7 +61,7 @@ fn failures_and_panics_reach_every_waiter_and_a_later_call_retries() {
                 compiler.log.inject("f", phase, fault);
                 *compiler.log.fault_after_waits.lock().unwrap() = Some(7);
                 let log = compiler.log.clone();
-                let cache = CompilerCache::new(&engine, "C", compiler);
+                let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
                 let failures = AtomicU64::new(0);
                 thread::scope(|s| {
                     for _ in 0..8 {
@@ -120,7 +120,7 @@ fn direct_and_mutual_recursion_terminate_on_one_thread() {
         }
         let compiler = Foreign::default();
         let log = compiler.log.clone();
-        let cache = CompilerCache::new(&engine, "C", compiler);
+        let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
         let guard = engine.pin();
         let fact = guard
             .dispatch(engine.function("fact").unwrap(), &[int.clone()])
@@ -194,7 +194,7 @@ fn mutual_recursion_across_threads_terminates() {
             let compiler = Foreign::default();
             *compiler.log.infer_delay.lock().unwrap() = Some(Duration::from_millis(20 + round % 3));
             let log = compiler.log.clone();
-            let cache = CompilerCache::new(&engine, "C", compiler);
+            let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
             let barrier = Barrier::new(2);
             let results: Vec<i64> = thread::scope(|s| {
                 let handles: Vec<_> = [ping, pong]
@@ -244,7 +244,7 @@ fn no_reader_in_a_world_after_an_invalidation_receives_a_stale_result() {
         engine
             .add_method(g, &[int.clone()], Ir::constant(0))
             .unwrap();
-        let cache = CompilerCache::new(&engine, "C", Foreign::default());
+        let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
         let stop = AtomicBool::new(false);
         let checked = AtomicU64::new(0);
         thread::scope(|s| {

@@ -42,7 +42,7 @@ fn world_starts_at_one_and_each_mutation_advances_it_by_one() {
     // Failed mutations do not advance the world.
     assert!(engine.delete_method(&m2).is_err());
     assert!(engine
-        .add_method(f, &[Ty::tuple([Ty::any()]), Ty::any()], "x")
+        .add_method(f, &[Ty::tuple([Ty::any()]).unwrap(), Ty::any()], "x")
         .is_ok());
     assert_eq!(engine.current_world().get(), 5);
 }
@@ -126,7 +126,7 @@ fn union_signatures_follow_the_specificity_rule() {
     engine
         .add_method(
             h,
-            &[Ty::union([t.int.clone(), t.string.clone()])],
+            &[Ty::union([t.int.clone(), t.string.clone()]).unwrap()],
             "int|string",
         )
         .unwrap();
@@ -185,7 +185,11 @@ fn replacement_and_deletion_answer_per_world() {
     let w1 = engine.current_world();
     // Union{Real, Int64} normalizes to Real: type-equal, so this replaces v1.
     let v2 = engine
-        .add_method(f, &[Ty::union([t.real.clone(), t.int.clone()])], "v2")
+        .add_method(
+            f,
+            &[Ty::union([t.real.clone(), t.int.clone()]).unwrap()],
+            "v2",
+        )
         .unwrap();
     let w2 = engine.current_world();
     assert_eq!(source(&engine, w1, f, &[t.int.clone()]), Ok("v1"));

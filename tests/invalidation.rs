@@ -20,7 +20,7 @@ fn setup() -> Setup {
     let t = types(&engine);
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(&engine, "Test", compiler);
+    let cache = CompilerCache::new(&engine, "Test", compiler).unwrap();
     Setup {
         engine,
         t,
@@ -158,7 +158,8 @@ fn new_overlay_method_invalidates_callers_that_fell_back_to_global() {
     let overlay = s.engine.new_overlay("debug").unwrap();
     let stack = s.engine.stack(&[overlay, s.engine.global_table()]).unwrap();
     let overlay_cache =
-        CompilerCache::with_stack(&s.engine, "Overlay", stack, Foreign { log: s.log.clone() });
+        CompilerCache::with_stack(&s.engine, "Overlay", stack, Foreign { log: s.log.clone() })
+            .unwrap();
     s.define("caller", calls(100, &["callee"], &int));
     s.define("callee", Ir::constant(1));
     assert_eq!(s.run_in("caller", stack, &overlay_cache), 101);
@@ -261,7 +262,7 @@ fn edges_belong_to_code_instances_not_to_method_instances() {
     let g = engine.declare_function("g").unwrap();
     engine.add_method(f, &[t.int.clone()], ()).unwrap();
     engine.add_method(g, &[t.real.clone()], ()).unwrap();
-    let cache = CompilerCache::new(&engine, "K", KeyDependent);
+    let cache = CompilerCache::new(&engine, "K", KeyDependent).unwrap();
     let guard = engine.pin();
     let mi = guard.dispatch(f, &[t.int.clone()]).unwrap().clone();
     cache.compile(&guard, &mi, &1).unwrap();
@@ -292,7 +293,7 @@ fn held_method_instances_see_their_own_code_invalidated() {
     assert!(why.trigger.contains("g(Int64)"), "{why}");
     // Compiling the stale handle in the new world is an error, not stale code.
     let guard = s.engine.pin();
-    assert!(s.cache.lookup(&guard, &held, &0).is_none());
+    assert!(s.cache.lookup(&guard, &held, &0).unwrap().is_none());
     assert!(matches!(
         s.cache.compile(&guard, &held, &0),
         Err(CompileError::Engine(Error::MethodNotLive { .. }))
@@ -475,7 +476,7 @@ fn depend_on_refuses_instances_that_are_not_live_in_the_compilation_world() {
         let f = engine.declare_function("f").unwrap();
         let h = engine.declare_function("h").unwrap();
         engine.add_method(f, &[int.clone()], ()).unwrap();
-        let cache = CompilerCache::new(&engine, "C", DependsOn::default());
+        let cache = CompilerCache::new(&engine, "C", DependsOn::default()).unwrap();
         let mi_of = |g: &compiler_caching::Guard<'_>, func| {
             g.dispatch(func, &[int.clone()]).unwrap().clone()
         };
@@ -524,6 +525,7 @@ fn depend_on_refuses_instances_that_are_not_live_in_the_compilation_world() {
         let key = case.load(std::sync::atomic::Ordering::Relaxed) - 1;
         let before = cache
             .lookup(&engine.pin(), &mi_of(&engine.pin(), f), &key)
+            .unwrap()
             .unwrap();
         engine.add_method(h, &[int.clone()], 4).unwrap();
         assert!(!before.is_valid_in(engine.current_world()));

@@ -66,8 +66,8 @@ fn build(e: &Expr, named: &[Ty]) -> Ty {
         Expr::Any => Ty::any(),
         Expr::Bottom => Ty::bottom(),
         Expr::Named(i) => named[*i as usize % named.len()].clone(),
-        Expr::Union(ms) => Ty::union(ms.iter().map(|m| build(m, named))),
-        Expr::Tuple(es) => Ty::tuple(es.iter().map(|m| build(m, named))),
+        Expr::Union(ms) => Ty::union(ms.iter().map(|m| build(m, named))).unwrap(),
+        Expr::Tuple(es) => Ty::tuple(es.iter().map(|m| build(m, named))).unwrap(),
     }
 }
 
@@ -87,7 +87,8 @@ proptest! {
         prop_assert!(lattice.is_subtype(&t, &Ty::any()));
         if lattice.is_subtype(&Ty::any(), &t) { prop_assert!(t.is_any()); }
         if lattice.is_subtype(&t, &Ty::bottom()) { prop_assert!(t.is_bottom()); }
-        prop_assert!(lattice.check(&t).is_ok());
+        // Every type of this lattice passes the check but Bottom, which no value has.
+        prop_assert_eq!(lattice.check(&t).is_ok(), !t.is_bottom());
     }
 
     #[test]
@@ -104,7 +105,7 @@ proptest! {
         let (lattice, named) = hierarchy(&spec);
         let members: Vec<Ty> = ms.iter().map(|m| build(m, &named)).collect();
         let t = build(&t, &named);
-        let u = Ty::union(members.clone());
+        let u = Ty::union(members.clone()).unwrap();
         for m in &members {
             prop_assert!(lattice.is_subtype(m, &u), "{m} <: {u}");
         }
@@ -114,8 +115,8 @@ proptest! {
         // Normalization does not depend on order, and is idempotent.
         let mut reversed = members.clone();
         reversed.reverse();
-        prop_assert_eq!(Ty::union(reversed), u.clone());
-        prop_assert_eq!(Ty::union([u.clone()]), u.clone());
+        prop_assert_eq!(Ty::union(reversed).unwrap(), u.clone());
+        prop_assert_eq!(Ty::union([u.clone()]).unwrap(), u.clone());
         // No member of a normalized union is a subtype of another.
         if let TyKind::Union(ms) = u.kind() {
             prop_assert!(ms.len() >= 2);
@@ -133,9 +134,9 @@ proptest! {
         let a: Vec<Ty> = a.iter().map(|&i| named[i as usize % named.len()].clone()).collect();
         let b: Vec<Ty> = b.iter().map(|&i| named[i as usize % named.len()].clone()).collect();
         let elementwise = a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| lattice.is_subtype(x, y));
-        prop_assert_eq!(lattice.is_subtype(&Ty::tuple(a.clone()), &Ty::tuple(b.clone())), elementwise);
+        prop_assert_eq!(lattice.is_subtype(&Ty::tuple(a.clone()).unwrap(), &Ty::tuple(b.clone()).unwrap()), elementwise);
         let disjoint = a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| lattice.is_disjoint(x, y));
-        prop_assert_eq!(lattice.is_disjoint(&Ty::tuple(a), &Ty::tuple(b)), disjoint);
+        prop_assert_eq!(lattice.is_disjoint(&Ty::tuple(a).unwrap(), &Ty::tuple(b).unwrap()), disjoint);
     }
 
     #[test]
@@ -170,21 +171,28 @@ fn unions_normalize_as_documented() {
     let real = l.declare_abstract("Real", &Ty::any()).unwrap();
     let int = l.declare_concrete("Int", &real).unwrap();
     let s = l.declare_concrete("Str", &Ty::any()).unwrap();
-    assert_eq!(Ty::union([real.clone(), int.clone()]), real);
-    assert_eq!(Ty::union([int.clone()]), int);
-    assert_eq!(Ty::union([]), Ty::bottom());
-    assert_eq!(Ty::union([int.clone(), Ty::any()]), Ty::any());
+    assert_eq!(Ty::union([real.clone(), int.clone()]).unwrap(), real);
+    assert_eq!(Ty::union([int.clone()]).unwrap(), int);
+    assert_eq!(Ty::union([]).unwrap(), Ty::bottom());
+    assert_eq!(Ty::union([int.clone(), Ty::any()]).unwrap(), Ty::any());
     assert_eq!(
-        Ty::union([s.clone(), int.clone()]),
-        Ty::union([int.clone(), s.clone()])
+        Ty::union([s.clone(), int.clone()]).unwrap(),
+        Ty::union([int.clone(), s.clone()]).unwrap()
     );
-    assert_eq!(Ty::tuple([int.clone(), Ty::bottom()]), Ty::bottom());
+    assert_eq!(
+        Ty::tuple([int.clone(), Ty::bottom()]).unwrap(),
+        Ty::bottom()
+    );
     // Tuples distribute over unions.
-    let tu = Ty::tuple([Ty::union([int.clone(), s.clone()])]);
-    let ut = Ty::union([Ty::tuple([int.clone()]), Ty::tuple([s.clone()])]);
+    let tu = Ty::tuple([Ty::union([int.clone(), s.clone()]).unwrap()]).unwrap();
+    let ut = Ty::union([
+        Ty::tuple([int.clone()]).unwrap(),
+        Ty::tuple([s.clone()]).unwrap(),
+    ])
+    .unwrap();
     assert!(tu.is_subtype(&ut) && ut.is_subtype(&tu));
     assert!(int.is_concrete() && !real.is_concrete() && !Ty::any().is_concrete());
-    assert!(Ty::tuple([int.clone(), s.clone()]).is_concrete());
+    assert!(Ty::tuple([int.clone(), s.clone()]).unwrap().is_concrete());
     assert_eq!(tu.to_string(), "Tuple{Union{Int, Str}}");
 }
 
@@ -203,10 +211,10 @@ fn declaration_errors_are_typed() {
     ));
     // Union{Int, Real} is Real: a valid parent.
     assert!(l
-        .declare_abstract("U", &Ty::union([int.clone(), real.clone()]))
+        .declare_abstract("U", &Ty::union([int.clone(), real.clone()]).unwrap())
         .is_ok());
     assert!(matches!(
-        l.declare_abstract("T", &Ty::tuple([int.clone()])),
+        l.declare_abstract("T", &Ty::tuple([int.clone()]).unwrap()),
         Err(TypeError::InvalidParent { .. })
     ));
     assert!(matches!(
@@ -236,7 +244,7 @@ fn declaration_errors_are_typed() {
         Err(TypeError::ForeignType { .. })
     ));
     assert!(matches!(
-        l.check(&Ty::tuple([foreign.clone()])),
+        l.check(&Ty::tuple([foreign.clone()]).unwrap()),
         Err(TypeError::ForeignType { .. })
     ));
     // Same name, different lattices: different types.

@@ -80,7 +80,7 @@ fn a_lattice_panic_inside_a_mutation_leaves_the_engine_as_it_was() {
     engine.add_method(f, &[0], "generic").unwrap();
     engine.add_method(f, &[5], "five").unwrap();
     engine.add_method(g, &[7], "g").unwrap();
-    let cache = CompilerCache::new(&engine, "C", Caller);
+    let cache = CompilerCache::new(&engine, "C", Caller).unwrap();
     let compile_g = || {
         let guard = engine.pin();
         let mi = guard.dispatch(g, &[7]).unwrap();
@@ -89,7 +89,7 @@ fn a_lattice_panic_inside_a_mutation_leaves_the_engine_as_it_was() {
     assert_eq!(compile_g(), "generic");
     let before = engine.current_world();
     let g_mi = engine.pin().dispatch(g, &[7]).unwrap().clone();
-    let compiled = cache.lookup(&engine.pin(), &g_mi, &()).unwrap();
+    let compiled = cache.lookup(&engine.pin(), &g_mi, &()).unwrap().unwrap();
 
     // Adding f(7) rechecks the cached answer f(7) -> f(0), and ranking the methods panics.
     engine.lattice().armed.store(true, Ordering::SeqCst);
@@ -217,7 +217,7 @@ fn a_destructor_panic_during_automatic_reclamation_does_not_hide_the_mutation() 
     let g = engine.declare_function("g").unwrap();
     engine.add_method(f, &[int.clone()], 0).unwrap();
     engine.add_method(g, &[int.clone()], 0).unwrap();
-    let cache = CompilerCache::new(&engine, "C", Bomb);
+    let cache = CompilerCache::new(&engine, "C", Bomb).unwrap();
     let mut defined = Vec::new();
     // Each round compiles g for many keys and redefines f, invalidating them all: garbage grows
     // until a mutation reclaims automatically and frees the explosive linked values.

@@ -101,7 +101,7 @@ fn round() -> usize {
     engine.add_method(f, &[int.clone()], 0_i64).unwrap();
     engine.add_method(g, &[int.clone()], 1_i64).unwrap();
     engine.set_auto_reclaim(false);
-    let cache = CompilerCache::new(&engine, "C", Gated::default());
+    let cache = CompilerCache::new(&engine, "C", Gated::default()).unwrap();
     let mi = engine
         .method_instance(
             f,

@@ -71,7 +71,7 @@ fn memory_stays_bounded_under_100k_redefinitions_with_readers() {
     engine
         .add_method(g, &[int.clone()], Ir::constant(0))
         .unwrap();
-    let cache = CompilerCache::new(&engine, "C", Foreign::default());
+    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
     let stop = AtomicBool::new(false);
     let peak = AtomicUsize::new(0);
     const REDEFINITIONS: i64 = 100_000;
@@ -169,7 +169,7 @@ fn dropping_the_engine_and_its_caches_frees_every_code_instance() {
             let f = engine.declare_function(&format!("f{i}")).unwrap();
             engine.add_method(f, &[int.clone()], ()).unwrap();
         }
-        let cache = CompilerCache::new(&engine, "C", CountingCompiler(live.clone()));
+        let cache = CompilerCache::new(&engine, "C", CountingCompiler(live.clone())).unwrap();
         {
             let guard = engine.pin();
             let mi = guard
@@ -196,6 +196,91 @@ fn dropping_the_engine_and_its_caches_frees_every_code_instance() {
     );
 }
 
+/// Calls are given per function as its source: `f` calls the functions listed.
+struct Recursive(std::sync::Arc<AtomicUsize>);
+
+impl compiler_caching::Compiler for Recursive {
+    type Key = u8;
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = Counted;
+    type Error = String;
+
+    fn infer(&self, cx: &mut compiler_caching::InferCx<'_, Self>) -> Result<(), String> {
+        let calls: Vec<&'static str> = cx
+            .instance()
+            .method()
+            .source::<Vec<&'static str>>()
+            .cloned()
+            .unwrap_or_default();
+        for name in calls {
+            let f = cx.engine().function(name).map_err(|e| e.to_string())?;
+            let mi = cx
+                .dispatch(f, cx.instance().argtypes())
+                .map_err(|e| e.to_string())?;
+            cx.compile(&mi).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    fn codegen(&self, _: &compiler_caching::PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &compiler_caching::PhaseCx<'_, Self>, _: &()) -> Result<Counted, String> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(Counted(self.0.clone()))
+    }
+}
+
+/// Recursive code (a function calling itself, two calling each other) depends on its own slots;
+/// that must not keep it alive once the cache and the engine are gone.
+#[test]
+fn dropping_the_engine_and_its_caches_frees_recursive_code() {
+    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let engine = Engine::new();
+        let int = engine
+            .lattice()
+            .declare_concrete("Int", &compiler_caching::Ty::any())
+            .unwrap();
+        let define = |name: &str, calls: Vec<&'static str>| {
+            let f = engine.declare_function(name).unwrap();
+            engine.add_method(f, &[int.clone()], calls).unwrap();
+        };
+        define("fact", vec!["fact"]);
+        define("even", vec!["odd"]);
+        define("odd", vec!["even"]);
+        define("main", vec!["fact", "even", "main"]);
+        let cache = CompilerCache::new(&engine, "C", Recursive(live.clone())).unwrap();
+        for key in 0..3 {
+            let guard = engine.pin();
+            let mi = guard
+                .dispatch(engine.function("main").unwrap(), &[int.clone()])
+                .unwrap();
+            cache.compile(&guard, mi, &key).unwrap();
+        }
+        assert_eq!(live.load(Ordering::Relaxed), 4 * 3);
+        // Redefine one of them and recompile: old and new versions coexist for a while.
+        engine
+            .add_method(
+                engine.function("odd").unwrap(),
+                &[int.clone()],
+                vec!["even"],
+            )
+            .unwrap();
+        let guard = engine.pin();
+        let mi = guard
+            .dispatch(engine.function("main").unwrap(), &[int.clone()])
+            .unwrap();
+        cache.compile(&guard, mi, &0).unwrap();
+        assert!(live.load(Ordering::Relaxed) > 12);
+    }
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        0,
+        "recursive code kept itself alive after the engine was dropped"
+    );
+}
+
 /// Each instance of a long call chain holds the one it calls, and once invalidated the one the
 /// invalidation came through: reclaiming or dropping the chain must not recurse link by link.
 #[test]
@@ -204,7 +289,7 @@ fn long_call_chains_are_reclaimed_and_dropped_without_deep_recursion() {
     let run = || {
         let engine = Engine::new();
         let t = types(&engine);
-        let cache = CompilerCache::new(&engine, "Test", Foreign::default());
+        let cache = CompilerCache::new(&engine, "Test", Foreign::default()).unwrap();
         let names: Vec<String> = (0..N).map(|i| format!("c{i}")).collect();
         for (i, name) in names.iter().enumerate() {
             let f = engine.declare_function(name).unwrap();
@@ -256,7 +341,7 @@ fn with_automatic_reclamation_off_garbage_waits_for_an_explicit_reclaim() {
         .add_method(g, &[int.clone()], Ir::constant(0))
         .unwrap();
     engine.set_auto_reclaim(false);
-    let cache = CompilerCache::new(&engine, "C", Foreign::default());
+    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
     // Far more garbage than the automatic threshold (1024 entries): each round invalidates 64
     // compiled instances of f.
     const ROUNDS: i64 = 40;

@@ -15,7 +15,7 @@ fn basic_example_compiles_once_then_hits() {
         .unwrap();
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(&engine, "MyCompiler", compiler);
+    let cache = CompilerCache::new(&engine, "MyCompiler", compiler).unwrap();
 
     let call = |args: &[Ty]| -> i64 {
         let guard = engine.pin();
@@ -49,7 +49,7 @@ fn sharding_keys_partition_the_cache() {
         .unwrap();
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(&engine, "MyCompiler", compiler);
+    let cache = CompilerCache::new(&engine, "MyCompiler", compiler).unwrap();
     let guard = engine.pin();
     let mi = guard.dispatch(my_function, &[t.int.clone()]).unwrap();
     cache.compile(&guard, mi, &1).unwrap();
@@ -65,7 +65,7 @@ fn sharding_keys_partition_the_cache() {
     assert_eq!(cache.versions(mi, &1).len(), 1);
     assert_eq!(cache.versions(mi, &3).len(), 0);
     // A second cache (another owner tag) shares nothing with the first.
-    let other = CompilerCache::new(&engine, "Other", Foreign { log: log.clone() });
+    let other = CompilerCache::new(&engine, "Other", Foreign { log: log.clone() }).unwrap();
     other.compile(&guard, mi, &1).unwrap();
     assert_eq!(log.runs("my_function", Phase::Infer), 3);
 }
@@ -93,7 +93,7 @@ fn overlay_method_table_example() {
         .unwrap();
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::with_stack(&engine, "MyCompiler", stack, compiler);
+    let cache = CompilerCache::with_stack(&engine, "MyCompiler", stack, compiler).unwrap();
     assert_eq!(cache.stack(), stack);
 
     let guard = engine.pin();
@@ -141,7 +141,7 @@ fn foreign_ir_with_dependency_tracking() {
         .unwrap();
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(&engine, "MyCompiler", compiler);
+    let cache = CompilerCache::new(&engine, "MyCompiler", compiler).unwrap();
 
     let run = |name: &str| -> i64 {
         let guard = engine.pin();

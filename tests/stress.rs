@@ -94,7 +94,7 @@ fn run() {
     }
     let compiler = Foreign::default();
     let log = compiler.log.clone();
-    let cache = CompilerCache::new(&engine, "stress", compiler);
+    let cache = CompilerCache::new(&engine, "stress", compiler).unwrap();
     let attempted = AtomicU64::new(0);
     let succeeded = AtomicU64::new(0);
     let checked_old = AtomicU64::new(0);

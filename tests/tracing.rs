@@ -68,7 +68,7 @@ fn phases_are_spans_and_invalidations_are_events_with_their_why_chain() {
         engine
             .add_method(g, &[t.int.clone()], Ir::constant(1))
             .unwrap();
-        let cache = CompilerCache::new(&engine, "C", Foreign::default());
+        let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
         let guard = engine.pin();
         let mi = guard.dispatch(f, &[t.int.clone()]).unwrap();
         assert_eq!(*cache.compile(&guard, mi, &7).unwrap(), 11);

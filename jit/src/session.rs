@@ -57,7 +57,8 @@ impl Session {
                 Jit {
                     shared: shared.clone(),
                 },
-            ),
+            )
+            .map_err(|e| e.to_string())?,
         };
         Ok(Session {
             engine,
@@ -85,7 +86,8 @@ impl Session {
                 shared: self.shared.clone(),
             };
             let cache =
-                CompilerCache::with_stack(&self.engine, &format!("jit@{name}"), stack, compiler);
+                CompilerCache::with_stack(&self.engine, &format!("jit@{name}"), stack, compiler)
+                    .map_err(at(Pos::default()))?;
             overlays.insert(name.to_owned(), (table, Target { stack, cache }));
         }
         Ok(overlays[name].clone())

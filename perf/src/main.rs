@@ -235,7 +235,7 @@ fn hits(o: &Options, rows: &mut Vec<Row>, redefine_every: Option<u64>) {
             f
         })
         .collect();
-    let cache = CompilerCache::new(&engine, "perf", Sum);
+    let cache = CompilerCache::new(&engine, "perf", Sum).unwrap();
     let args = [int.clone()];
     for threads in 1..=o.max_threads {
         progress(o, &format!("{workload}, {threads} thread(s)"));
@@ -370,7 +370,7 @@ fn invalidation(o: &Options, rows: &mut Vec<Row>) {
                     .lattice()
                     .declare_concrete("Int64", &Ty::any())
                     .unwrap();
-                let cache = CompilerCache::new(&engine, "perf", Sum);
+                let cache = CompilerCache::new(&engine, "perf", Sum).unwrap();
                 let root = dependent_graph(&engine, &cache, &int, n, shape);
                 // Time the walk alone; reclaiming the dead entries is a separate cost.
                 engine.set_auto_reclaim(false);
@@ -444,7 +444,7 @@ fn dedupe(o: &Options, rows: &mut Vec<Row>) {
             .lattice()
             .declare_concrete("Int64", &Ty::any())
             .unwrap();
-        let cache = CompilerCache::new(&engine, "perf", Sum);
+        let cache = CompilerCache::new(&engine, "perf", Sum).unwrap();
         let funcs: Vec<Function> = (0..keys)
             .map(|i| {
                 let f = engine.declare_function(&format!("d{i}")).unwrap();
@@ -519,7 +519,7 @@ fn storm(o: &Options, rows: &mut Vec<Row>) {
                 f
             })
             .collect();
-        let cache = CompilerCache::new(&engine, "perf", Sum);
+        let cache = CompilerCache::new(&engine, "perf", Sum).unwrap();
         let args = [int.clone()];
         // As in `hits`: thread 0 mutates, at a rate of about one per EVERY lookups overall.
         let per_thread = EVERY / threads as u64;

@@ -4,7 +4,8 @@ use std::fmt;
 
 use super::compiler::Compiler;
 use super::slot::Dependency;
-use crate::graph::{self, drop_chain, Dependent, DependentCore, Invalidation};
+use crate::drop_chain;
+use crate::graph::{self, Dependent, DependentCore, Invalidation};
 use crate::methods::MethodInstance;
 use crate::sync::{Arc, OnceLock};
 use crate::types::{DefaultLattice, Lattice};
@@ -62,12 +63,19 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
     }
 
     /// The worlds it is valid in. The upper end is set when an invalidation reaches it.
+    ///
+    /// The range is exact for every world the engine still retains (from
+    /// [`Engine::oldest_retained_world`](crate::Engine::oldest_retained_world) on). Its lower end
+    /// may reach below that floor, into worlds whose methods reclamation has since dropped: such
+    /// worlds can no longer be pinned or asked about, and what the range says of them means
+    /// nothing.
     pub fn validity(&self) -> WorldRange {
         let v = &self.0.core.validity;
         WorldRange::from_raw(v.min(), v.max())
     }
 
-    /// Whether it is valid in `world`.
+    /// Whether it is valid in `world` (exact for retained worlds; see
+    /// [`CodeInstance::validity`]).
     pub fn is_valid_in(&self, world: World) -> bool {
         self.0.core.validity.contains(world.get())
     }

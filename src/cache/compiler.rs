@@ -118,6 +118,13 @@ impl<C: Compiler<L>, L: Lattice> fmt::Debug for InferCx<'_, C, L> {
     }
 }
 
+/// The stack a nested [`InferCx::compile`] starts with at least: below this, it continues on a
+/// heap-allocated stack segment of [`STACK_SEGMENT`] bytes.
+pub const STACK_RED_ZONE: usize = 256 * 1024;
+
+/// The size of the stack segments deep compile chains continue on.
+pub const STACK_SEGMENT: usize = 4 * 1024 * 1024;
+
 /// The result of compiling a callee from inside `infer`.
 pub enum Callee<C: Compiler<L>, L: Lattice = DefaultLattice> {
     /// The callee's code instance, with every phase done.
@@ -164,6 +171,13 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// compilation's world, and records the result as a dependency: if a later mutation changes
     /// this answer — including from "no method" to a method, or from a global method to a new
     /// overlay one — the code instance being compiled is invalidated.
+    ///
+    /// Dependencies are on functions, not on names: declaring a function changes no world, so
+    /// code compiled while a name was not declared yet (a failed
+    /// [`Engine::function`](crate::Engine::function) lookup) is not invalidated when it is
+    /// declared. Declare every function a program may call before compiling code that calls it;
+    /// a call to a declared function with no method yet is an ordinary [`Error::NoMethod`]
+    /// answer, recorded, and invalidated by the first method that applies.
     pub fn dispatch(
         &mut self,
         f: Function,
@@ -196,6 +210,7 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// [`Error::UnknownFunction`] for an instance of another engine).
     pub fn depend_on(&mut self, mi: &MethodInstance<L>) -> Result<(), Error> {
         self.cache.check_instance(mi, self.world)?;
+        super::miss::check_key(self.key)?;
         let seize = self.cache.engine.enter();
         let world = self.world.get();
         let (slot, version) = self
@@ -207,12 +222,24 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
 
     /// Compiles `mi` (all three phases, in this cache with this key, in this world) and records
     /// the dependency. Recursion is detected instead of deadlocking: see [`Callee::InProgress`].
+    ///
+    /// A cold compile of a long call chain nests one compilation per call on the thread's
+    /// stack: about 1.5 KiB per level in a release build with a small `infer` (measured by
+    /// `cargo run --release -p perf --bin scale`), several times that in a debug build. Each
+    /// nested compilation starts with at least [`STACK_RED_ZONE`] bytes of stack free: when less
+    /// is left, it continues on a new stack segment allocated on the heap, so chains of any
+    /// length compile on any thread (memory permitting), provided one level of the compiler's own
+    /// `infer` needs less than that.
     pub fn compile(
         &mut self,
         mi: &MethodInstance<L>,
     ) -> Result<Callee<C, L>, CompileError<C::Error>> {
         let seize = self.cache.engine.enter();
-        match self.cache.compile_slow(&seize, self.world, mi, self.key)? {
+        let world = self.world;
+        let compiled = stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || {
+            self.cache.compile_slow(&seize, world, mi, self.key)
+        })?;
+        match compiled {
             Compiled::Ready(ci) => {
                 let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
                 self.record_slot(slot, Some(Arc::clone(&ci)));
@@ -233,11 +260,10 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
             None => Arc::as_ptr(&slot) as *const () as usize,
         };
         if self.seen.insert(key) {
-            self.deps.push(Dependency::Slot {
-                slot: slot as Arc<dyn SlotNode>,
-                version: version.map(|v| v as DependentRef),
-                held: true,
-            });
+            self.deps.push(Dependency::on_slot(
+                slot as Arc<dyn SlotNode>,
+                version.map(|v| v as DependentRef),
+            ));
         } else {
             slot.cell.release();
         }

@@ -5,7 +5,7 @@ use super::miss::{reentered, Compiled, Held};
 use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, Version};
 use super::{CacheInner, Compiler, CompilerCache};
 use crate::engine::Guard;
-use crate::error::CompileError;
+use crate::error::{CompileError, Error};
 use crate::graph::SlotNode;
 use crate::methods::MethodInstance;
 use crate::stats::Counter;
@@ -26,6 +26,9 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         key: &C::Key,
     ) -> Result<&'g C::Linked, CompileError<C::Error>> {
         let inner = &*self.inner;
+        if !guard.belongs_to(&inner.engine) {
+            return Err(foreign_guard());
+        }
         if let Some(linked) = inner.hit(guard.seize(), guard.world().get(), mi, key) {
             guard.count_code_hit();
             return Ok(linked);
@@ -42,20 +45,28 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         mi: &MethodInstance<L>,
         key: &C::Key,
     ) -> Result<&'g C::Linked, CompileError<C::Error>> {
-        let world = guard.world().get();
         let inner = &*self.inner;
         inner.engine.counters().add(Counter::CodeMiss, 1);
-        loop {
-            match inner.compile_slow(guard.seize(), guard.world(), mi, key)? {
-                Compiled::Ready(_) => {
-                    if let Some(linked) = inner.hit(guard.seize(), world, mi, key) {
-                        return Ok(linked);
-                    }
-                    // The entry was republished between our publication and this read; the
-                    // instance is valid in our pinned world, so the next round finds it.
-                }
-                Compiled::Cycle => return Err(reentered(mi)),
-            }
+        match inner.compile_slow(guard.seize(), guard.world(), mi, key)? {
+            // The result must borrow from the guard, so it is read back from the slot's entry,
+            // which lists every version valid in a pinned world.
+            Compiled::Ready(ci) => inner
+                .slots
+                .get(
+                    &SlotQuery {
+                        mi: mi.address(),
+                        key,
+                    },
+                    guard.seize(),
+                )
+                .and_then(|entry| entry.versions().find(|v| Arc::ptr_eq(v, &ci)))
+                .and_then(|v| v.linked.get())
+                .ok_or_else(|| {
+                    CompileError::Engine(Error::KeyNotReflexive {
+                        key: format!("{key:?}"),
+                    })
+                }),
+            Compiled::Cycle => Err(reentered(mi)),
         }
     }
 
@@ -67,7 +78,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         key: &C::Key,
     ) -> Result<CodeInstance<C, L>, CompileError<C::Error>> {
         let inner = &*self.inner;
-        if let Some(ci) = self.lookup(guard, mi, key) {
+        if let Some(ci) = self.lookup(guard, mi, key)? {
             if ci.linked().is_some() {
                 guard.count_code_hit();
                 return Ok(ci);
@@ -81,24 +92,33 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
     }
 
     /// The code instance valid in the guard's world for `(mi, key)`, whatever its phases, without
-    /// compiling anything.
+    /// compiling anything. Fails only for a guard of another engine ([`Error::ForeignGuard`]).
     pub fn lookup(
         &self,
         guard: &Guard<'_, L>,
         mi: &MethodInstance<L>,
         key: &C::Key,
-    ) -> Option<CodeInstance<C, L>> {
+    ) -> Result<Option<CodeInstance<C, L>>, Error> {
+        if !guard.belongs_to(&self.inner.engine) {
+            return Err(Error::ForeignGuard);
+        }
         let entry = self.inner.slots.get(
             &SlotQuery {
                 mi: mi.address(),
                 key,
             },
             guard.seize(),
-        )?;
-        entry
-            .valid_in(guard.world().get())
-            .map(|v| CodeInstance(Arc::clone(v)))
+        );
+        Ok(entry
+            .and_then(|entry| entry.valid_in(guard.world().get()))
+            .map(|v| CodeInstance(Arc::clone(v))))
     }
+}
+
+/// The error for a guard of another engine.
+#[cold]
+fn foreign_guard<E>() -> CompileError<E> {
+    CompileError::Engine(Error::ForeignGuard)
 }
 
 impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
@@ -150,7 +170,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 // reaches it (an entry that loses the insertion race leaves a dead weak behind).
                 let weak = Arc::downgrade(&(Arc::clone(&slot) as Arc<dyn SlotNode>));
                 mi.register_slot(weak);
-                SlotEntry::new(slot, &[])
+                SlotEntry::empty(slot)
             },
             seize,
         );

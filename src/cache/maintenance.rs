@@ -17,12 +17,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
             let slot = &entry.slot;
             // Most slots hold only versions still visible: nothing to drop, and the slot stays.
             // (A version published after this snapshot waits for the next reclamation.)
-            if !entry.versions.is_empty()
-                && entry
-                    .versions
-                    .iter()
-                    .all(|v| v.core.validity.max() > horizon)
-            {
+            if entry.newest.is_some() && entry.versions().all(|v| v.core.validity.max() > horizon) {
                 slot.edges.prune_large(Edge::is_dead);
                 continue;
             }
@@ -70,7 +65,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
         let mut slots = 0;
         for (_, entry) in self.slots.iter(&guard) {
             slots += 1;
-            versions += entry.versions.len();
+            versions += entry.versions().count();
         }
         (slots, versions)
     }

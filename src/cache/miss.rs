@@ -78,6 +78,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
     ) -> Result<Compiled<C, L>, CompileError<C::Error>> {
         let engine = &self.engine;
         self.check_instance(mi, world)?;
+        check_key(key)?;
         loop {
             let slot = self.slot(mi, key, seize);
             let begun = slot.cell.begin(
@@ -110,6 +111,18 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 }
             }
         }
+    }
+}
+
+/// Refuses a key that is not equal to itself: it would make a new slot on every lookup.
+#[allow(clippy::eq_op)] // comparing the key with itself is the check
+pub(super) fn check_key<K: PartialEq + std::fmt::Debug>(key: &K) -> Result<(), Error> {
+    if key == key {
+        Ok(())
+    } else {
+        Err(Error::KeyNotReflexive {
+            key: format!("{key:?}"),
+        })
     }
 }
 

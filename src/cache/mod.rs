@@ -37,13 +37,14 @@ mod phases;
 mod slot;
 
 pub use code_instance::CodeInstance;
-pub use compiler::{Callee, Compiler, InferCx, PhaseCx};
+pub use compiler::{Callee, Compiler, InferCx, PhaseCx, STACK_RED_ZONE, STACK_SEGMENT};
 
 use std::fmt;
 
 use slot::{SlotEntry, SlotKey, SlotQuery};
 
-use crate::engine::{CacheMaintenance, Engine};
+use crate::engine::{check_name, CacheMaintenance, Engine};
+use crate::error::Error;
 use crate::methods::{MethodInstance, TableStack};
 use crate::sync::{shared_map, Arc, Map, Weak};
 use crate::types::{DefaultLattice, Lattice};
@@ -75,12 +76,22 @@ pub(crate) struct CacheInner<C: Compiler<L>, L: Lattice> {
 
 impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
     /// A cache owned by `tag`, compiling with `compiler`, dispatching through the global table.
-    pub fn new(engine: &Engine<L>, tag: &str, compiler: C) -> Self {
+    /// The tag follows the rule of every name (non-empty, at most 1024 bytes, no whitespace,
+    /// control characters or `{}(),:`; [`Error::InvalidName`] otherwise).
+    pub fn new(engine: &Engine<L>, tag: &str, compiler: C) -> Result<Self, Error> {
         CompilerCache::with_stack(engine, tag, engine.global_stack(), compiler)
     }
 
-    /// A cache whose compilations dispatch through `stack` (for example `[overlay, global]`).
-    pub fn with_stack(engine: &Engine<L>, tag: &str, stack: TableStack, compiler: C) -> Self {
+    /// A cache whose compilations dispatch through `stack` (for example `[overlay, global]`),
+    /// which must be one of the engine's stacks ([`Error::UnknownTable`] otherwise).
+    pub fn with_stack(
+        engine: &Engine<L>,
+        tag: &str,
+        stack: TableStack,
+        compiler: C,
+    ) -> Result<Self, Error> {
+        check_name(tag)?;
+        engine.check_stack(stack)?;
         let inner = Arc::new(CacheInner {
             engine: engine.clone(),
             tag: tag.into(),
@@ -91,7 +102,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         let weak: Weak<dyn CacheMaintenance> =
             Arc::downgrade(&(Arc::clone(&inner) as Arc<dyn CacheMaintenance>));
         engine.register_cache(weak);
-        CompilerCache { inner }
+        Ok(CompilerCache { inner })
     }
 
     /// The owner tag.
@@ -124,7 +135,11 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
             },
             &guard,
         ) {
-            Some(entry) => entry.versions.iter().cloned().map(CodeInstance).collect(),
+            Some(entry) => {
+                let mut versions: Vec<_> = entry.versions().cloned().map(CodeInstance).collect();
+                versions.reverse();
+                versions
+            }
             None => Vec::new(),
         }
     }

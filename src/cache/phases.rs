@@ -184,7 +184,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             });
         }
         state.versions.push(Arc::clone(&ci));
-        slot.publish(self, &state, seize);
+        slot.publish_pushed(self, &state, Arc::clone(&ci), seize);
         drop(state);
         if closed_by != OPEN {
             #[cfg(feature = "tracing")]

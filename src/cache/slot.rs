@@ -13,6 +13,7 @@ use crate::methods::MethodInstance;
 use crate::raw::slot::SlotCell;
 use crate::sync::{Arc, Ordering};
 use crate::types::Lattice;
+use crate::world::OPEN;
 
 pub(crate) struct SlotKey<K> {
     pub(crate) mi: usize,
@@ -54,32 +55,105 @@ impl<K: Eq> papaya::Equivalent<SlotKey<K>> for SlotQuery<'_, K> {
     }
 }
 
-/// The published state of a slot: the slot itself and an immutable snapshot of its versions.
+/// The published state of a slot: the slot itself and an immutable view of its versions.
+///
+/// The versions are a persistent list, newest first, whose nodes entries share: publishing a new
+/// version makes one node and points it at the previous list, so a publication costs the same
+/// however many versions the slot holds, and entries retired while a long-lived guard keeps them
+/// from being freed share their lists instead of each holding a copy (memory stays linear in the
+/// number of versions, not quadratic).
 pub(crate) struct SlotEntry<C: Compiler<L>, L: Lattice> {
-    /// The last element of `versions`, also held inline so that a hit in the current world loads
-    /// the code instance straight from the map entry instead of through the list's allocation.
-    pub(crate) newest: Option<Arc<CiData<C, L>>>,
+    /// The newest version, held inline so that a hit in the current world loads the code
+    /// instance straight from the map entry.
+    pub(crate) newest: Option<Version<C, L>>,
     pub(crate) slot: Arc<Slot<C, L>>,
-    pub(crate) versions: Box<[Arc<CiData<C, L>>]>,
+    /// The versions older than `newest`, newest first.
+    older: Option<Arc<VersionList<C, L>>>,
+}
+
+/// A node of a slot's published version list.
+struct VersionList<C: Compiler<L>, L: Lattice> {
+    version: Version<C, L>,
+    older: Option<Arc<VersionList<C, L>>>,
+}
+
+impl<C: Compiler<L>, L: Lattice> Drop for VersionList<C, L> {
+    fn drop(&mut self) {
+        // As long as the slot's history.
+        crate::drop_chain::defer(self.older.take());
+    }
 }
 
 impl<C: Compiler<L>, L: Lattice> SlotEntry<C, L> {
-    pub(crate) fn new(slot: Arc<Slot<C, L>>, versions: &[Arc<CiData<C, L>>]) -> Self {
+    /// An entry for `slot` with no version.
+    pub(crate) fn empty(slot: Arc<Slot<C, L>>) -> Self {
         SlotEntry {
-            newest: versions.last().cloned(),
+            newest: None,
             slot,
-            versions: versions.into(),
+            older: None,
         }
+    }
+
+    /// An entry listing `versions` (oldest first).
+    fn listing(slot: Arc<Slot<C, L>>, versions: &[Version<C, L>]) -> Self {
+        let mut older = None;
+        let mut newest = None;
+        for version in versions {
+            if let Some(previous) = newest.replace(Arc::clone(version)) {
+                older = Some(Arc::new(VersionList {
+                    version: previous,
+                    older,
+                }));
+            }
+        }
+        SlotEntry {
+            newest,
+            slot,
+            older,
+        }
+    }
+
+    /// This entry with `version` added as the newest.
+    fn with(&self, version: Version<C, L>) -> Self {
+        let older = match &self.newest {
+            Some(previous) => Some(Arc::new(VersionList {
+                version: Arc::clone(previous),
+                older: self.older.clone(),
+            })),
+            None => None,
+        };
+        SlotEntry {
+            newest: Some(version),
+            slot: Arc::clone(&self.slot),
+            older,
+        }
+    }
+
+    /// Every version, newest first.
+    pub(crate) fn versions(&self) -> impl Iterator<Item = &Version<C, L>> {
+        let mut node = self.older.as_deref();
+        self.newest.iter().chain(std::iter::from_fn(move || {
+            let current = node?;
+            node = current.older.as_deref();
+            Some(&current.version)
+        }))
     }
 
     /// The version valid in `world`, if any.
     #[inline]
-    pub(crate) fn valid_in(&self, world: u64) -> Option<&Arc<CiData<C, L>>> {
+    pub(crate) fn valid_in(&self, world: u64) -> Option<&Version<C, L>> {
         match &self.newest {
             Some(v) if v.core.validity.contains(world) => Some(v),
-            Some(_) => valid_in(&self.versions, world),
+            Some(_) => self.valid_in_older(world),
             None => None,
         }
+    }
+
+    #[cold]
+    fn valid_in_older(&self, world: u64) -> Option<&Version<C, L>> {
+        self.versions()
+            .skip(1)
+            .find(|v| v.core.validity.contains(world))
     }
 }
 
@@ -121,8 +195,37 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
         }
     }
 
-    /// Publishes the versions list in `state` as the slot's entry. Called with the state locked,
-    /// so entries are published in the order the state changed.
+    fn key(&self) -> SlotKey<C::Key> {
+        SlotKey {
+            mi: self.mi.address(),
+            key: self.key.clone(),
+        }
+    }
+
+    /// Publishes the slot's entry with `version`, just pushed onto `state`'s versions, as its
+    /// newest. Called with the state locked, so entries are published in the order the state
+    /// changed, and the entry read here is the one the previous change published.
+    pub(crate) fn publish_pushed(
+        self: &Arc<Self>,
+        cache: &CacheInner<C, L>,
+        state: &SlotState<C, L>,
+        version: Version<C, L>,
+        guard: &seize::LocalGuard<'_>,
+    ) {
+        let query = SlotQuery {
+            mi: self.mi.address(),
+            key: &self.key,
+        };
+        let entry = match cache.slots.get(&query, guard) {
+            Some(previous) if Arc::ptr_eq(&previous.slot, self) => previous.with(version),
+            // Not published (or published for a slot since replaced): list it all.
+            _ => SlotEntry::listing(Arc::clone(self), &state.versions),
+        };
+        cache.slots.insert(self.key(), entry, guard);
+    }
+
+    /// Publishes the versions in `state` as the slot's entry, after versions were dropped.
+    /// Called with the state locked.
     pub(crate) fn publish(
         self: &Arc<Self>,
         cache: &CacheInner<C, L>,
@@ -130,11 +233,8 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
         guard: &seize::LocalGuard<'_>,
     ) {
         cache.slots.insert(
-            SlotKey {
-                mi: self.mi.address(),
-                key: self.key.clone(),
-            },
-            SlotEntry::new(Arc::clone(self), &state.versions),
+            self.key(),
+            SlotEntry::listing(Arc::clone(self), &state.versions),
             guard,
         );
     }
@@ -167,36 +267,62 @@ impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
     }
 }
 
-/// A dependency recorded by a compilation, kept alive by the code instance that recorded it.
+/// A dependency recorded by a compilation, kept by the code instance that recorded it.
+///
+/// Until the dependent registers its backedge, a dependency on a slot holds the slot (and the
+/// callee's version) strongly, and holds it against retirement ([`crate::raw::slot`]). Once
+/// registered it lets go of both: the backedge keeps the slot in its cache for as long as it
+/// matters, and a strong reference would close a cycle through recursion (`f`'s instance depends
+/// on `f`'s own slot, whose versions include that instance), so that code compiled for recursive
+/// functions would never be freed.
 pub(crate) enum Dependency<L: Lattice> {
     Dispatch(Arc<DispatchNode<L>>),
-    Slot {
+    Slot(SlotDependency),
+}
+
+/// A dependency on a code-cache slot `(method instance, owner key)`.
+pub(crate) enum SlotDependency {
+    /// Recorded, not yet registered: holds the slot against retirement until registered.
+    Recorded {
         slot: Arc<dyn SlotNode>,
+        /// The callee's version it was compiled against, if the callee was ready.
         version: Option<DependentRef>,
-        /// Whether the dependency still holds the slot against retirement (see
-        /// [`crate::raw::slot`]): from when it is recorded until its backedge is registered.
+        /// Whether the hold on the slot is still to be released.
         held: bool,
     },
+    /// Registered with the slot's backedges, which now keep what matters alive.
+    Registered,
 }
 
 impl<L: Lattice> Dependency<L> {
+    /// A dependency on `slot` (on which the caller took a hold), compiled against `version`.
+    pub(crate) fn on_slot(slot: Arc<dyn SlotNode>, version: Option<DependentRef>) -> Self {
+        Dependency::Slot(SlotDependency::Recorded {
+            slot,
+            version,
+            held: true,
+        })
+    }
+
+    /// The first world the dependency holds in (before it is registered).
     pub(crate) fn min(&self) -> u64 {
         match self {
             Dependency::Dispatch(node) => node.validity.min(),
-            Dependency::Slot {
+            Dependency::Slot(SlotDependency::Recorded {
                 version: Some(v), ..
-            } => v.core().validity.min(),
-            Dependency::Slot {
+            }) => v.core().validity.min(),
+            Dependency::Slot(SlotDependency::Recorded {
                 slot,
                 version: None,
                 ..
-            } => slot.method_range().0,
+            }) => slot.method_range().0,
+            Dependency::Slot(SlotDependency::Registered) => 1,
         }
     }
 
     /// Registers `dependent` and returns the upper end of this dependency's validity, read under
     /// the same lock (see [`crate::raw::edges`]). A slot's hold ends here: the backedge now keeps
-    /// the slot from being retired.
+    /// the slot from being retired, and the dependency keeps only a weak reference to it.
     pub(crate) fn register(&mut self, dependent: &DependentRef) -> u64 {
         let dead = Edge::is_dead;
         match self {
@@ -204,11 +330,15 @@ impl<L: Lattice> Dependency<L> {
                 node.edges
                     .register(Edge::to(dependent), || node.validity.max(), dead)
             }
-            Dependency::Slot {
-                slot,
-                version,
-                held,
-            } => {
+            Dependency::Slot(dependency) => {
+                let SlotDependency::Recorded {
+                    slot,
+                    version,
+                    held,
+                } = dependency
+                else {
+                    return OPEN;
+                };
                 let max = slot.edges().register(
                     Edge::to(dependent),
                     || match version {
@@ -217,19 +347,19 @@ impl<L: Lattice> Dependency<L> {
                     },
                     dead,
                 );
-                if std::mem::take(held) {
-                    slot.release();
-                }
+                slot.release();
+                *held = false;
+                *dependency = SlotDependency::Registered;
                 max
             }
         }
     }
 }
 
-impl<L: Lattice> Drop for Dependency<L> {
+impl Drop for SlotDependency {
     fn drop(&mut self) {
         // A compilation that failed never registers its dependencies.
-        if let Dependency::Slot {
+        if let SlotDependency::Recorded {
             slot, held: true, ..
         } = self
         {

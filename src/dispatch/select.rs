@@ -4,7 +4,7 @@
 //! from the `defined`/`deleted` worlds of the applicable methods.
 
 use super::node::Answer;
-use crate::methods::{Method, MethodLists, StackData};
+use crate::methods::{Lineage, Method, MethodLists, StackData};
 use crate::sync::Ordering;
 use crate::types::{sig_subtype, Lattice};
 use crate::world::OPEN;
@@ -39,6 +39,12 @@ pub(crate) fn compute<L: Lattice>(
 
 /// [`compute`], with each method's deletion world given by `deleted`: a mutation asks what the
 /// answer will be once it has deleted a method, before it deletes it.
+///
+/// Applicability is checked once per lineage (type-equal methods, see
+/// [`crate::methods::Lineage`]) and the member that matters is found by binary search, so the
+/// cost grows with the number of distinct signatures, not with how often they were redefined.
+/// Only that member and its successor bound the answer's range: members' lifetimes follow one
+/// another.
 pub(crate) fn compute_with<L: Lattice>(
     lattice: &L,
     lists: &MethodLists<L>,
@@ -59,15 +65,24 @@ pub(crate) fn compute_with<L: Lattice>(
     };
     for &table in stack.tables.iter() {
         let mut live: Vec<&Method<L>> = Vec::new();
-        for m in lists.table(table) {
-            if !sig_subtype(lattice, args, &m.0.sig) {
+        for lineage in lists.lineages(table) {
+            if !sig_subtype(lattice, args, lineage.signature()) {
                 continue;
             }
-            let gone = deleted(m);
-            note(m.0.defined);
-            note(gone);
-            if m.0.defined <= world && world < gone {
-                live.push(m);
+            match lineage.at(world) {
+                Some(i) => {
+                    let m = lineage.member(i);
+                    let gone = deleted(m);
+                    note(m.0.defined);
+                    note(gone);
+                    if world < gone {
+                        live.push(m);
+                    }
+                    if i + 1 < lineage.len() {
+                        note(lineage.member(i + 1).0.defined);
+                    }
+                }
+                None => note(lineage.member(0).0.defined),
             }
         }
         if !live.is_empty() {
@@ -158,8 +173,15 @@ impl<L: Lattice> Selection<L> {
 
 /// The first world after `world` in which the answer differs from `selection`, or `OPEN` if it
 /// never does in `lists`. [`compute`]'s upper bound is conservative (any applicable method's
-/// event); this re-dispatches at each such event to find the one that really changes the answer, so
-/// an answer asked for an older world is not closed by, say, a less specific method added later.
+/// event); this finds the event that really changes the answer, so that an answer asked for an
+/// older world is not closed by, say, a less specific method added later.
+///
+/// It sweeps forward over the events of the applicable lineages. Two kinds matter: a lineage
+/// starting or ending a run (becoming live or dead, or changing how its signature is written),
+/// after which the answer is selected again; and a member of a lineage the answer names being
+/// replaced, which changes the answer. Replacements within other lineages change nothing (same
+/// signature, same ranking) and are skipped, so a method redefined `n` times costs `O(log n)`
+/// here, not `n` selections.
 pub(crate) fn exact_max<L: Lattice>(
     lattice: &L,
     lists: &MethodLists<L>,
@@ -168,25 +190,62 @@ pub(crate) fn exact_max<L: Lattice>(
     world: u64,
     selection: &Selection<L>,
 ) -> u64 {
-    let mut events: Vec<u64> = Vec::new();
-    for &table in stack.tables.iter() {
-        for m in lists.table(table) {
-            if sig_subtype(lattice, args, &m.0.sig) {
-                let deleted = m.0.deleted.load(Ordering::Acquire);
-                events.extend(
-                    [m.0.defined, deleted]
-                        .into_iter()
-                        .filter(|&e| e != OPEN && e > world),
-                );
+    let deleted = |m: &Method<L>| m.0.deleted.load(Ordering::Acquire);
+    // The applicable lineages, with the index of their table in the stack.
+    let tracks: Vec<(usize, &Lineage<L>)> = stack
+        .tables
+        .iter()
+        .enumerate()
+        .flat_map(|(t, &table)| lists.lineages(table).map(move |l| (t, &**l)))
+        .filter(|(_, l)| sig_subtype(lattice, args, l.signature()))
+        .collect();
+    let live_at = |l: &Lineage<L>, w: u64| l.at(w).filter(|&i| w < deleted(l.member(i)));
+    let named: Vec<&Method<L>> = match selection {
+        Selection::Found(m) => vec![m],
+        Selection::NoMethod => Vec::new(),
+        Selection::Ambiguous { candidate, rivals } => {
+            std::iter::once(candidate).chain(rivals).collect()
+        }
+    };
+    let mut now = world;
+    loop {
+        let mut next_run = OPEN;
+        let mut next_swap = OPEN;
+        for (_, l) in &tracks {
+            match live_at(l, now) {
+                Some(i) => {
+                    next_run = next_run.min(l.run_end(i, &deleted));
+                    if l.replaced_next(i) && named.contains(&l.member(i)) {
+                        next_swap = next_swap.min(deleted(l.member(i)));
+                    }
+                }
+                None => next_run = next_run.min(l.next_run_after(now).unwrap_or(OPEN)),
             }
         }
+        if next_swap <= next_run {
+            return next_swap;
+        }
+        if next_run == OPEN {
+            return OPEN;
+        }
+        now = next_run;
+        let live = (0..stack.tables.len())
+            .map(|t| {
+                tracks
+                    .iter()
+                    .filter(|(table, _)| *table == t)
+                    .filter_map(|(_, l)| live_at(l, now).map(|i| l.member(i)))
+                    .collect::<Vec<_>>()
+            })
+            .find(|ms| !ms.is_empty());
+        let selected = match live {
+            Some(ms) => select(lattice, &ms),
+            None => Selection::NoMethod,
+        };
+        if !same_selection(&selected, selection) {
+            return now;
+        }
     }
-    events.sort_unstable();
-    events.dedup();
-    events
-        .into_iter()
-        .find(|&e| !same_selection(&compute(lattice, lists, stack, args, e).0, selection))
-        .unwrap_or(OPEN)
 }
 
 /// Turns a selection into an answer, interning the method instance.

@@ -145,6 +145,13 @@ impl<L: Lattice> Guard<'_, L> {
         &self.seize
     }
 
+    /// Whether the guard pins a world of `engine` (what a cache checks before it uses the guard's
+    /// reclamation guard on its maps).
+    #[inline]
+    pub(crate) fn belongs_to(&self, engine: &Engine<L>) -> bool {
+        std::ptr::eq(self.engine, &*engine.inner)
+    }
+
     /// Tallies a code-cache hit, added to the engine's counters when the guard drops.
     #[inline]
     pub(crate) fn count_code_hit(&self) {

@@ -20,8 +20,20 @@ pub(crate) trait CacheMaintenance: Send + Sync {
 
 impl<L: Lattice> Engine<L> {
     /// Makes a cache part of the engine's reclamation and census, for as long as it lives.
+    /// Caches dropped since are forgotten as the list grows, so that creating and dropping
+    /// caches does not accumulate entries until a reclamation.
     pub(crate) fn register_cache(&self, cache: Weak<dyn CacheMaintenance>) {
-        self.inner.caches.lock().push(cache);
+        let mut caches = self.inner.caches.lock();
+        if caches.len() >= 8 && caches.len().is_power_of_two() {
+            caches.retain(|c| c.strong_count() > 0);
+        }
+        caches.push(cache);
+    }
+
+    /// Checks that `stack` is one of this engine's stacks.
+    pub(crate) fn check_stack(&self, stack: TableStack) -> Result<(), Error> {
+        let guard = self.enter();
+        self.inner.tables.stack_in(stack, &guard).map(|_| ())
     }
 
     /// A reclamation guard for reading the engine's lock-free maps (and the caches', which share

@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::methods::{
     Function, FunctionData, MethodInstance, MethodTable, StackData, TableStack, Tables,
 };
+use crate::names;
 use crate::raw::job::WaitGraph;
 use crate::raw::pins::Pins;
 use crate::stats::{Stats, StatsSnapshot};
@@ -174,7 +175,9 @@ impl<L: Lattice> Engine<L> {
         World::from_raw(self.inner.pins.floor())
     }
 
-    /// Declares a function that may have methods of any arity.
+    /// Declares a function that may have methods of any arity. Names follow one rule everywhere:
+    /// non-empty, at most 1024 bytes, no whitespace, control characters or `{}(),:`
+    /// ([`Error::InvalidName`] otherwise).
     pub fn declare_function(&self, name: &str) -> Result<Function, Error> {
         self.declare(name, None)
     }
@@ -186,15 +189,13 @@ impl<L: Lattice> Engine<L> {
     }
 
     fn declare(&self, name: &str, arity: Option<usize>) -> Result<Function, Error> {
-        if name.is_empty() {
-            return Err(Error::InvalidName { name: name.into() });
-        }
+        check_name(name)?;
         let mut names = self.inner.names.lock();
         if names.functions.contains_key(name) {
             return Err(Error::DuplicateFunction { name: name.into() });
         }
         let id = u32::try_from(names.functions.len())
-            .map_err(|_| Error::InvalidName { name: name.into() })?;
+            .map_err(|_| Error::TooMany { what: "functions" })?;
         let name: Arc<str> = name.into();
         names.functions.insert(Arc::clone(&name), id);
         self.inner
@@ -245,14 +246,18 @@ impl<L: Lattice> Engine<L> {
     }
 
     /// Creates an overlay method table. Its methods are seen only through a [`TableStack`] that
-    /// lists it (see [`Engine::stack`]).
+    /// lists it (see [`Engine::stack`]). Its name follows the rule of function names and is
+    /// unique among the engine's tables ([`Error::DuplicateTable`]; the global table is named
+    /// `global`).
     pub fn new_overlay(&self, name: &str) -> Result<MethodTable, Error> {
-        if name.is_empty() {
-            return Err(Error::InvalidName { name: name.into() });
-        }
+        check_name(name)?;
         let mut names = self.inner.names.lock();
-        let id = u32::try_from(names.tables.len())
-            .map_err(|_| Error::InvalidName { name: name.into() })?;
+        if names.tables.iter().any(|t| &**t == name) {
+            return Err(Error::DuplicateTable { name: name.into() });
+        }
+        let id = u32::try_from(names.tables.len()).map_err(|_| Error::TooMany {
+            what: "method tables",
+        })?;
         names.tables.push(name.into());
         Ok(MethodTable {
             engine: self.inner.id,
@@ -317,6 +322,17 @@ impl<L: Lattice> Engine<L> {
     /// The engine's counters, summed over every cache built on it.
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
+    }
+}
+
+/// Checks a function, table or cache name against the rule every name follows.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    if names::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: names::shorten(name),
+        })
     }
 }
 

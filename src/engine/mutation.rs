@@ -20,11 +20,8 @@ use crate::graph::{walk, Cause, DependentRef, Describe, Mutation, Released};
 use crate::methods::{Function, FunctionData, Method, MethodData, MethodLists, MethodTable};
 use crate::stats::Counter;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
-use crate::types::{sig_equal, Lattice};
+use crate::types::Lattice;
 use crate::world::{World, OPEN};
-
-/// List length past which a definition leaves out the function's invisible history.
-const HISTORY_PRUNE_LEN: usize = 64;
 
 /// Process-unique method ids.
 static NEXT_METHOD: AtomicU64 = AtomicU64::new(1);
@@ -33,6 +30,8 @@ static NEXT_METHOD: AtomicU64 = AtomicU64::new(1);
 struct Edit<L: Lattice> {
     /// The method defined, if any.
     added: Option<Method<L>>,
+    /// The lineage (see [`crate::methods::Lineage`]) the defined method joins, if it joins one.
+    lineage: Option<usize>,
     /// The live method that stops being live: replaced by `added`, or deleted.
     removed: Option<Method<L>>,
 }
@@ -69,13 +68,11 @@ impl<L: Lattice> Engine<L> {
         inner.check_table(table)?;
         func.check_signature(&inner.lattice, signature)?;
         self.mutate(f, &func, table, |lists, world| {
-            let replaced = lists
-                .table(table.id)
-                .iter()
-                .find(|m| {
-                    m.0.deleted.load(Ordering::Acquire) == OPEN
-                        && sig_equal(&inner.lattice, &m.0.sig, signature)
-                })
+            let lineage = func.find_lineage(&inner.lattice, lists, table.id, signature);
+            let replaced = lineage
+                .and_then(|i| lists.lineage(table.id, i))
+                .map(|l| l.last())
+                .filter(|m| m.0.deleted.load(Ordering::Acquire) == OPEN)
                 .cloned();
             let method = Method(Arc::new(MethodData {
                 id: NEXT_METHOD.fetch_add(1, Ordering::Relaxed),
@@ -83,6 +80,7 @@ impl<L: Lattice> Engine<L> {
                 function_name: Arc::clone(&func.name),
                 table,
                 sig: signature.into(),
+                signature_key: inner.lattice.signature_key(signature),
                 source: Arc::new(source),
                 defined: world,
                 deleted: AtomicU64::new(OPEN),
@@ -90,6 +88,7 @@ impl<L: Lattice> Engine<L> {
             }));
             let edit = Edit {
                 added: Some(method.clone()),
+                lineage,
                 removed: replaced,
             };
             Ok((edit, method))
@@ -108,14 +107,14 @@ impl<L: Lattice> Engine<L> {
             .tables
             .function(method.0.function)
             .map_err(|_| not_live())?;
-        self.mutate(method.0.function, &func, method.0.table, |lists, _| {
-            if method.0.deleted.load(Ordering::Acquire) != OPEN
-                || !lists.table(method.0.table.id).contains(method)
-            {
+        self.mutate(method.0.function, &func, method.0.table, |_, _| {
+            // A method of this engine's function (checked above) that is not deleted is live.
+            if method.0.deleted.load(Ordering::Acquire) != OPEN {
                 return Err(not_live());
             }
             let edit = Edit {
                 added: None,
+                lineage: None,
                 removed: Some(method.clone()),
             };
             Ok((edit, ()))
@@ -143,7 +142,7 @@ impl<L: Lattice> Engine<L> {
         // Everything that runs user code, before anything changes.
         let prepared = catch_unwind(AssertUnwindSafe(|| {
             let (edit, result) = plan(&lists, world)?;
-            let (new_lists, pruned) = inner.edited_lists(&lists, table.id, &edit);
+            let new_lists = inner.edited_lists(&lists, table.id, &edit);
             let changed = registry.changed_by(
                 &inner.lattice,
                 &new_lists,
@@ -152,9 +151,9 @@ impl<L: Lattice> Engine<L> {
                 edit.added.as_ref(),
                 edit.removed.as_ref(),
             );
-            Ok((edit, result, new_lists, pruned, changed))
+            Ok((edit, result, new_lists, changed))
         }));
-        let (edit, result, new_lists, pruned, changed) = match prepared {
+        let (edit, result, new_lists, changed) = match prepared {
             Ok(Ok(prepared)) => prepared,
             Ok(Err(error)) => return Err(error),
             Err(panic) => {
@@ -168,10 +167,14 @@ impl<L: Lattice> Engine<L> {
         if let Some(old) = &edit.removed {
             old.0.deleted.store(world, Ordering::Release);
         }
+        if let (Some(added), None) = (&edit.added, edit.lineage) {
+            // A new lineage, appended last.
+            let index = new_lists.lineage_count(table.id) - 1;
+            func.index_lineage(table.id, added.0.signature_key, index);
+        }
         func.lists.store(new_lists);
         let unregistered = registry.commit(&changed);
         drop(registry);
-        inner.stats.add(Counter::Reclaimed, pruned as u64);
         let (method, verb) = match (&edit.added, &edit.removed) {
             (Some(new), Some(_)) => (new, "replaced in"),
             (Some(new), None) => (new, "added to"),
@@ -229,34 +232,24 @@ impl<L: Lattice> EngineInner<L> {
         }
     }
 
-    /// The function's method lists once `edit` is applied to `table`, and how many methods were
-    /// left out. A list that keeps growing would make every definition copy the function's whole
-    /// history, so past a small length the methods no retained world can see are left out (as
-    /// reclamation would): a definition's cost stays independent of how often the function was
-    /// redefined.
+    /// The function's method lists once `edit` is applied to `table`: the added method appended
+    /// (a deletion only marks the method; it stays listed for older worlds until reclamation
+    /// drops it). Persistent lists make this cost the same however long the function's history.
     fn edited_lists(
         &self,
         lists: &Arc<MethodLists<L>>,
         table: u32,
         edit: &Edit<L>,
-    ) -> (Arc<MethodLists<L>>, usize) {
-        let Some(added) = &edit.added else {
-            // A deletion only marks the method; it stays listed for older worlds.
-            return (Arc::clone(lists), 0);
-        };
-        let list = lists.table(table);
-        let mut new_list: Vec<Method<L>> = if list.len() >= HISTORY_PRUNE_LEN {
-            let horizon = self.pins.horizon(|| self.world.current().get());
-            list.iter()
-                .filter(|m| m.visible_from(horizon))
-                .cloned()
-                .collect()
-        } else {
-            list.to_vec()
-        };
-        let pruned = list.len() - new_list.len();
-        new_list.push(added.clone());
-        (Arc::new(lists.with_table(table, new_list)), pruned)
+    ) -> Arc<MethodLists<L>> {
+        match &edit.added {
+            Some(added) => Arc::new(lists.with_added(
+                table,
+                edit.lineage,
+                added.clone(),
+                edit.removed.is_some(),
+            )),
+            None => Arc::clone(lists),
+        }
     }
 
     /// Closes the validity of the changed dispatch answers and of everything compiled for the

@@ -65,6 +65,8 @@ impl<L: Lattice> Engine<L> {
             match lists.visible_from(horizon) {
                 Some(pruned) => {
                     let after = pruned.len();
+                    // Dropping whole lineages moves the others: index them anew.
+                    func.reindex(&pruned);
                     func.lists.store(Arc::new(pruned));
                     dropped += before - after;
                     methods += after;

@@ -8,14 +8,14 @@
 //! above hang their nodes on it (methods register slots, dispatch answers keep edges, the engine
 //! and the caches invalidate through it) without it knowing any of their types.
 //!
-//! [`walk`] holds the invalidation walk itself; [`drop_chain`] drops long chains of dependents
-//! without deep recursion.
+//! [`walk`] holds the invalidation walk itself. Dependents form long chains (a call chain, a path
+//! of causes), which `crate::drop_chain` drops without deep recursion.
 
-pub(crate) mod drop_chain;
 pub(crate) mod walk;
 
 use std::fmt;
 
+use crate::drop_chain;
 use crate::raw::edges::EdgeSet;
 use crate::raw::validity::Validity;
 use crate::sync::{Arc, Mutex, Weak};

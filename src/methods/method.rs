@@ -23,6 +23,8 @@ pub(crate) struct MethodData<L: Lattice> {
     pub(crate) function_name: Arc<str>,
     pub(crate) table: MethodTable,
     pub(crate) sig: Box<[L::Type]>,
+    /// [`Lattice::signature_key`] of `sig`, computed once when the method is defined.
+    pub(crate) signature_key: u64,
     pub(crate) source: Arc<dyn Any + Send + Sync>,
     pub(crate) defined: u64,
     /// `OPEN` while live. Stored before the deleting world is published.
@@ -96,11 +98,6 @@ impl<L: Lattice> Method<L> {
     /// A process-unique id.
     pub fn id(&self) -> u64 {
         self.0.id
-    }
-
-    /// Whether a world at or after `horizon` can see the method (it was not deleted before it).
-    pub(crate) fn visible_from(&self, horizon: u64) -> bool {
-        self.0.deleted.load(Ordering::Acquire) > horizon
     }
 
     /// The interned method instance of this method for `argtypes`.

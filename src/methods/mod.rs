@@ -2,15 +2,18 @@
 //!
 //! [`Function`], [`MethodTable`] and [`TableStack`] are cheap `Copy` handles, valid only with the
 //! engine that made them. A [`Method`] belongs to one function and one table; a
-//! [`MethodInstance`] is a method specialized on argument types, interned per method. The tables
-//! themselves ([`tables`]) keep each function's methods as immutable snapshots.
+//! [`MethodInstance`] is a method specialized on argument types, interned per method. [`tables`]
+//! holds the functions and stacks of an engine; [`lists`] each function's methods as immutable
+//! snapshots, grouped into lineages of type-equal methods.
 
+mod lists;
 mod method;
 mod tables;
 
+pub(crate) use lists::{Lineage, MethodLists};
 pub(crate) use method::MethodData;
 pub use method::{Method, MethodInstance};
-pub(crate) use tables::{FunctionData, MethodLists, StackData, Tables};
+pub(crate) use tables::{FunctionData, StackData, Tables};
 
 /// A function: a name that methods are defined for. A cheap `Copy` handle, valid only with the
 /// engine that declared it.

@@ -6,12 +6,14 @@
 //! (each knows its `[defined, deleted)` range) until reclamation proves no pinned world can see
 //! them, which is what lets older worlds be asked how the engine stood then.
 
+use std::collections::HashMap;
+
 use arc_swap::ArcSwap;
 
-use super::{Function, Method, TableStack};
+use super::{Function, MethodLists, TableStack};
 use crate::error::Error;
-use crate::sync::{shared_map, Arc, Map};
-use crate::types::Lattice;
+use crate::sync::{shared_map, Arc, Map, Mutex};
+use crate::types::{sig_equal, Lattice};
 
 pub(crate) struct StackData {
     pub(crate) tables: Box<[u32]>,
@@ -24,64 +26,16 @@ impl StackData {
     }
 }
 
-/// One function's methods, per table, as of one mutation.
-pub(crate) struct MethodLists<L: Lattice> {
-    pub(crate) per_table: Vec<(u32, Arc<[Method<L>]>)>,
-}
-
-impl<L: Lattice> MethodLists<L> {
-    pub(crate) fn table(&self, table: u32) -> &[Method<L>] {
-        self.per_table
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map_or(&[], |(_, list)| list)
-    }
-
-    pub(crate) fn with_table(&self, table: u32, list: Vec<Method<L>>) -> MethodLists<L> {
-        let mut per_table: Vec<_> = self
-            .per_table
-            .iter()
-            .filter(|(t, _)| *t != table)
-            .cloned()
-            .collect();
-        if !list.is_empty() {
-            per_table.push((table, list.into()));
-        }
-        MethodLists { per_table }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.per_table.iter().map(|(_, l)| l.len()).sum()
-    }
-
-    /// These lists without the methods no world at or after `horizon` can see, or `None` if
-    /// every method is still visible (nothing to drop, nothing allocated).
-    pub(crate) fn visible_from(&self, horizon: u64) -> Option<MethodLists<L>> {
-        let visible = |m: &Method<L>| m.visible_from(horizon);
-        if self
-            .per_table
-            .iter()
-            .all(|(_, list)| list.iter().all(visible))
-        {
-            return None;
-        }
-        Some(MethodLists {
-            per_table: self
-                .per_table
-                .iter()
-                .map(|(t, list)| (*t, list.iter().filter(|m| visible(m)).cloned().collect()))
-                .filter(|(_, list): &(u32, Arc<[Method<L>]>)| !list.is_empty())
-                .collect(),
-        })
-    }
-}
-
 /// A declared function: its name, its arity if fixed, and its methods.
 pub(crate) struct FunctionData<L: Lattice> {
     pub(crate) name: Arc<str>,
     pub(crate) arity: Option<usize>,
-    /// The methods, replaced whole by every mutation of the function.
+    /// The methods, replaced by every mutation of the function.
     pub(crate) lists: ArcSwap<MethodLists<L>>,
+    /// Where each lineage of `lists` is, by table and [`Lattice::signature_key`]: where a
+    /// definition looks for the lineage it joins (and the live method it replaces). Written only
+    /// under the engine's writer lock, by mutations and reclamation.
+    lineages: Mutex<HashMap<(u32, u64), Vec<usize>>>,
 }
 
 impl<L: Lattice> FunctionData<L> {
@@ -89,9 +43,47 @@ impl<L: Lattice> FunctionData<L> {
         FunctionData {
             name,
             arity,
-            lists: ArcSwap::from_pointee(MethodLists {
-                per_table: Vec::new(),
-            }),
+            lists: ArcSwap::from_pointee(MethodLists::default()),
+            lineages: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lineage of `lists` in `table` whose signature is type-equal to `sig`, if any: the one
+    /// a definition of `sig` joins. Runs the lattice (user code).
+    pub(crate) fn find_lineage(
+        &self,
+        lattice: &L,
+        lists: &MethodLists<L>,
+        table: u32,
+        sig: &[L::Type],
+    ) -> Option<usize> {
+        let index = self.lineages.lock();
+        index
+            .get(&(table, lattice.signature_key(sig)))?
+            .iter()
+            .copied()
+            .find(|&i| {
+                lists
+                    .lineage(table, i)
+                    .is_some_and(|l| sig_equal(lattice, l.signature(), sig))
+            })
+    }
+
+    /// Records that lineage `index` of `table`, keyed `key`, began. Runs no user code.
+    pub(crate) fn index_lineage(&self, table: u32, key: u64, index: usize) {
+        self.lineages
+            .lock()
+            .entry((table, key))
+            .or_default()
+            .push(index);
+    }
+
+    /// Indexes the lineages of `lists` anew (after reclamation dropped some).
+    pub(crate) fn reindex(&self, lists: &MethodLists<L>) {
+        let mut index = self.lineages.lock();
+        index.clear();
+        for (table, i, key) in lists.keys() {
+            index.entry((table, key)).or_default().push(i);
         }
     }
 

@@ -12,11 +12,13 @@
 
 mod nominal;
 mod specificity;
+mod ty;
 
 use std::fmt;
 use std::hash::Hash;
 
-pub use nominal::{DefaultLattice, Ty, TyKind, TypeDecl, TypeDeclKind};
+pub use nominal::{DefaultLattice, TypeDecl, TypeDeclKind};
+pub use ty::{Ty, TyKind, MAX_TYPE_DEPTH, MAX_UNION_SPLIT};
 
 use crate::error::TypeError;
 
@@ -71,6 +73,17 @@ pub trait Lattice: Send + Sync + 'static {
     /// stores or dispatches on them.
     fn check(&self, _type: &Self::Type) -> Result<(), TypeError> {
         Ok(())
+    }
+
+    /// A hash of a signature that type-equal signatures (each a subtype of the other) share. A
+    /// definition replaces the live method whose signature is type-equal to its own; the engine
+    /// looks for it only among live methods with the same key, so a key that separated
+    /// type-equal signatures would let two of them be live at once. The default, the number of
+    /// arguments, is always right but makes a definition compare its signature with every live
+    /// method of the same arity; a lattice whose type equality is cheap to characterize should
+    /// do better (the default lattice keys by the identity of each named argument type).
+    fn signature_key(&self, sig: &[Self::Type]) -> u64 {
+        sig.len() as u64
     }
 
     /// Whether signature `s1` is more specific than `s2`. The default is the rule for lattices

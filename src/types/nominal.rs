@@ -1,370 +1,15 @@
-//! The default lattice: nominal types with one parent each, `Any`, `Bottom`, unions and tuples.
-//!
-//! A named type carries its chain of ancestors, so `A <: B` between named types is one comparison
-//! (`ancestors(A)[depth(B)] == B`) and allocates nothing, and a [`Ty`] can be asked questions
-//! without a trip to the registry that declared it. The registry is only consulted when types are
-//! declared or looked up by name.
+//! The default lattice: declared nominal types with one parent each, `Any`, `Bottom`, unions and
+//! tuples. The types themselves are in [`super::ty`]; this is the registry that declares them.
+//! It is only consulted when types are declared or looked up by name.
 
-use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
+use super::ty::{Named, Repr, Ty};
 use super::Lattice;
 use crate::error::TypeError;
-
-/// A type of the [`DefaultLattice`]: `Any`, `Bottom`, a declared named type, a union or a tuple.
-///
-/// Cloning is cheap (at most one reference-count bump). Unions are normalized when built: nested
-/// unions are flattened, `Bottom` members dropped, a member that is a subtype of another member
-/// dropped, and a union left with one member is that member. A tuple with a `Bottom` element is
-/// `Bottom`.
-///
-/// ```
-/// use compiler_caching::{DefaultLattice, Ty};
-///
-/// let lattice = DefaultLattice::new();
-/// let real = lattice.declare_abstract("Real", &Ty::any()).unwrap();
-/// let int = lattice.declare_concrete("Int", &real).unwrap();
-/// assert_eq!(Ty::union([real.clone(), int.clone()]), real); // Union{Real, Int} is Real
-/// assert!(int.is_subtype(&real));
-/// assert!(Ty::tuple([int.clone()]).is_subtype(&Ty::tuple([real])));
-/// ```
-#[derive(Clone)]
-pub struct Ty(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Any,
-    Bottom,
-    Named(Arc<Named>),
-    Union(Arc<[Ty]>),
-    Tuple(Arc<[Ty]>),
-}
-
-struct Named {
-    lattice: u64,
-    name: Box<str>,
-    is_abstract: bool,
-    /// Ids of the ancestors from the one just below `Any` down to this type itself, so
-    /// `ancestors.len() - 1` is the depth and `ancestors[depth]` is this type's id.
-    ancestors: Box<[u32]>,
-}
-
-impl Named {
-    fn id(&self) -> u32 {
-        self.ancestors[self.ancestors.len() - 1]
-    }
-    fn depth(&self) -> usize {
-        self.ancestors.len() - 1
-    }
-    fn is_subtype(&self, other: &Named) -> bool {
-        self.lattice == other.lattice
-            && self.ancestors.len() >= other.ancestors.len()
-            && self.ancestors[other.depth()] == other.id()
-    }
-}
-
-/// A view of a [`Ty`]'s structure, for embedders that walk types.
-#[derive(Clone, Copy, Debug)]
-pub enum TyKind<'a> {
-    /// The top type.
-    Any,
-    /// The empty type, `Union{}`.
-    Bottom,
-    /// A declared type.
-    Named {
-        /// Its declared name.
-        name: &'a str,
-        /// Whether it was declared abstract.
-        is_abstract: bool,
-    },
-    /// A normalized union of at least two members.
-    Union(&'a [Ty]),
-    /// A tuple type.
-    Tuple(&'a [Ty]),
-}
-
-impl Ty {
-    /// The top type `Any`.
-    pub fn any() -> Ty {
-        Ty(Repr::Any)
-    }
-
-    /// The empty type `Bottom` (Julia's `Union{}`).
-    pub fn bottom() -> Ty {
-        Ty(Repr::Bottom)
-    }
-
-    /// The structure of this type.
-    pub fn kind(&self) -> TyKind<'_> {
-        match &self.0 {
-            Repr::Any => TyKind::Any,
-            Repr::Bottom => TyKind::Bottom,
-            Repr::Named(n) => TyKind::Named {
-                name: &n.name,
-                is_abstract: n.is_abstract,
-            },
-            Repr::Union(m) => TyKind::Union(m),
-            Repr::Tuple(e) => TyKind::Tuple(e),
-        }
-    }
-
-    /// The normalized union of `members` (see the type-level docs). `Ty::union([])` is `Bottom`.
-    pub fn union(members: impl IntoIterator<Item = Ty>) -> Ty {
-        let mut flat: Vec<Ty> = Vec::new();
-        for m in members {
-            match m.0 {
-                Repr::Bottom => {}
-                Repr::Any => return Ty::any(),
-                Repr::Union(inner) => flat.extend(inner.iter().cloned()),
-                _ => flat.push(m),
-            }
-        }
-        // Drop members subsumed by another one; of type-equal members keep the first in canonical
-        // order, so the result does not depend on the order the members were given in.
-        flat.sort_by(canonical_cmp);
-        flat.dedup();
-        let mut kept: Vec<Ty> = Vec::with_capacity(flat.len());
-        for (i, m) in flat.iter().enumerate() {
-            let subsumed = flat
-                .iter()
-                .enumerate()
-                .any(|(j, other)| j != i && m.is_subtype(other) && (!other.is_subtype(m) || j < i));
-            if !subsumed {
-                kept.push(m.clone());
-            }
-        }
-        match kept.len() {
-            0 => Ty::bottom(),
-            1 => kept.pop().expect("one member"),
-            _ => Ty(Repr::Union(kept.into())),
-        }
-    }
-
-    /// The tuple type of `elements`; `Bottom` if any element is `Bottom`.
-    pub fn tuple(elements: impl IntoIterator<Item = Ty>) -> Ty {
-        let elements: Vec<Ty> = elements.into_iter().collect();
-        if elements.iter().any(Ty::is_bottom) {
-            return Ty::bottom();
-        }
-        Ty(Repr::Tuple(elements.into()))
-    }
-
-    /// Whether this is `Any`.
-    pub fn is_any(&self) -> bool {
-        matches!(self.0, Repr::Any)
-    }
-
-    /// Whether this is `Bottom`.
-    pub fn is_bottom(&self) -> bool {
-        matches!(self.0, Repr::Bottom)
-    }
-
-    /// `self <: other`.
-    pub fn is_subtype(&self, other: &Ty) -> bool {
-        match (&self.0, &other.0) {
-            (Repr::Bottom, _) | (_, Repr::Any) => true,
-            (Repr::Any, _) | (_, Repr::Bottom) => false,
-            (Repr::Union(ms), _) => ms.iter().all(|m| m.is_subtype(other)),
-            (Repr::Named(a), Repr::Named(b)) => a.is_subtype(b),
-            (Repr::Tuple(a), Repr::Tuple(b)) => {
-                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.is_subtype(y))
-            }
-            (Repr::Named(_), Repr::Union(ms)) => ms.iter().any(|m| self.is_subtype(m)),
-            (Repr::Tuple(_), Repr::Union(ms)) => {
-                if ms.iter().any(|m| self.is_subtype(m)) {
-                    return true;
-                }
-                // Tuples distribute over unions: Tuple{Union{A,B}} <: Union{Tuple{A},Tuple{B}}.
-                // Split on the first union inside the tuple and require every variant to fit.
-                // Only this rare shape allocates.
-                match self.split_first_union() {
-                    Some(variants) => variants.iter().all(|v| v.is_subtype(other)),
-                    None => false,
-                }
-            }
-            (Repr::Named(_), Repr::Tuple(_)) | (Repr::Tuple(_), Repr::Named(_)) => false,
-        }
-    }
-
-    /// Whether `self ∩ other` is empty. With single inheritance two named types meet only when
-    /// one is a subtype of the other.
-    pub fn is_disjoint(&self, other: &Ty) -> bool {
-        match (&self.0, &other.0) {
-            (Repr::Bottom, _) | (_, Repr::Bottom) => true,
-            (Repr::Any, _) | (_, Repr::Any) => false,
-            (Repr::Union(ms), _) => ms.iter().all(|m| m.is_disjoint(other)),
-            (_, Repr::Union(ms)) => ms.iter().all(|m| self.is_disjoint(m)),
-            (Repr::Named(a), Repr::Named(b)) => !a.is_subtype(b) && !b.is_subtype(a),
-            (Repr::Tuple(a), Repr::Tuple(b)) => {
-                a.len() != b.len() || a.iter().zip(b.iter()).any(|(x, y)| x.is_disjoint(y))
-            }
-            (Repr::Named(_), Repr::Tuple(_)) | (Repr::Tuple(_), Repr::Named(_)) => true,
-        }
-    }
-
-    /// Whether values can have exactly this type: a concrete named type, or a tuple of
-    /// concrete types.
-    pub fn is_concrete(&self) -> bool {
-        match &self.0 {
-            Repr::Named(n) => !n.is_abstract,
-            Repr::Tuple(e) => e.iter().all(Ty::is_concrete),
-            Repr::Any | Repr::Bottom | Repr::Union(_) => false,
-        }
-    }
-
-    /// Whether `self` and `other` denote the same set (each is a subtype of the other).
-    pub fn is_equal(&self, other: &Ty) -> bool {
-        self.is_subtype(other) && other.is_subtype(self)
-    }
-
-    /// If a union occurs inside this tuple (at any depth of nested tuples), the tuples obtained by
-    /// replacing the first such union with each of its members.
-    fn split_first_union(&self) -> Option<Vec<Ty>> {
-        let Repr::Tuple(elems) = &self.0 else {
-            return None;
-        };
-        for (i, e) in elems.iter().enumerate() {
-            let variants = match &e.0 {
-                Repr::Union(ms) => ms.to_vec(),
-                Repr::Tuple(_) => match e.split_first_union() {
-                    Some(v) => v,
-                    None => continue,
-                },
-                _ => continue,
-            };
-            return Some(
-                variants
-                    .into_iter()
-                    .map(|v| {
-                        let mut copy = elems.to_vec();
-                        copy[i] = v;
-                        Ty::tuple(copy)
-                    })
-                    .collect(),
-            );
-        }
-        None
-    }
-
-    fn lattice_id(&self) -> Option<u64> {
-        match &self.0 {
-            Repr::Named(n) => Some(n.lattice),
-            _ => None,
-        }
-    }
-
-    /// Every named type inside this type, for membership checks.
-    fn for_each_named(
-        &self,
-        f: &mut impl FnMut(&Ty) -> Result<(), TypeError>,
-    ) -> Result<(), TypeError> {
-        match &self.0 {
-            Repr::Named(_) => f(self),
-            Repr::Union(m) | Repr::Tuple(m) => m.iter().try_for_each(|t| t.for_each_named(f)),
-            Repr::Any | Repr::Bottom => Ok(()),
-        }
-    }
-
-    fn rank(&self) -> u8 {
-        match self.0 {
-            Repr::Bottom => 0,
-            Repr::Named(_) => 1,
-            Repr::Tuple(_) => 2,
-            Repr::Union(_) => 3,
-            Repr::Any => 4,
-        }
-    }
-}
-
-/// A total order used only to give unions a canonical member order.
-fn canonical_cmp(a: &Ty, b: &Ty) -> CmpOrdering {
-    match (&a.0, &b.0) {
-        (Repr::Named(x), Repr::Named(y)) => (x.lattice, x.id()).cmp(&(y.lattice, y.id())),
-        (Repr::Tuple(x), Repr::Tuple(y)) | (Repr::Union(x), Repr::Union(y)) => {
-            x.len().cmp(&y.len()).then_with(|| {
-                x.iter()
-                    .zip(y.iter())
-                    .map(|(p, q)| canonical_cmp(p, q))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(CmpOrdering::Equal)
-            })
-        }
-        _ => a.rank().cmp(&b.rank()),
-    }
-}
-
-impl PartialEq for Ty {
-    #[inline]
-    fn eq(&self, other: &Ty) -> bool {
-        match (&self.0, &other.0) {
-            // Named types first and inline: dispatch-cache keys compare them on every hit.
-            (Repr::Named(a), Repr::Named(b)) => Arc::ptr_eq(a, b),
-            _ => self.eq_structural(other),
-        }
-    }
-}
-
-impl Ty {
-    #[inline(never)]
-    fn eq_structural(&self, other: &Ty) -> bool {
-        match (&self.0, &other.0) {
-            (Repr::Any, Repr::Any) | (Repr::Bottom, Repr::Bottom) => true,
-            (Repr::Union(a), Repr::Union(b)) | (Repr::Tuple(a), Repr::Tuple(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl Eq for Ty {}
-
-impl Hash for Ty {
-    /// Named types hash their identity (equality is identity), so hashing one reads no memory
-    /// behind the pointer: this is on the dispatch-cache hit path.
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        match &self.0 {
-            Repr::Named(n) => state.write_usize(Arc::as_ptr(n) as *const u8 as usize),
-            Repr::Any => state.write_u8(0xA7),
-            Repr::Bottom => state.write_u8(0xB0),
-            Repr::Union(m) | Repr::Tuple(m) => {
-                state.write_u8(self.rank());
-                state.write_usize(m.len());
-                m.iter().for_each(|t| t.hash(state));
-            }
-        }
-    }
-}
-
-impl fmt::Display for Ty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn list(f: &mut fmt::Formatter<'_>, open: &str, items: &[Ty]) -> fmt::Result {
-            f.write_str(open)?;
-            for (i, t) in items.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "{t}")?;
-            }
-            f.write_str("}")
-        }
-        match &self.0 {
-            Repr::Any => f.write_str("Any"),
-            Repr::Bottom => f.write_str("Bottom"),
-            Repr::Named(n) => f.write_str(&n.name),
-            Repr::Union(m) => list(f, "Union{", m),
-            Repr::Tuple(e) => list(f, "Tuple{", e),
-        }
-    }
-}
-
-impl fmt::Debug for Ty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+use crate::names;
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Whether a declared type is abstract (may have subtypes) or concrete (a leaf).
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -411,9 +56,10 @@ impl TypeDecl {
 /// `Bottom` below all, unions and tuples.
 ///
 /// Declarations take a short internal lock; subtype, disjointness and concreteness queries on
-/// [`Ty`] values take none and allocate nothing (named types answer in O(1), tuples and unions in
-/// the size of the types), with one exception documented on [`Ty::is_subtype`]'s tuple-into-union
-/// case.
+/// [`Ty`] values take none and allocate nothing (named types answer in O(log depth), tuples and
+/// unions in the size of the types), with one exception documented on [`Ty::is_subtype`]'s
+/// tuple-into-union case. Memory grows linearly with the number of types declared, however deep
+/// the hierarchy.
 ///
 /// ```
 /// use compiler_caching::{DefaultLattice, TypeDecl, Ty};
@@ -488,14 +134,18 @@ impl DefaultLattice {
         parent: &Ty,
         kind: TypeDeclKind,
     ) -> Result<Ty, TypeError> {
-        validate_name(name)?;
+        if !names::is_valid_type_name(name) {
+            return Err(TypeError::InvalidName {
+                name: names::shorten(name),
+            });
+        }
         if registry.contains_key(name) {
             return Err(TypeError::DuplicateType {
                 name: name.to_owned(),
             });
         }
-        let mut ancestors = match &parent.0 {
-            Repr::Any => Vec::new(),
+        let parent = match &parent.0 {
+            Repr::Any => None,
             Repr::Named(p) if p.lattice != self.id => {
                 return Err(TypeError::ForeignType {
                     ty: parent.to_string(),
@@ -507,7 +157,7 @@ impl DefaultLattice {
                     parent: parent.to_string(),
                 })
             }
-            Repr::Named(p) => p.ancestors.to_vec(),
+            Repr::Named(p) => Some(Arc::clone(p)),
             _ => {
                 return Err(TypeError::InvalidParent {
                     name: name.to_owned(),
@@ -516,13 +166,13 @@ impl DefaultLattice {
             }
         };
         let id = u32::try_from(registry.len()).map_err(|_| TypeError::TooManyTypes)?;
-        ancestors.push(id);
-        let ty = Ty(Repr::Named(Arc::new(Named {
-            lattice: self.id,
-            name: name.into(),
-            is_abstract: kind == TypeDeclKind::Abstract,
-            ancestors: ancestors.into(),
-        })));
+        let ty = Ty(Repr::Named(Arc::new(Named::new(
+            self.id,
+            id,
+            name,
+            kind == TypeDeclKind::Abstract,
+            parent,
+        ))));
         registry.insert(name.into(), ty.clone());
         Ok(ty)
     }
@@ -534,7 +184,11 @@ impl DefaultLattice {
         let mut registry = self.registry();
         let mut in_batch: HashMap<&str, usize> = HashMap::new();
         for (i, d) in decls.iter().enumerate() {
-            validate_name(&d.name)?;
+            if !names::is_valid_type_name(&d.name) {
+                return Err(TypeError::InvalidName {
+                    name: names::shorten(&d.name),
+                });
+            }
             if registry.contains_key(d.name.as_str()) || in_batch.insert(&d.name, i).is_some() {
                 return Err(TypeError::DuplicateType {
                     name: d.name.clone(),
@@ -551,32 +205,32 @@ impl DefaultLattice {
                 });
             }
         }
-        // Order the batch parents-first; whatever cannot be ordered sits on a cycle.
+        // Order the batch parents-first (a topological order of the parent links, O(n)); whatever
+        // cannot be ordered sits on or below a cycle.
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); decls.len()];
+        let mut roots = Vec::new();
+        for (i, d) in decls.iter().enumerate() {
+            match in_batch.get(d.parent.as_str()) {
+                Some(&p) => children[p].push(i),
+                None => roots.push(i),
+            }
+        }
         let mut order = Vec::with_capacity(decls.len());
-        let mut placed: HashSet<usize> = HashSet::new();
-        while order.len() < decls.len() {
-            let before = order.len();
-            for (i, d) in decls.iter().enumerate() {
-                if placed.contains(&i) {
-                    continue;
-                }
-                let ready = match in_batch.get(d.parent.as_str()) {
-                    Some(p) => placed.contains(p),
-                    None => true,
-                };
-                if ready {
-                    placed.insert(i);
-                    order.push(i);
-                }
+        while let Some(i) = roots.pop() {
+            order.push(i);
+            roots.extend(children[i].iter().copied());
+        }
+        if order.len() < decls.len() {
+            let mut placed = vec![false; decls.len()];
+            for &i in &order {
+                placed[i] = true;
             }
-            if order.len() == before {
-                let mut names: Vec<String> = (0..decls.len())
-                    .filter(|i| !placed.contains(i))
-                    .map(|i| decls[i].name.clone())
-                    .collect();
-                names.sort();
-                return Err(TypeError::CyclicDeclaration { names });
-            }
+            let mut names: Vec<String> = (0..decls.len())
+                .filter(|&i| !placed[i])
+                .map(|i| decls[i].name.clone())
+                .collect();
+            names.sort();
+            return Err(TypeError::CyclicDeclaration { names });
         }
         // Validate every parent's kind before declaring anything, so a failure declares nothing.
         for d in decls {
@@ -638,19 +292,6 @@ impl DefaultLattice {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), TypeError> {
-    let reserved = matches!(name, "Any" | "Bottom" | "Union" | "Tuple");
-    let bad_char = name
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '(' | ')' | ',' | ':'));
-    if name.is_empty() || reserved || bad_char {
-        return Err(TypeError::InvalidName {
-            name: name.to_owned(),
-        });
-    }
-    Ok(())
-}
-
 impl Lattice for DefaultLattice {
     type Type = Ty;
 
@@ -666,11 +307,30 @@ impl Lattice for DefaultLattice {
         a.is_concrete()
     }
 
+    /// Refuses types of another lattice, and `Bottom`: no value has it, so a method for it
+    /// could never be called, and every method applies to a call with it.
     fn check(&self, t: &Ty) -> Result<(), TypeError> {
+        if t.is_bottom() {
+            return Err(TypeError::Uninhabited);
+        }
         t.for_each_named(&mut |n| match n.lattice_id() {
             Some(id) if id != self.id => Err(TypeError::ForeignType { ty: n.to_string() }),
             _ => Ok(()),
         })
+    }
+
+    /// Hashes the arity and, position by position, the identity of a named type, `Any` or
+    /// `Bottom`, or one mark for a union or tuple. Type-equal signatures agree on it: a named type,
+    /// `Any` or `Bottom` is type-equal only to itself, and a union or tuple only to another union
+    /// or tuple.
+    fn signature_key(&self, sig: &[Ty]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
+        sig.len().hash(&mut h);
+        for t in sig {
+            t.equality_class().hash(&mut h);
+        }
+        h.finish()
     }
 
     fn is_more_specific(&self, s1: &[Ty], s2: &[Ty]) -> bool {

@@ -117,7 +117,7 @@ fn resolve(named: &[Ty], t: &T) -> Ty {
     match t {
         T::Any => Ty::any(),
         T::Named(i) => get(*i),
-        T::Union(ms) => Ty::union(ms.iter().map(|&i| get(i))),
+        T::Union(ms) => Ty::union(ms.iter().map(|&i| get(i))).unwrap(),
     }
 }
 
@@ -1139,7 +1139,7 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
         caches: u
             .stacks
             .iter()
-            .map(|(s, _)| CompilerCache::with_stack(engine, "model", *s, SrcCompiler))
+            .map(|(s, _)| CompilerCache::with_stack(engine, "model", *s, SrcCompiler).unwrap())
             .collect(),
         model: Model {
             methods: Vec::new(),

@@ -40,7 +40,7 @@ impl HitSetup {
 
     /// A cache of [`Const`] on this engine.
     pub fn cache(&self, tag: &str) -> CompilerCache<Const> {
-        CompilerCache::new(&self.engine, tag, Const)
+        CompilerCache::new(&self.engine, tag, Const).unwrap()
     }
 }
 
