@@ -435,7 +435,7 @@ fn pin_vs_reclaim() {
                 pins.horizon(|| world.load(Ordering::SeqCst))
             })
         };
-        let (pinned, slot) = pins.pin_current(|| world.load(Ordering::SeqCst));
+        let (pinned, slot) = pins.pin_current(|| world.load(Ordering::Acquire));
         let horizon = reclaimer.join().unwrap();
         assert!(
             horizon <= pinned,
@@ -478,5 +478,65 @@ fn old_world_pin_vs_reclaim() {
             }
             Err(e) => assert_eq!(e, PinError::Reclaimed { oldest: 2 }),
         }
+    });
+}
+
+/// The pinning protocol with the light barrier left out (a copy of it, written here): a reader
+/// announces the world it read with a plain store and checks the world again, while reclamation
+/// scans after its heavy barrier. Without the reader's barrier the store can be missed by the scan
+/// while the reader's second read still sees the old world: loom must find the interleaving that
+/// reclaims past a pinned world, which shows `pin_vs_reclaim` has teeth.
+#[test]
+#[should_panic(expected = "reclaimed past a pinned world")]
+fn pin_without_the_light_barrier_is_caught() {
+    model(|| {
+        let announced = Arc::new(AtomicU64::new(u64::MAX));
+        let world = Arc::new(AtomicU64::new(1));
+        let reclaimer = {
+            let (announced, world) = (announced.clone(), world.clone());
+            thread::spawn(move || {
+                world.store(2, Ordering::Release);
+                let current = world.load(Ordering::Acquire);
+                loom::sync::atomic::fence(Ordering::SeqCst);
+                current.min(announced.load(Ordering::Relaxed))
+            })
+        };
+        let pinned = loop {
+            let w = world.load(Ordering::Acquire);
+            announced.store(w, Ordering::Relaxed);
+            // (the light barrier belongs here)
+            if world.load(Ordering::Acquire) == w {
+                break w;
+            }
+        };
+        let horizon = reclaimer.join().unwrap();
+        assert!(horizon <= pinned, "reclaimed past a pinned world");
+    });
+}
+
+/// Pins nest on a thread and are released in any order: the thread's announcement holds the oldest
+/// world it pinned until its last pin goes, while reclamation runs on another thread.
+#[test]
+fn nested_pins_hold_the_oldest_world_until_the_last_goes() {
+    model(|| {
+        let pins = Arc::new(Pins::new());
+        let world = Arc::new(AtomicU64::new(1));
+        let (outer, first) = pins.pin_current(|| world.load(Ordering::Acquire));
+        assert_eq!(outer, 1);
+        world.store(2, Ordering::Release);
+        let (inner, second) = pins.pin_current(|| world.load(Ordering::Acquire));
+        assert_eq!(inner, 2);
+        world.store(3, Ordering::Release);
+        let reclaimer = {
+            let (pins, world) = (pins.clone(), world.clone());
+            thread::spawn(move || pins.horizon(|| world.load(Ordering::Acquire)))
+        };
+        pins.unpin(1, first);
+        let horizon = reclaimer.join().unwrap();
+        assert!(horizon <= 2, "reclaimed past the inner pin: {horizon}");
+        // Once the outer pin is gone, the announcement rises to exactly the inner one.
+        assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 2);
+        pins.unpin(2, second);
+        assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 3);
     });
 }
