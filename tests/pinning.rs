@@ -173,6 +173,9 @@ fn long_lived_guards_answer_as_they_stood_while_reclamation_races() {
             assert!(reader.join().unwrap() > 0);
         }
     });
-    assert!(engine.stats().reclaimed > 1_000, "{:?}", engine.stats());
+    // With every guard gone, what the racing reclamations left is dropped now: each of the 2,000
+    // replaced definitions, whichever reclamation dropped it.
+    engine.reclaim();
+    assert!(engine.stats().reclaimed >= 2_000, "{:?}", engine.stats());
     assert_nothing_pinned(&engine, g, &int);
 }

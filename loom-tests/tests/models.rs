@@ -293,7 +293,7 @@ fn retire(map: &SlotMap, backedges: &AtomicU64) -> bool {
 fn compile_in(map: &SlotMap, graph: &WaitGraph, runs: &AtomicU64) -> u32 {
     loop {
         let slot = find_slot(map);
-        match slot.begin(|versions| versions.last(), |_| true) {
+        match slot.begin(|versions| versions.last(), |_| true, || 0) {
             Begin::Retired => continue,
             Begin::Ready(v) => return v,
             Begin::Wait(job) => match job.wait(graph) {

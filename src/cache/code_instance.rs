@@ -3,8 +3,7 @@
 use std::fmt;
 
 use super::compiler::Compiler;
-use super::slot::Dependency;
-use crate::drop_chain;
+use crate::dispatch::DispatchNode;
 use crate::graph::{self, Dependent, DependentCore, Invalidation};
 use crate::methods::MethodInstance;
 use crate::sync::{Arc, OnceLock};
@@ -26,18 +25,24 @@ pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
     pub(crate) mi: MethodInstance<L>,
     pub(crate) key: C::Key,
     pub(crate) tag: Arc<str>,
-    pub(crate) inferred: C::Inferred,
+    /// Set when `infer` returns, before the instance is published: a published instance always
+    /// has it. (Before, the instance is its slot's pending version, which dependents may
+    /// register on but nobody reads.)
+    pub(crate) inferred: OnceLock<C::Inferred>,
     pub(crate) artifact: OnceLock<C::Artifact>,
     pub(crate) linked: OnceLock<C::Linked>,
-    /// What it was compiled against; kept so that those stay reachable for invalidation. Set
-    /// once, right after the instance registers with them.
-    pub(crate) deps: OnceLock<Vec<Dependency<L>>>,
+    /// The dispatch answers it was compiled against; kept so that those stay reachable for
+    /// invalidation. Set once, when it is published.
+    pub(crate) deps: OnceLock<Vec<Arc<DispatchNode<L>>>>,
 }
 
-impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {
-    fn drop(&mut self) {
-        // Dependencies hold their own dependencies: a chain as long as the call chain.
-        drop_chain::defer(self.deps.take());
+impl<C: Compiler<L>, L: Lattice> CiData<C, L> {
+    /// The infer phase's result of a published instance.
+    pub(crate) fn inferred(&self) -> &C::Inferred {
+        match self.inferred.get() {
+            Some(inferred) => inferred,
+            None => unreachable!("only published instances are read, and they are inferred"),
+        }
     }
 }
 
@@ -87,7 +92,7 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
 
     /// The infer phase's result.
     pub fn inferred(&self) -> &C::Inferred {
-        &self.0.inferred
+        self.0.inferred()
     }
 
     /// The codegen phase's result, once it has run.

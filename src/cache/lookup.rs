@@ -2,7 +2,7 @@
 
 use super::code_instance::CodeInstance;
 use super::miss::{reentered, Compiled, Held};
-use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, Version};
+use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, SlotState, Version};
 use super::{CacheInner, Compiler, CompilerCache};
 use crate::engine::Guard;
 use crate::error::{CompileError, Error};
@@ -185,7 +185,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         mi: &MethodInstance<L>,
         key: &C::Key,
         seize: &seize::LocalGuard<'_>,
-        find: impl Fn(&[Version<C, L>]) -> Option<&Version<C, L>>,
+        find: impl Fn(&SlotState<C, L>) -> Option<Version<C, L>>,
     ) -> Held<C, L> {
         loop {
             let slot = self.slot(mi, key, seize);

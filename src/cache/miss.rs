@@ -84,6 +84,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             let begun = slot.cell.begin(
                 |versions| valid_in(versions, world.get()),
                 |ci| ci.linked.get().is_some(),
+                || self.start(&slot, world),
             );
             match begun {
                 // Reclamation removed the slot after we found it; the next lookup makes a new one.
@@ -99,13 +100,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                         Waited::Done(Ok(())) => continue,
                     }
                 }
-                Begin::Run { job, existing } => {
+                Begin::Run { job, version } => {
                     let job = JobGuard {
                         slot: &slot,
                         job,
                         armed: true,
                     };
-                    let result = self.run_phases(seize, world, &slot, existing);
+                    let result = self.run_phases(seize, world, &slot, version);
                     job.finish(result.as_ref().map(|_| ()).map_err(Clone::clone));
                     return result.map(Compiled::Ready);
                 }

@@ -4,6 +4,7 @@
 use super::{Engine, EngineInner};
 use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
+use crate::graph::{walk, DependentRef};
 use crate::methods::{Function, TableStack};
 use crate::raw::job::WaitGraph;
 use crate::stats::{Counter, Stats};
@@ -61,14 +62,26 @@ impl<L: Lattice> Engine<L> {
         &self.inner.waits
     }
 
-    /// See [`EngineInner::note_garbage`].
-    pub(crate) fn note_garbage(&self, n: usize) {
-        self.inner.note_garbage(n);
-    }
-
-    /// See [`EngineInner::release`].
-    pub(crate) fn release<T>(&self, released: T) {
-        self.inner.release(released);
+    /// Invalidates what depends on `dependent`, which its compilation has just closed at `world`
+    /// (a dependency it recorded was invalidated after it read it, or its method was deleted):
+    /// the same walk a mutation makes, under the writer lock, so that it never overlaps a
+    /// mutation's or a reclamation's.
+    pub(crate) fn invalidate_from(&self, dependent: DependentRef, world: u64) {
+        let inner: &EngineInner<L> = &self.inner;
+        let writer = inner.writer.lock();
+        let mut released = Vec::new();
+        let n = 1 + walk::propagate(vec![dependent], world, &mut released);
+        drop(writer);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "compiler_caching::invalidation",
+            world,
+            invalidated = n,
+            "closed while compiling: a dependency was invalidated after it was read"
+        );
+        inner.stats.add(Counter::Invalidated, n as u64);
+        inner.note_garbage(n);
+        inner.release(released);
     }
 
     /// Dispatches on behalf of a compilation running in `world` (which its caller has pinned),

@@ -122,10 +122,6 @@ pub(crate) trait SlotNode: Send + Sync {
     fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<DependentRef>;
     /// Who depends on this slot's results.
     fn edges(&self) -> &Arc<Edges>;
-    /// Ends a hold taken when a dependency on the slot was recorded (see [`crate::raw::slot`]).
-    fn release(&self);
-    /// The `[defined, deleted)` worlds of the slot's method.
-    fn method_range(&self) -> (u64, u64);
 }
 
 /// Something the engine describes to a user only when asked (a method, a dispatch, a method
