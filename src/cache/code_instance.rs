@@ -1,11 +1,14 @@
 //! Code instances: one compilation of a method instance for one owner.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::compiler::Compiler;
 use crate::dispatch::DispatchNode;
+use crate::error::{describe, describe_debug};
 use crate::graph::{self, Dependent, DependentCore, Invalidation};
 use crate::methods::MethodInstance;
+use crate::stats::{Counter, Stats};
 use crate::sync::{Arc, OnceLock};
 use crate::types::{DefaultLattice, Lattice};
 use crate::world::{World, WorldRange};
@@ -34,6 +37,30 @@ pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
     /// The dispatch answers it was compiled against; kept so that those stay reachable for
     /// invalidation. Set once, when it is published.
     pub(crate) deps: OnceLock<Vec<Arc<DispatchNode<L>>>>,
+    /// Where a panic of a phase result's destructor is counted.
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {
+    /// Drops the phase results one at a time, each under `catch_unwind`: their destructors are
+    /// user code (a linked value may free executable memory), and a code instance is dropped
+    /// wherever its last reference goes, often by reclamation on whichever thread leaves its
+    /// reclamation guard last. A panic there would surface in an unrelated call, or stop the
+    /// drop of everything freed with it; it is counted instead
+    /// ([`StatsSnapshot::user_code_panics`](crate::StatsSnapshot::user_code_panics)).
+    fn drop(&mut self) {
+        let panics = usize::from(contained(self.linked.take()))
+            + usize::from(contained(self.artifact.take()))
+            + usize::from(contained(self.inferred.take()));
+        if panics > 0 {
+            self.stats.add(Counter::UserCodePanic, panics as u64);
+        }
+    }
+}
+
+/// Drops `value`, returning whether its destructor panicked.
+fn contained<T>(value: T) -> bool {
+    catch_unwind(AssertUnwindSafe(move || drop(value))).is_err()
 }
 
 impl<C: Compiler<L>, L: Lattice> CiData<C, L> {
@@ -52,7 +79,12 @@ impl<C: Compiler<L>, L: Lattice> Dependent for CiData<C, L> {
     }
 
     fn label(&self) -> String {
-        format!("{} in {}[{:?}]", self.mi, self.tag, self.key)
+        format!(
+            "{} in {}[{}]",
+            describe(&self.mi),
+            self.tag,
+            describe_debug(&self.key)
+        )
     }
 }
 

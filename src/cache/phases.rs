@@ -8,7 +8,7 @@ use super::compiler::{Compiler, InferCx, PhaseCx};
 use super::slot::Slot;
 use super::CacheInner;
 use crate::dispatch::DispatchNode;
-use crate::error::{CompileError, Phase};
+use crate::error::{describe, CompileError, Phase};
 use crate::graph::{Cause, DependentCore, DependentRef};
 use crate::raw::slot::Started;
 use crate::stats::Counter;
@@ -40,8 +40,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         let _span = tracing::info_span!(
             "compile_phase",
             phase = %phase,
-            instance = %slot.mi,
-            key = ?slot.key,
+            instance = %describe(&slot.mi),
+            key = %crate::error::describe_debug(&slot.key),
             world = world.get(),
             cache = %slot.tag,
         )
@@ -65,12 +65,12 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             }
             Ok(Err(error)) => CompileError::Phase {
                 phase,
-                instance: mi.to_string(),
+                instance: describe(mi),
                 error: Arc::new(error),
             },
             Err(payload) => CompileError::Panicked {
                 phase,
-                instance: mi.to_string(),
+                instance: describe(mi),
                 message: panic_message(&*payload),
             },
         };
@@ -91,6 +91,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             artifact: OnceLock::new(),
             linked: OnceLock::new(),
             deps: OnceLock::new(),
+            stats: Arc::clone(self.engine.counters()),
         })
     }
 
@@ -188,12 +189,30 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             // so this does not happen; were it to, publishing an instance not valid in its own
             // world would make every caller recompile it forever.
             return Err(CompileError::StaleDependency {
-                instance: slot.mi.to_string(),
+                instance: describe(&slot.mi),
                 world,
             });
         }
         state.versions.push(Arc::clone(ci));
-        slot.publish_pushed(self, &state, Arc::clone(ci), seize);
+        // Publishing hashes and compares the owner key: user code. If it panics, the version
+        // is taken back, so the slot's state and its published entry stay in step.
+        let published = catch_unwind(AssertUnwindSafe(|| {
+            slot.publish_pushed(self, &state, Arc::clone(ci), seize)
+        }));
+        if let Err(payload) = published {
+            state.versions.pop();
+            drop(state);
+            self.engine.counters().add(Counter::PhaseFailure, 1);
+            return Err(CompileError::Panicked {
+                phase: Phase::Infer,
+                instance: describe(&slot.mi),
+                message: format!(
+                    "publishing the code instance panicked (the owner key's Hash or Eq): {}",
+                    panic_message(&*payload)
+                )
+                .into(),
+            });
+        }
         drop(state);
         if closed {
             self.engine

@@ -53,7 +53,7 @@ impl<L: Lattice> Engine<L> {
         f.engine == self.inner.id
     }
 
-    pub(crate) fn counters(&self) -> &Stats {
+    pub(crate) fn counters(&self) -> &Arc<Stats> {
         &self.inner.stats
     }
 

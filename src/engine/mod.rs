@@ -52,7 +52,9 @@ pub(crate) struct EngineInner<L: Lattice> {
     dispatcher: Dispatcher<L>,
     pins: Pins,
     waits: WaitGraph,
-    stats: Stats,
+    /// Shared with every code instance, which counts the panics of its phase results'
+    /// destructors here wherever it is dropped.
+    stats: Arc<Stats>,
     caches: Mutex<Vec<Weak<dyn CacheMaintenance>>>,
     /// Entries invalidated since the last reclamation.
     garbage: AtomicUsize,
@@ -148,7 +150,7 @@ impl<L: Lattice> Engine<L> {
             dispatcher: Dispatcher::new(&collector),
             pins: Pins::new(),
             waits: WaitGraph::new(),
-            stats: Stats::new(),
+            stats: Arc::new(Stats::new()),
             caches: Mutex::new(Vec::new()),
             garbage: AtomicUsize::new(0),
             reclaim_survivors: AtomicUsize::new(0),

@@ -16,6 +16,7 @@ pub(crate) mod walk;
 use std::fmt;
 
 use crate::drop_chain;
+use crate::error::describe;
 use crate::raw::edges::EdgeSet;
 use crate::raw::validity::Validity;
 use crate::sync::{Arc, Mutex, Weak};
@@ -90,13 +91,13 @@ impl DependentCore {
             Cause::Via(up) => Ok(up),
             Cause::Dispatch { mutation, call } => Err((
                 mutation.world,
-                mutation.to_string(),
-                format!("dispatch {call} changed"),
+                describe(&*mutation),
+                format!("dispatch {} changed", describe(&*call)),
             )),
             Cause::Method { mutation, instance } => Err((
                 mutation.world,
-                mutation.to_string(),
-                format!("method of {instance} was replaced or deleted"),
+                describe(&*mutation),
+                format!("method of {} was replaced or deleted", describe(&*instance)),
             )),
             Cause::DuringCompilation { world } => Err((
                 world,
