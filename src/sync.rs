@@ -150,19 +150,31 @@ impl<T> Mutex<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The value, through exclusive access (no locking needed).
-    #[cfg(not(loom))]
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.0
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The value, taken out of the mutex.
     #[cfg(not(loom))]
     pub(crate) fn into_inner(self) -> T {
         self.0
             .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A reader-writer lock whose locks ignore poisoning, like [`Mutex`].
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct RwLock<T>(std::sync::RwLock<T>);
+
+#[cfg(not(loom))]
+impl<T> RwLock<T> {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        self.0
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

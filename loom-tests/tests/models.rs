@@ -61,6 +61,56 @@ fn edges_register_vs_invalidate() {
     });
 }
 
+/// The same race with the invalidator lowering dependents in place, under the lock, as the walk
+/// does through a code instance's node ([`EdgeSet::visit`]), and a third dependent registered
+/// ahead of time so that the set is not empty when the race starts.
+#[test]
+fn edges_register_vs_in_place_invalidation() {
+    model(|| {
+        let dependency = Arc::new(Validity::new(1, 1));
+        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let earlier = Arc::new(Validity::new(1, 1));
+        edges.register(earlier.clone(), || (), |_| false);
+        let dependent = Arc::new(Validity::new(2, 1));
+
+        let publisher = {
+            let (dependency, edges, dependent) =
+                (dependency.clone(), edges.clone(), dependent.clone());
+            thread::spawn(move || {
+                let max =
+                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
+                dependent.lower(max);
+            })
+        };
+        let invalidator = {
+            let (dependency, edges) = (dependency.clone(), edges.clone());
+            thread::spawn(move || {
+                dependency.lower(5);
+                edges.visit(|d| {
+                    if d.compile_world() < 5 {
+                        d.lower(5);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            })
+        };
+        publisher.join().unwrap();
+        invalidator.join().unwrap();
+        for (name, v) in [("published", &dependent), ("registered earlier", &earlier)] {
+            assert!(
+                v.max() <= 5,
+                "{name} valid past the invalidation: {}",
+                v.max()
+            );
+        }
+        // The publisher may register after the visit (it then read the lowered bound), but the
+        // dependent registered earlier was visited and dropped.
+        assert!(edges.len() <= 1, "affected dependents stay registered");
+    });
+}
+
 /// The same race with the bound read *before* registering (outside the lock): loom must find the
 /// interleaving that publishes a stale dependent, which shows the model above has teeth.
 #[test]

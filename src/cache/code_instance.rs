@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::compiler::Compiler;
 use crate::dispatch::DispatchNode;
 use crate::error::{describe, describe_debug};
-use crate::graph::{self, Dependent, DependentCore, Invalidation};
+use crate::graph::{self, Dependent, Graph, Invalidation, Node, NodeHandle};
 use crate::methods::MethodInstance;
 use crate::stats::{Counter, Stats};
 use crate::sync::{Arc, OnceLock};
@@ -24,7 +24,8 @@ impl<C: Compiler<L>, L: Lattice> Clone for CodeInstance<C, L> {
 }
 
 pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
-    pub(crate) core: DependentCore,
+    /// Its node in the dependency graph: its validity, and what was compiled against it.
+    pub(crate) node: NodeHandle,
     pub(crate) mi: MethodInstance<L>,
     pub(crate) key: C::Key,
     pub(crate) tag: Arc<str>,
@@ -39,6 +40,8 @@ pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
     pub(crate) deps: OnceLock<Vec<Arc<DispatchNode<L>>>>,
     /// Where a panic of a phase result's destructor is counted.
     pub(crate) stats: Arc<Stats>,
+    /// The graph its node is in, to explain its invalidation.
+    pub(crate) graph: Arc<Graph>,
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {
@@ -49,6 +52,8 @@ impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {
     /// drop of everything freed with it; it is counted instead
     /// ([`StatsSnapshot::user_code_panics`](crate::StatsSnapshot::user_code_panics)).
     fn drop(&mut self) {
+        // Describing runs user code (`Display` of types, `Debug` of the key): contained too.
+        self.node.keep_label(|| self.label());
         let panics = usize::from(contained(self.linked.take()))
             + usize::from(contained(self.artifact.take()))
             + usize::from(contained(self.inferred.take()));
@@ -64,6 +69,12 @@ fn contained<T>(value: T) -> bool {
 }
 
 impl<C: Compiler<L>, L: Lattice> CiData<C, L> {
+    /// Its validity and backedges.
+    #[inline]
+    pub(crate) fn valid(&self) -> &Node {
+        self.node.node()
+    }
+
     /// The infer phase's result of a published instance.
     pub(crate) fn inferred(&self) -> &C::Inferred {
         match self.inferred.get() {
@@ -74,10 +85,6 @@ impl<C: Compiler<L>, L: Lattice> CiData<C, L> {
 }
 
 impl<C: Compiler<L>, L: Lattice> Dependent for CiData<C, L> {
-    fn core(&self) -> &DependentCore {
-        &self.core
-    }
-
     fn label(&self) -> String {
         format!(
             "{} in {}[{}]",
@@ -107,19 +114,19 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
     /// worlds can no longer be pinned or asked about, and what the range says of them means
     /// nothing.
     pub fn validity(&self) -> WorldRange {
-        let v = &self.0.core.validity;
+        let v = self.0.valid();
         WorldRange::from_raw(v.min(), v.max())
     }
 
     /// Whether it is valid in `world` (exact for retained worlds; see
     /// [`CodeInstance::validity`]).
     pub fn is_valid_in(&self, world: World) -> bool {
-        self.0.core.validity.contains(world.get())
+        self.0.valid().contains(world.get())
     }
 
     /// The world it was compiled in.
     pub fn compiled_in(&self) -> World {
-        World::from_raw(self.0.core.validity.compile_world())
+        World::from_raw(self.0.valid().compile_world())
     }
 
     /// The infer phase's result.
@@ -140,7 +147,7 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
     /// Why it was invalidated, if it was: the mutation, what it changed, and the chain of
     /// dependencies that carried the invalidation here.
     pub fn invalidation(&self) -> Option<Invalidation> {
-        graph::explain(&*self.0)
+        graph::explain(&self.0.graph, self.0.node.get_ref())
     }
 }
 

@@ -12,7 +12,7 @@ use super::CacheInner;
 use crate::dispatch::DispatchNode;
 use crate::engine::Engine;
 use crate::error::{CompileError, Error};
-use crate::graph::{Cause, DependentRef, Edge};
+use crate::graph::{Cause, NodeRef};
 use crate::methods::{Function, MethodInstance};
 use crate::sync::Arc;
 use crate::types::{DefaultLattice, Lattice};
@@ -204,10 +204,11 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         )?);
         let result = node.result().cloned();
         if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {
+            let graph = self.cache.engine.graph();
             let max = node.edges.register(
-                Edge::to(&self.dependent()),
+                self.dependent(),
                 || node.validity.max(),
-                Edge::is_dead,
+                |d| graph.is_dead(*d),
             );
             self.min = self.min.max(node.validity.min());
             self.dispatched.push(node);
@@ -278,50 +279,51 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         }
     }
 
-    /// This instance as a dependent, for registering on what it depends on.
-    fn dependent(&self) -> DependentRef {
-        Arc::clone(self.ci) as DependentRef
+    /// This instance's node, for registering on what it depends on.
+    fn dependent(&self) -> NodeRef {
+        self.ci.node.get_ref()
     }
 
     /// Applies the upper bound `max` read from a dependency as it was registered: if the
     /// dependency was invalidated since it was read, so is this instance, and whatever already
     /// registered on it while it compiles (a recursive caller) goes with it.
     fn close_at(&self, max: u64) {
-        if max == OPEN || !self.ci.core.validity.lower(max) {
+        if max == OPEN || !self.ci.valid().lower(max) {
             return;
         }
         self.ci
-            .core
-            .set_cause(Cause::DuringCompilation { world: max });
+            .node
+            .set_root(Cause::DuringCompilation { world: max });
         self.cache.engine.invalidate_from(self.dependent(), max);
     }
 
     /// Records a dependency on `slot`, on which the caller took a hold, compiled against
     /// `version` (published, or the slot's pending one) if there is one: registers this instance
-    /// on the slot's backedges, reading under the same lock the upper bound it must respect (see
-    /// `crate::raw::edges`), then ends the hold (the backedge now keeps the slot).
+    /// on the version's backedges (or the slot's, with no version), reading under the same lock
+    /// the upper bound it must respect (see `crate::raw::edges`), then ends the hold.
     fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) {
         let key = match &version {
             Some(v) => Arc::as_ptr(v) as *const () as usize,
             None => Arc::as_ptr(&slot) as *const () as usize,
         };
         if self.seen.insert(key) {
-            let max = slot.edges.register(
-                Edge::to(&self.dependent()),
-                || match &version {
-                    Some(v) => v.core.validity.max(),
-                    None => slot
-                        .mi
-                        .method()
-                        .0
-                        .deleted
-                        .load(crate::sync::Ordering::Acquire),
-                },
-                Edge::is_dead,
-            );
+            let graph = self.cache.engine.graph();
+            let max = match &version {
+                // On the version itself: its own backedges.
+                Some(v) => v.valid().register(self.dependent(), graph),
+                // On the slot, while nothing is compiled for it.
+                None => slot.edges.register(
+                    self.dependent(),
+                    || {
+                        let deleted = &slot.mi.method().0.deleted;
+                        deleted.load(crate::sync::Ordering::Acquire)
+                    },
+                    |d| graph.is_dead(*d),
+                ),
+            };
             self.min = self.min.max(match &version {
                 // A pending version holds from its own world until it is published.
-                Some(v) => v.core.validity.min(),
+                Some(v) => v.valid().min(),
                 None => slot.mi.method().0.defined,
             });
             self.close_at(max);
@@ -335,5 +337,5 @@ fn running_in<C: Compiler<L>, L: Lattice>(
     pending: Option<&Arc<CiData<C, L>>>,
     world: u64,
 ) -> Option<&Arc<CiData<C, L>>> {
-    pending.filter(|p| p.core.validity.compile_world() == world)
+    pending.filter(|p| p.valid().compile_world() == world)
 }

@@ -9,10 +9,10 @@ use super::slot::Slot;
 use super::CacheInner;
 use crate::dispatch::DispatchNode;
 use crate::error::{describe, CompileError, Phase};
-use crate::graph::{Cause, DependentCore, DependentRef};
+use crate::graph::{Cause, Dependent};
 use crate::raw::slot::Started;
 use crate::stats::Counter;
-use crate::sync::{Arc, OnceLock, Ordering};
+use crate::sync::{Arc, OnceLock, Ordering, Weak};
 use crate::types::Lattice;
 use crate::world::{World, OPEN};
 
@@ -82,8 +82,9 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
     /// job runs. It holds from `world` on until `infer` has recorded what it depends on.
     pub(super) fn start(&self, slot: &Arc<Slot<C, L>>, world: World) -> Arc<CiData<C, L>> {
         let w = world.get();
-        Arc::new(CiData {
-            core: DependentCore::new(w, w, Arc::clone(&slot.edges)),
+        let graph = self.engine.graph();
+        let ci = Arc::new(CiData {
+            node: graph.alloc(w, w),
             mi: slot.mi.clone(),
             key: slot.key.clone(),
             tag: Arc::clone(&slot.tag),
@@ -92,7 +93,11 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             linked: OnceLock::new(),
             deps: OnceLock::new(),
             stats: Arc::clone(self.engine.counters()),
-        })
+            graph: Arc::clone(graph),
+        });
+        let owner: Weak<dyn Dependent> = Arc::downgrade(&ci) as Weak<CiData<C, L>>;
+        ci.node.set_owner(owner);
+        ci
     }
 
     pub(super) fn run_phases(
@@ -167,24 +172,24 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         let mut state = slot.cell.lock();
         // Start after older versions, end before newer ones.
         for v in &state.versions {
-            let (vmin, vmax) = (v.core.validity.min(), v.core.validity.max());
+            let (vmin, vmax) = (v.valid().min(), v.valid().max());
             if vmax <= w {
                 min = min.max(vmax);
             } else if vmin > w {
                 max = max.min(vmin);
             }
         }
-        ci.core.validity.extend_min(min);
+        ci.node.extend_min(min);
         // Deleting the method lowers the pending version too; a deletion before it existed is
         // read here.
         let deleted = method.deleted.load(Ordering::Acquire);
-        let closed = deleted != OPEN && ci.core.validity.lower(deleted);
+        let closed = deleted != OPEN && ci.valid().lower(deleted);
         if closed {
-            ci.core
-                .set_cause(Cause::DuringCompilation { world: deleted });
+            ci.node
+                .set_root(Cause::DuringCompilation { world: deleted });
         }
-        ci.core.validity.lower(max);
-        if !ci.core.validity.contains(w) {
+        ci.valid().lower(max);
+        if !ci.valid().contains(w) {
             // Every dependency is registered valid in `w` (the context checks what it is given),
             // so this does not happen; were it to, publishing an instance not valid in its own
             // world would make every caller recompile it forever.
@@ -215,8 +220,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         }
         drop(state);
         if closed {
-            self.engine
-                .invalidate_from(Arc::clone(ci) as DependentRef, deleted);
+            self.engine.invalidate_from(ci.node.get_ref(), deleted);
         }
         Ok(())
     }

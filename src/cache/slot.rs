@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use super::code_instance::CiData;
 use super::compiler::{Compiler, JobOutcome};
 use super::CacheInner;
-use crate::graph::{Cause, DependentRef, Edges, SlotNode};
+use crate::graph::{Cause, Edges, NodeRef, SlotNode};
 use crate::methods::MethodInstance;
 use crate::raw::slot::SlotCell;
 use crate::sync::Arc;
@@ -140,7 +140,7 @@ impl<C: Compiler<L>, L: Lattice> SlotEntry<C, L> {
     #[inline]
     pub(crate) fn valid_in(&self, world: u64) -> Option<&Version<C, L>> {
         match &self.newest {
-            Some(v) if v.core.validity.contains(world) => Some(v),
+            Some(v) if v.valid().contains(world) => Some(v),
             Some(_) => self.valid_in_older(world),
             None => None,
         }
@@ -148,9 +148,7 @@ impl<C: Compiler<L>, L: Lattice> SlotEntry<C, L> {
 
     #[cold]
     fn valid_in_older(&self, world: u64) -> Option<&Version<C, L>> {
-        self.versions()
-            .skip(1)
-            .find(|v| v.core.validity.contains(world))
+        self.versions().skip(1).find(|v| v.valid().contains(world))
     }
 }
 
@@ -161,10 +159,7 @@ pub(crate) fn valid_in<C: Compiler<L>, L: Lattice>(
     world: u64,
 ) -> Option<&Arc<CiData<C, L>>> {
     // Newest first: lookups are mostly in the current world.
-    versions
-        .iter()
-        .rev()
-        .find(|v| v.core.validity.contains(world))
+    versions.iter().rev().find(|v| v.valid().contains(world))
 }
 
 pub(crate) struct Slot<C: Compiler<L>, L: Lattice> {
@@ -238,14 +233,14 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
 }
 
 impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
-    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<DependentRef> {
+    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<NodeRef> {
         let state = self.cell.lock();
-        let mut lowered: Vec<DependentRef> = Vec::new();
+        let mut lowered = Vec::new();
         // The pending version too: dependents may have registered on it already.
         for v in state.versions.iter().chain(state.pending()) {
-            if v.core.validity.compile_world() < world && v.core.validity.lower(world) {
-                v.core.set_cause(cause());
-                lowered.push(Arc::clone(v) as DependentRef);
+            if v.valid().compile_world() < world && v.valid().lower(world) {
+                v.node.set_root(cause());
+                lowered.push(v.node.get_ref());
             }
         }
         lowered

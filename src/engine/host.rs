@@ -4,7 +4,7 @@
 use super::{Engine, EngineInner};
 use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
-use crate::graph::{walk, DependentRef};
+use crate::graph::{walk, Graph, NodeRef};
 use crate::methods::{Function, TableStack};
 use crate::raw::job::WaitGraph;
 use crate::stats::{Counter, Stats};
@@ -62,16 +62,24 @@ impl<L: Lattice> Engine<L> {
         &self.inner.waits
     }
 
-    /// Invalidates what depends on `dependent`, which its compilation has just closed at `world`
-    /// (a dependency it recorded was invalidated after it read it, or its method was deleted):
-    /// the same walk a mutation makes, under the writer lock, so that it never overlaps a
-    /// mutation's or a reclamation's.
-    pub(crate) fn invalidate_from(&self, dependent: DependentRef, world: u64) {
+    /// The dependency graph of the engine's code instances.
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        &self.inner.graph
+    }
+
+    /// Invalidates what depends on `node`, which its compilation has just closed at `world` (a
+    /// dependency it recorded was invalidated after it read it, or its method was deleted): the
+    /// same walk a mutation makes, under the writer lock, so that it never overlaps a mutation's
+    /// or a reclamation's (see `crate::graph::nodes` for why walks must not).
+    pub(crate) fn invalidate_from(&self, node: NodeRef, world: u64) {
         let inner: &EngineInner<L> = &self.inner;
         let writer = inner.writer.lock();
-        let mut released = Vec::new();
-        let n = 1 + walk::propagate(vec![dependent], world, &mut released);
+        let mut lowered = walk::Lowered::default();
+        walk::propagate(&inner.graph, vec![node], world, &mut lowered);
+        // Nodes of instances dropped meanwhile can be freed under the lock.
+        inner.graph.recycle();
         drop(writer);
+        let n = 1 + lowered.count;
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "compiler_caching::invalidation",
@@ -81,7 +89,6 @@ impl<L: Lattice> Engine<L> {
         );
         inner.stats.add(Counter::Invalidated, n as u64);
         inner.note_garbage(n);
-        inner.release(released);
     }
 
     /// Dispatches on behalf of a compilation running in `world` (which its caller has pinned),
