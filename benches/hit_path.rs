@@ -2,7 +2,9 @@
 //! - a cached dispatch (`Guard::dispatch`) vs a `std::collections::HashMap` (Fx hasher) lookup of
 //!   the same key and a pinned papaya `get` of a precomputed key;
 //! - a code-cache hit (`CompilerCache::compile`) vs the same papaya `get`;
-//! - the whole hit path (dispatch then code-cache hit).
+//! - the whole hit path (dispatch then code-cache hit);
+//! - pinning a world (`Engine::pin` and drop) vs entering and leaving a seize collector and a
+//!   crossbeam-epoch pin.
 //!
 //! Run: `cargo bench --bench hit_path`. Compare ratios within one run, not absolute times.
 
@@ -64,6 +66,19 @@ fn hit_path(c: &mut Criterion) {
     });
     group.bench_function("papaya_pinned_get_u64", |b| {
         b.iter(|| black_box(papaya_int.get(black_box(&mi.id()), &papaya_int_guard)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("pin");
+    group.bench_function("engine_pin_unpin", |b| {
+        b.iter(|| black_box(engine.pin().world()))
+    });
+    let collector = seize::Collector::new();
+    group.bench_function("seize_enter_leave", |b| {
+        b.iter(|| drop(black_box(collector.enter())))
+    });
+    group.bench_function("crossbeam_epoch_pin", |b| {
+        b.iter(|| drop(black_box(crossbeam_epoch::pin())))
     });
     group.finish();
 

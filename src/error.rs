@@ -295,3 +295,17 @@ impl<E> Clone for CompileError<E> {
         }
     }
 }
+
+/// `value` formatted with `Display`, for an error or a description. Formatting runs user code (a
+/// custom lattice's types, sources): a panic there must not escape from an engine call that is
+/// only reporting something, nor abort the process when the report is made while unwinding.
+pub(crate) fn describe(value: &dyn fmt::Display) -> String {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.to_string()))
+        .unwrap_or_else(|_| String::from("<a value whose Display panicked>"))
+}
+
+/// Like [`describe`], with `Debug` (owner keys).
+pub(crate) fn describe_debug(value: &dyn fmt::Debug) -> String {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| format!("{value:?}")))
+        .unwrap_or_else(|_| String::from("<a value whose Debug panicked>"))
+}

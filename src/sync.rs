@@ -20,6 +20,95 @@ pub(crate) use std::sync::{
     Arc, OnceLock, Weak,
 };
 
+/// The fast side of an asymmetric barrier pair: issued by a thread after a store that another
+/// thread must see before its [`heavy_barrier`] completes. Every light barrier and heavy barrier
+/// fall in one total order, as sequentially consistent fences do: if a light barrier comes first,
+/// the store before it is visible after the heavy one; if the heavy one comes first, what was
+/// visible to its thread before it is visible after the light one.
+///
+/// On Linux with the `membarrier` system call (the usual case) the light barrier is a compiler
+/// fence and the heavy barrier makes every running thread of the process execute a full barrier;
+/// elsewhere both are sequentially consistent fences. Under loom, sequentially consistent fences.
+#[inline]
+pub(crate) fn light_barrier() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    if barriers::process_wide() {
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    } else {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The slow side of the pair (see [`light_barrier`]).
+pub(crate) fn heavy_barrier() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    if !barriers::process_wide() || !barriers::heavy() {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Whether the process-wide barrier is available, found out once.
+#[cfg(not(loom))]
+mod barriers {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    const UNKNOWN: u8 = 0;
+    const PROCESS_WIDE: u8 = 1;
+    const FENCES: u8 = 2;
+
+    static STRATEGY: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    /// Whether light barriers may be compiler fences because heavy ones are process-wide.
+    #[inline]
+    pub(super) fn process_wide() -> bool {
+        match STRATEGY.load(Ordering::Relaxed) {
+            UNKNOWN => detect(),
+            strategy => strategy == PROCESS_WIDE,
+        }
+    }
+
+    /// Decides once: every caller that sees a decision sees the same one, and the process is
+    /// registered for the expedited barrier before anyone relies on it.
+    #[cold]
+    fn detect() -> bool {
+        let strategy = if register() { PROCESS_WIDE } else { FENCES };
+        // A racing detection decides the same; the first stored stands.
+        let _ = STRATEGY.compare_exchange(UNKNOWN, strategy, Ordering::SeqCst, Ordering::SeqCst);
+        STRATEGY.load(Ordering::SeqCst) == PROCESS_WIDE
+    }
+
+    #[cfg(target_os = "linux")]
+    fn register() -> bool {
+        use rustix::thread::{membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
+        membarrier_query().contains(
+            MembarrierQuery::PRIVATE_EXPEDITED | MembarrierQuery::REGISTER_PRIVATE_EXPEDITED,
+        ) && membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn register() -> bool {
+        false
+    }
+
+    /// Issues the process-wide barrier; `false` if it failed (the caller falls back to a fence,
+    /// which is only sound if no light barrier relied on it, so a failure after registration is
+    /// not expected).
+    #[cfg(target_os = "linux")]
+    pub(super) fn heavy() -> bool {
+        use rustix::thread::{membarrier, MembarrierCommand};
+        membarrier(MembarrierCommand::PrivateExpedited).is_ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn heavy() -> bool {
+        false
+    }
+}
+
 /// A lock-free map with the crate's fast hasher.
 #[cfg(not(loom))]
 pub(crate) type Map<K, V> = papaya::HashMap<K, V, rustc_hash::FxBuildHasher>;
@@ -61,19 +150,31 @@ impl<T> Mutex<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The value, through exclusive access (no locking needed).
-    #[cfg(not(loom))]
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.0
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The value, taken out of the mutex.
     #[cfg(not(loom))]
     pub(crate) fn into_inner(self) -> T {
         self.0
             .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A reader-writer lock whose locks ignore poisoning, like [`Mutex`].
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct RwLock<T>(std::sync::RwLock<T>);
+
+#[cfg(not(loom))]
+impl<T> RwLock<T> {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        self.0
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -114,46 +215,22 @@ pub(crate) fn current_thread() -> ThreadId {
 }
 
 /// A small number identifying the calling thread, for spreading per-thread state over shards.
-/// Any value is correct; distinct threads usually get distinct values.
-///
-/// Threads are numbered in the order they first ask. Under loom the numbering restarts with every
-/// execution of a model (loom's own thread ids do not: they come from a process-wide counter), so
-/// a replayed interleaving puts each thread in the same shard and loom's exploration stays
-/// deterministic.
+/// Any value is correct; distinct threads usually get distinct values (threads are numbered in
+/// the order they first ask).
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn thread_shard() -> usize {
-    #[cfg(loom)]
-    {
-        loom::lazy_static! {
-            // Not a loom atomic: numbering threads is not part of any protocol being checked.
-            static ref NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        }
-        loom::thread_local! {
-            static SHARD: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
-        }
-        SHARD.with(|s| match s.get() {
-            Some(v) => v,
-            None => {
-                let v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                s.set(Some(v));
-                v
-            }
-        })
+    use std::cell::Cell;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    #[cfg(not(loom))]
-    {
-        use std::cell::Cell;
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        thread_local! {
-            static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    SHARD.with(|s| {
+        let mut v = s.get();
+        if v == usize::MAX {
+            v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.set(v);
         }
-        SHARD.with(|s| {
-            let mut v = s.get();
-            if v == usize::MAX {
-                v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                s.set(v);
-            }
-            v
-        })
-    }
+        v
+    })
 }

@@ -242,3 +242,271 @@ fn a_destructor_panic_during_automatic_reclamation_does_not_hide_the_mutation() 
     // What is left is dropped with the cache, by the test's own thread: defuse it first.
     FUSE.store(false, Ordering::SeqCst);
 }
+
+/// A type whose `Display` panics while [`DISPLAY_ARMED`] is set, in a flat lattice (`Shown(0)` is
+/// the top type).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct Shown(u32);
+
+static DISPLAY_ARMED: AtomicBool = AtomicBool::new(false);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if DISPLAY_ARMED.load(Ordering::SeqCst) {
+            panic!("Display bug");
+        }
+        write!(f, "T{}", self.0)
+    }
+}
+
+struct FlatShown;
+
+impl Lattice for FlatShown {
+    type Type = Shown;
+    fn is_subtype(&self, a: &Shown, b: &Shown) -> bool {
+        a == b || b.0 == 0
+    }
+    fn is_disjoint(&self, a: &Shown, b: &Shown) -> bool {
+        a != b && a.0 != 0 && b.0 != 0
+    }
+    fn is_concrete(&self, a: &Shown) -> bool {
+        a.0 != 0
+    }
+}
+
+/// An `infer` that fails, so the engine describes the instance in the error it returns.
+struct Failing;
+
+impl Compiler<FlatShown> for Failing {
+    type Key = ();
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = ();
+    type Error = String;
+    fn infer(&self, _: &mut InferCx<'_, Self, FlatShown>) -> Result<(), String> {
+        Err("type error in the user's program".into())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self, FlatShown>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self, FlatShown>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Describing the failing instance runs the types' `Display`; it panics, on the failing path and
+/// again while the job is completed for its waiters. The failure is still returned as a value
+/// (before, the second panic happened during unwinding and aborted the process).
+#[test]
+fn a_failing_phase_is_reported_even_when_describing_its_instance_panics() {
+    use compiler_caching::{CompileError, Phase};
+    let engine = Engine::with_lattice(FlatShown);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[Shown(0)], ()).unwrap();
+    let cache = CompilerCache::new(&engine, "C", Failing).unwrap();
+    let guard = engine.pin();
+    let mi = guard.dispatch(f, &[Shown(1)]).unwrap().clone();
+    DISPLAY_ARMED.store(true, Ordering::SeqCst);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        cache.compile(&guard, &mi, &()).map(|_| ())
+    }));
+    DISPLAY_ARMED.store(false, Ordering::SeqCst);
+    match outcome {
+        Ok(Err(CompileError::Phase { phase, error, .. })) => {
+            assert_eq!(phase, Phase::Infer);
+            assert_eq!(*error, "type error in the user's program");
+        }
+        other => panic!(
+            "expected the phase failure, got {:?}",
+            other.map(|r| r.err())
+        ),
+    }
+    // And the failure is not cached as something else: a second try fails the same way.
+    assert!(matches!(
+        cache.compile(&guard, &mi, &()),
+        Err(CompileError::Phase { .. })
+    ));
+}
+
+/// Live [`Counted`] values, and whether their destructors panic.
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static DROP_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// A linked value that counts how many exist and, while armed, panics in every destructor.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+        if DROP_ARMED.load(Ordering::SeqCst) && !std::thread::panicking() {
+            panic!("destructor bug");
+        }
+    }
+}
+
+struct Counting;
+
+impl Compiler for Counting {
+    type Key = u32;
+    type Inferred = Counted;
+    type Artifact = Counted;
+    type Linked = Counted;
+    type Error = String;
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<Counted, String> {
+        let f = cx.engine().function("f").map_err(|e| e.to_string())?;
+        cx.dispatch(f, cx.instance().argtypes())
+            .map_err(|e| e.to_string())?;
+        Ok(Counted::new())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &Counted) -> Result<Counted, String> {
+        Ok(Counted::new())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &Counted) -> Result<Counted, String> {
+        Ok(Counted::new())
+    }
+}
+
+/// Every phase result's destructor panics. Reclamation frees them on whichever thread leaves its
+/// reclamation guard last — here a reader that merely held a guard while another thread's
+/// mutation reclaimed: the panics are caught and counted there, never surface from the reader's
+/// `drop`, and do not stop the rest from being freed (every value is gone once the engine is).
+#[test]
+fn destructor_panics_of_phase_results_never_escape_and_never_leak() {
+    use compiler_caching::Ty;
+    use test_support::threads::Signal;
+    let engine = Engine::new();
+    engine.set_auto_reclaim(false);
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(f, &[int.clone()], 0).unwrap();
+    engine.add_method(g, &[int.clone()], 0).unwrap();
+    let cache = CompilerCache::new(&engine, "C", Counting).unwrap();
+    {
+        let guard = engine.pin();
+        let mi = guard.dispatch(g, &[int.clone()]).unwrap();
+        for key in 0..2_000 {
+            cache.compile(&guard, mi, &key).unwrap();
+        }
+    }
+    assert_eq!(LIVE.load(Ordering::SeqCst), 6_000);
+    // Invalidates all 2,000 instances.
+    engine.add_method(f, &[int.clone()], 1).unwrap();
+    let (pinned, reclaimed) = (Signal::default(), Signal::default());
+    DROP_ARMED.store(true, Ordering::SeqCst);
+    let escaped = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let guard = engine.pin();
+            pinned.raise();
+            reclaimed.wait_for(1);
+            catch_unwind(AssertUnwindSafe(|| drop(guard))).is_err()
+        });
+        pinned.wait_for(1);
+        engine.set_auto_reclaim(true);
+        let h = engine.declare_function("h").unwrap();
+        let before = engine.stats().reclaimed;
+        engine.add_method(h, &[int.clone()], 0).unwrap();
+        assert!(
+            engine.stats().reclaimed > before,
+            "automatic reclamation ran"
+        );
+        reclaimed.raise();
+        reader.join().unwrap()
+    });
+    assert!(
+        !escaped,
+        "a destructor panic surfaced from a reader's drop(guard)"
+    );
+    drop(cache);
+    let panics = engine.stats().user_code_panics;
+    drop(engine);
+    DROP_ARMED.store(false, Ordering::SeqCst);
+    assert_eq!(LIVE.load(Ordering::SeqCst), 0, "phase results leaked");
+    assert!(panics >= 1, "the panics were counted");
+}
+
+/// An owner key whose `Hash` panics once, armed by `infer`: the next hash is the one that
+/// publishes the new code instance.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct TouchyKey(u32);
+
+static HASH_ARMED: AtomicBool = AtomicBool::new(false);
+/// Whether the next `infer` arms the key's `Hash`.
+static ARM_NEXT: AtomicBool = AtomicBool::new(false);
+
+impl std::hash::Hash for TouchyKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if HASH_ARMED.swap(false, Ordering::SeqCst) {
+            panic!("Hash bug (once)");
+        }
+        self.0.hash(state)
+    }
+}
+
+struct ArmsKey;
+
+impl Compiler for ArmsKey {
+    type Key = TouchyKey;
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = u32;
+    type Error = String;
+    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
+        if ARM_NEXT.swap(false, Ordering::SeqCst) {
+            HASH_ARMED.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
+        Ok(42)
+    }
+}
+
+/// The key's `Hash` panics while the new instance is published: the compile fails with a
+/// `Panicked` error and leaves the slot as it was, so the next compile succeeds (before, the
+/// version was kept but never published, and every later compile of the key failed).
+#[test]
+fn a_key_hash_panic_while_publishing_fails_that_compile_only() {
+    use compiler_caching::{CompileError, Ty};
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[int.clone()], ()).unwrap();
+    let cache = CompilerCache::new(&engine, "C", ArmsKey).unwrap();
+    let guard = engine.pin();
+    let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+    ARM_NEXT.store(true, Ordering::SeqCst);
+    let first = catch_unwind(AssertUnwindSafe(|| {
+        cache.compile(&guard, mi, &TouchyKey(1)).copied()
+    }));
+    assert!(
+        matches!(first, Ok(Err(CompileError::Panicked { .. }))),
+        "{:?}",
+        first.map(|r| r.map_err(|e| e.to_string()))
+    );
+    assert!(!HASH_ARMED.load(Ordering::SeqCst), "the armed hash ran");
+    assert!(cache.versions(mi, &TouchyKey(1)).is_empty());
+    for _ in 0..3 {
+        assert_eq!(
+            cache.compile(&guard, mi, &TouchyKey(1)).copied().ok(),
+            Some(42)
+        );
+    }
+    assert_eq!(cache.versions(mi, &TouchyKey(1)).len(), 1);
+}

@@ -61,6 +61,56 @@ fn edges_register_vs_invalidate() {
     });
 }
 
+/// The same race with the invalidator lowering dependents in place, under the lock, as the walk
+/// does through a code instance's node ([`EdgeSet::visit`]), and a third dependent registered
+/// ahead of time so that the set is not empty when the race starts.
+#[test]
+fn edges_register_vs_in_place_invalidation() {
+    model(|| {
+        let dependency = Arc::new(Validity::new(1, 1));
+        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let earlier = Arc::new(Validity::new(1, 1));
+        edges.register(earlier.clone(), || (), |_| false);
+        let dependent = Arc::new(Validity::new(2, 1));
+
+        let publisher = {
+            let (dependency, edges, dependent) =
+                (dependency.clone(), edges.clone(), dependent.clone());
+            thread::spawn(move || {
+                let max =
+                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
+                dependent.lower(max);
+            })
+        };
+        let invalidator = {
+            let (dependency, edges) = (dependency.clone(), edges.clone());
+            thread::spawn(move || {
+                dependency.lower(5);
+                edges.visit(|d| {
+                    if d.compile_world() < 5 {
+                        d.lower(5);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            })
+        };
+        publisher.join().unwrap();
+        invalidator.join().unwrap();
+        for (name, v) in [("published", &dependent), ("registered earlier", &earlier)] {
+            assert!(
+                v.max() <= 5,
+                "{name} valid past the invalidation: {}",
+                v.max()
+            );
+        }
+        // The publisher may register after the visit (it then read the lowered bound), but the
+        // dependent registered earlier was visited and dropped.
+        assert!(edges.len() <= 1, "affected dependents stay registered");
+    });
+}
+
 /// The same race with the bound read *before* registering (outside the lock): loom must find the
 /// interleaving that publishes a stale dependent, which shows the model above has teeth.
 #[test]
@@ -293,7 +343,7 @@ fn retire(map: &SlotMap, backedges: &AtomicU64) -> bool {
 fn compile_in(map: &SlotMap, graph: &WaitGraph, runs: &AtomicU64) -> u32 {
     loop {
         let slot = find_slot(map);
-        match slot.begin(|versions| versions.last(), |_| true) {
+        match slot.begin(|versions| versions.last(), |_| true, || 0) {
             Begin::Retired => continue,
             Begin::Ready(v) => return v,
             Begin::Wait(job) => match job.wait(graph) {
@@ -435,7 +485,7 @@ fn pin_vs_reclaim() {
                 pins.horizon(|| world.load(Ordering::SeqCst))
             })
         };
-        let (pinned, slot) = pins.pin_current(|| world.load(Ordering::SeqCst));
+        let (pinned, slot) = pins.pin_current(|| world.load(Ordering::Acquire));
         let horizon = reclaimer.join().unwrap();
         assert!(
             horizon <= pinned,
@@ -478,5 +528,65 @@ fn old_world_pin_vs_reclaim() {
             }
             Err(e) => assert_eq!(e, PinError::Reclaimed { oldest: 2 }),
         }
+    });
+}
+
+/// The pinning protocol with the light barrier left out (a copy of it, written here): a reader
+/// announces the world it read with a plain store and checks the world again, while reclamation
+/// scans after its heavy barrier. Without the reader's barrier the store can be missed by the scan
+/// while the reader's second read still sees the old world: loom must find the interleaving that
+/// reclaims past a pinned world, which shows `pin_vs_reclaim` has teeth.
+#[test]
+#[should_panic(expected = "reclaimed past a pinned world")]
+fn pin_without_the_light_barrier_is_caught() {
+    model(|| {
+        let announced = Arc::new(AtomicU64::new(u64::MAX));
+        let world = Arc::new(AtomicU64::new(1));
+        let reclaimer = {
+            let (announced, world) = (announced.clone(), world.clone());
+            thread::spawn(move || {
+                world.store(2, Ordering::Release);
+                let current = world.load(Ordering::Acquire);
+                loom::sync::atomic::fence(Ordering::SeqCst);
+                current.min(announced.load(Ordering::Relaxed))
+            })
+        };
+        let pinned = loop {
+            let w = world.load(Ordering::Acquire);
+            announced.store(w, Ordering::Relaxed);
+            // (the light barrier belongs here)
+            if world.load(Ordering::Acquire) == w {
+                break w;
+            }
+        };
+        let horizon = reclaimer.join().unwrap();
+        assert!(horizon <= pinned, "reclaimed past a pinned world");
+    });
+}
+
+/// Pins nest on a thread and are released in any order: the thread's announcement holds the oldest
+/// world it pinned until its last pin goes, while reclamation runs on another thread.
+#[test]
+fn nested_pins_hold_the_oldest_world_until_the_last_goes() {
+    model(|| {
+        let pins = Arc::new(Pins::new());
+        let world = Arc::new(AtomicU64::new(1));
+        let (outer, first) = pins.pin_current(|| world.load(Ordering::Acquire));
+        assert_eq!(outer, 1);
+        world.store(2, Ordering::Release);
+        let (inner, second) = pins.pin_current(|| world.load(Ordering::Acquire));
+        assert_eq!(inner, 2);
+        world.store(3, Ordering::Release);
+        let reclaimer = {
+            let (pins, world) = (pins.clone(), world.clone());
+            thread::spawn(move || pins.horizon(|| world.load(Ordering::Acquire)))
+        };
+        pins.unpin(1, first);
+        let horizon = reclaimer.join().unwrap();
+        assert!(horizon <= 2, "reclaimed past the inner pin: {horizon}");
+        // Once the outer pin is gone, the announcement rises to exactly the inner one.
+        assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 2);
+        pins.unpin(2, second);
+        assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 3);
     });
 }

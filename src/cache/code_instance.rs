@@ -1,12 +1,14 @@
 //! Code instances: one compilation of a method instance for one owner.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::compiler::Compiler;
-use super::slot::Dependency;
-use crate::drop_chain;
-use crate::graph::{self, Dependent, DependentCore, Invalidation};
+use crate::dispatch::DispatchNode;
+use crate::error::{describe, describe_debug};
+use crate::graph::{self, Dependent, Graph, Invalidation, Node, NodeHandle};
 use crate::methods::MethodInstance;
+use crate::stats::{Counter, Stats};
 use crate::sync::{Arc, OnceLock};
 use crate::types::{DefaultLattice, Lattice};
 use crate::world::{World, WorldRange};
@@ -22,32 +24,74 @@ impl<C: Compiler<L>, L: Lattice> Clone for CodeInstance<C, L> {
 }
 
 pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
-    pub(crate) core: DependentCore,
+    /// Its node in the dependency graph: its validity, and what was compiled against it.
+    pub(crate) node: NodeHandle,
     pub(crate) mi: MethodInstance<L>,
     pub(crate) key: C::Key,
     pub(crate) tag: Arc<str>,
-    pub(crate) inferred: C::Inferred,
+    /// Set when `infer` returns, before the instance is published: a published instance always
+    /// has it. (Before, the instance is its slot's pending version, which dependents may
+    /// register on but nobody reads.)
+    pub(crate) inferred: OnceLock<C::Inferred>,
     pub(crate) artifact: OnceLock<C::Artifact>,
     pub(crate) linked: OnceLock<C::Linked>,
-    /// What it was compiled against; kept so that those stay reachable for invalidation. Set
-    /// once, right after the instance registers with them.
-    pub(crate) deps: OnceLock<Vec<Dependency<L>>>,
+    /// The dispatch answers it was compiled against; kept so that those stay reachable for
+    /// invalidation. Set once, when it is published.
+    pub(crate) deps: OnceLock<Vec<Arc<DispatchNode<L>>>>,
+    /// Where a panic of a phase result's destructor is counted.
+    pub(crate) stats: Arc<Stats>,
+    /// The graph its node is in, to explain its invalidation.
+    pub(crate) graph: Arc<Graph>,
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {
+    /// Drops the phase results one at a time, each under `catch_unwind`: their destructors are
+    /// user code (a linked value may free executable memory), and a code instance is dropped
+    /// wherever its last reference goes, often by reclamation on whichever thread leaves its
+    /// reclamation guard last. A panic there would surface in an unrelated call, or stop the
+    /// drop of everything freed with it; it is counted instead
+    /// ([`StatsSnapshot::user_code_panics`](crate::StatsSnapshot::user_code_panics)).
     fn drop(&mut self) {
-        // Dependencies hold their own dependencies: a chain as long as the call chain.
-        drop_chain::defer(self.deps.take());
+        // Describing runs user code (`Display` of types, `Debug` of the key): contained too.
+        self.node.keep_label(|| self.label());
+        let panics = usize::from(contained(self.linked.take()))
+            + usize::from(contained(self.artifact.take()))
+            + usize::from(contained(self.inferred.take()));
+        if panics > 0 {
+            self.stats.add(Counter::UserCodePanic, panics as u64);
+        }
+    }
+}
+
+/// Drops `value`, returning whether its destructor panicked.
+fn contained<T>(value: T) -> bool {
+    catch_unwind(AssertUnwindSafe(move || drop(value))).is_err()
+}
+
+impl<C: Compiler<L>, L: Lattice> CiData<C, L> {
+    /// Its validity and backedges.
+    #[inline]
+    pub(crate) fn valid(&self) -> &Node {
+        self.node.node()
+    }
+
+    /// The infer phase's result of a published instance.
+    pub(crate) fn inferred(&self) -> &C::Inferred {
+        match self.inferred.get() {
+            Some(inferred) => inferred,
+            None => unreachable!("only published instances are read, and they are inferred"),
+        }
     }
 }
 
 impl<C: Compiler<L>, L: Lattice> Dependent for CiData<C, L> {
-    fn core(&self) -> &DependentCore {
-        &self.core
-    }
-
     fn label(&self) -> String {
-        format!("{} in {}[{:?}]", self.mi, self.tag, self.key)
+        format!(
+            "{} in {}[{}]",
+            describe(&self.mi),
+            self.tag,
+            describe_debug(&self.key)
+        )
     }
 }
 
@@ -70,24 +114,24 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
     /// worlds can no longer be pinned or asked about, and what the range says of them means
     /// nothing.
     pub fn validity(&self) -> WorldRange {
-        let v = &self.0.core.validity;
+        let v = self.0.valid();
         WorldRange::from_raw(v.min(), v.max())
     }
 
     /// Whether it is valid in `world` (exact for retained worlds; see
     /// [`CodeInstance::validity`]).
     pub fn is_valid_in(&self, world: World) -> bool {
-        self.0.core.validity.contains(world.get())
+        self.0.valid().contains(world.get())
     }
 
     /// The world it was compiled in.
     pub fn compiled_in(&self) -> World {
-        World::from_raw(self.0.core.validity.compile_world())
+        World::from_raw(self.0.valid().compile_world())
     }
 
     /// The infer phase's result.
     pub fn inferred(&self) -> &C::Inferred {
-        &self.0.inferred
+        self.0.inferred()
     }
 
     /// The codegen phase's result, once it has run.
@@ -103,7 +147,7 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
     /// Why it was invalidated, if it was: the mutation, what it changed, and the chain of
     /// dependencies that carried the invalidation here.
     pub fn invalidation(&self) -> Option<Invalidation> {
-        graph::explain(&*self.0)
+        graph::explain(&self.0.graph, self.0.node.get_ref())
     }
 }
 

@@ -7,15 +7,16 @@ use std::hash::Hash;
 
 use super::code_instance::{CiData, CodeInstance};
 use super::miss::Compiled;
-use super::slot::{valid_in, Dependency, Slot};
+use super::slot::{valid_in, Slot};
 use super::CacheInner;
+use crate::dispatch::DispatchNode;
 use crate::engine::Engine;
 use crate::error::{CompileError, Error};
-use crate::graph::{DependentRef, SlotNode};
+use crate::graph::{Cause, NodeRef};
 use crate::methods::{Function, MethodInstance};
 use crate::sync::Arc;
 use crate::types::{DefaultLattice, Lattice};
-use crate::world::World;
+use crate::world::{World, OPEN};
 
 /// A compiler's three phases and its types. See the crate docs for a complete example.
 pub trait Compiler<L: Lattice = DefaultLattice>: Send + Sync + Sized + 'static {
@@ -81,19 +82,28 @@ impl<C: Compiler<L>, L: Lattice> PhaseCx<'_, C, L> {
 
     /// The inferred result being completed.
     pub fn inferred(&self) -> &C::Inferred {
-        &self.ci.inferred
+        self.ci.inferred()
     }
 }
 
 /// What `infer` is told, and where it records dependencies (the seed API's
 /// `cache!(cache, mi; world, deps)`).
+///
+/// Each dependency is registered as soon as it is recorded, on the code instance being compiled
+/// (the slot's pending version): a mutation that changes it while `infer` still runs finds the
+/// instance, and whatever already depends on it, in its invalidation walk.
 pub struct InferCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
     pub(super) cache: &'a CacheInner<C, L>,
     pub(super) mi: &'a MethodInstance<L>,
     pub(super) key: &'a C::Key,
     pub(super) world: World,
-    pub(super) deps: Vec<Dependency<L>>,
-    /// What `deps` holds already, by address.
+    /// The code instance being compiled, not yet published.
+    pub(super) ci: &'a Arc<CiData<C, L>>,
+    /// The first world every dependency recorded so far holds in.
+    pub(super) min: u64,
+    /// The dispatch answers recorded, kept by the instance once published.
+    pub(super) dispatched: Vec<Arc<DispatchNode<L>>>,
+    /// What has been recorded already, by address.
     pub(super) seen: HashSet<usize>,
 }
 
@@ -113,7 +123,7 @@ impl<C: Compiler<L>, L: Lattice> fmt::Debug for InferCx<'_, C, L> {
             .field("instance", self.mi)
             .field("key", self.key)
             .field("world", &self.world)
-            .field("dependencies", &self.deps.len())
+            .field("dependencies", &self.seen.len())
             .finish()
     }
 }
@@ -194,7 +204,15 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         )?);
         let result = node.result().cloned();
         if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {
-            self.deps.push(Dependency::Dispatch(node));
+            let graph = self.cache.engine.graph();
+            let max = node.edges.register(
+                self.dependent(),
+                || node.validity.max(),
+                |d| graph.is_dead(*d),
+            );
+            self.min = self.min.max(node.validity.min());
+            self.dispatched.push(node);
+            self.close_at(max);
         }
         result
     }
@@ -213,9 +231,11 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         super::miss::check_key(self.key)?;
         let seize = self.cache.engine.enter();
         let world = self.world.get();
-        let (slot, version) = self
-            .cache
-            .hold(mi, self.key, &seize, |vs| valid_in(vs, world));
+        let (slot, version) = self.cache.hold(mi, self.key, &seize, |state| {
+            valid_in(&state.versions, world)
+                .or_else(|| running_in(state.pending(), world))
+                .cloned()
+        });
         self.record_slot(slot, version);
         Ok(())
     }
@@ -246,26 +266,76 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                 Ok(Callee::Ready(CodeInstance(ci)))
             }
             Compiled::Cycle => {
-                let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
-                self.record_slot(slot, None);
+                // The callee's running compilation, if it runs in this world: what this one
+                // depends on. (Running for another world, it is not; the dependency is then on
+                // the slot alone.)
+                let world = world.get();
+                let (slot, pending) = self.cache.hold(mi, self.key, &seize, |state| {
+                    running_in(state.pending(), world).cloned()
+                });
+                self.record_slot(slot, pending);
                 Ok(Callee::InProgress)
             }
         }
     }
 
-    /// Records a dependency on `slot`, on which the caller took a hold.
+    /// This instance's node, for registering on what it depends on.
+    fn dependent(&self) -> NodeRef {
+        self.ci.node.get_ref()
+    }
+
+    /// Applies the upper bound `max` read from a dependency as it was registered: if the
+    /// dependency was invalidated since it was read, so is this instance, and whatever already
+    /// registered on it while it compiles (a recursive caller) goes with it.
+    fn close_at(&self, max: u64) {
+        if max == OPEN || !self.ci.valid().lower(max) {
+            return;
+        }
+        self.ci
+            .node
+            .set_root(Cause::DuringCompilation { world: max });
+        self.cache.engine.invalidate_from(self.dependent(), max);
+    }
+
+    /// Records a dependency on `slot`, on which the caller took a hold, compiled against
+    /// `version` (published, or the slot's pending one) if there is one: registers this instance
+    /// on the version's backedges (or the slot's, with no version), reading under the same lock
+    /// the upper bound it must respect (see `crate::raw::edges`), then ends the hold.
     fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) {
         let key = match &version {
             Some(v) => Arc::as_ptr(v) as *const () as usize,
             None => Arc::as_ptr(&slot) as *const () as usize,
         };
         if self.seen.insert(key) {
-            self.deps.push(Dependency::on_slot(
-                slot as Arc<dyn SlotNode>,
-                version.map(|v| v as DependentRef),
-            ));
-        } else {
-            slot.cell.release();
+            let graph = self.cache.engine.graph();
+            let max = match &version {
+                // On the version itself: its own backedges.
+                Some(v) => v.valid().register(self.dependent(), graph),
+                // On the slot, while nothing is compiled for it.
+                None => slot.edges.register(
+                    self.dependent(),
+                    || {
+                        let deleted = &slot.mi.method().0.deleted;
+                        deleted.load(crate::sync::Ordering::Acquire)
+                    },
+                    |d| graph.is_dead(*d),
+                ),
+            };
+            self.min = self.min.max(match &version {
+                // A pending version holds from its own world until it is published.
+                Some(v) => v.valid().min(),
+                None => slot.mi.method().0.defined,
+            });
+            self.close_at(max);
         }
+        slot.cell.release();
     }
+}
+
+/// `pending`, if it is being compiled for `world`.
+fn running_in<C: Compiler<L>, L: Lattice>(
+    pending: Option<&Arc<CiData<C, L>>>,
+    world: u64,
+) -> Option<&Arc<CiData<C, L>>> {
+    pending.filter(|p| p.valid().compile_world() == world)
 }

@@ -2,10 +2,10 @@
 
 use super::code_instance::CodeInstance;
 use super::miss::{reentered, Compiled, Held};
-use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, Version};
+use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, SlotState, Version};
 use super::{CacheInner, Compiler, CompilerCache};
 use crate::engine::Guard;
-use crate::error::{CompileError, Error};
+use crate::error::{describe_debug, CompileError, Error};
 use crate::graph::SlotNode;
 use crate::methods::MethodInstance;
 use crate::stats::Counter;
@@ -63,7 +63,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
                 .and_then(|v| v.linked.get())
                 .ok_or_else(|| {
                     CompileError::Engine(Error::KeyNotReflexive {
-                        key: format!("{key:?}"),
+                        key: describe_debug(key),
                     })
                 }),
             Compiled::Cycle => Err(reentered(mi)),
@@ -185,7 +185,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         mi: &MethodInstance<L>,
         key: &C::Key,
         seize: &seize::LocalGuard<'_>,
-        find: impl Fn(&[Version<C, L>]) -> Option<&Version<C, L>>,
+        find: impl Fn(&SlotState<C, L>) -> Option<Version<C, L>>,
     ) -> Held<C, L> {
         loop {
             let slot = self.slot(mi, key, seize);

@@ -4,21 +4,22 @@ use super::compiler::Compiler;
 use super::slot::SlotQuery;
 use super::CacheInner;
 use crate::engine::CacheMaintenance;
-use crate::graph::Edge;
 use crate::sync::Arc;
 use crate::types::Lattice;
 
 impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
     fn reclaim(&self, horizon: u64) -> usize {
         let guard = self.engine.enter();
+        let graph = self.engine.graph();
+        let is_dead = |d: &crate::graph::NodeRef| graph.is_dead(*d);
         let mut dropped = 0;
         let mut empty = Vec::new();
         for (_, entry) in self.slots.iter(&guard) {
             let slot = &entry.slot;
             // Most slots hold only versions still visible: nothing to drop, and the slot stays.
             // (A version published after this snapshot waits for the next reclamation.)
-            if entry.newest.is_some() && entry.versions().all(|v| v.core.validity.max() > horizon) {
-                slot.edges.prune_large(Edge::is_dead);
+            if entry.newest.is_some() && entry.versions().all(|v| v.valid().max() > horizon) {
+                slot.edges.prune_large(is_dead);
                 continue;
             }
             let mut state = slot.cell.lock();
@@ -26,8 +27,8 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
                 continue;
             }
             let before = state.versions.len();
-            state.versions.retain(|v| v.core.validity.max() > horizon);
-            slot.edges.prune(Edge::is_dead);
+            state.versions.retain(|v| v.valid().max() > horizon);
+            slot.edges.prune(is_dead);
             if state.versions.len() != before {
                 dropped += before - state.versions.len();
                 slot.publish(self, &state, &guard);

@@ -4,7 +4,7 @@ use super::code_instance::CiData;
 use super::compiler::{Compiler, JobOutcome};
 use super::slot::{valid_in, Slot, Version};
 use super::CacheInner;
-use crate::error::{CompileError, Error, Phase};
+use crate::error::{describe, describe_debug, CompileError, Error, Phase};
 use crate::methods::MethodInstance;
 use crate::raw::job::{Job, Waited};
 use crate::raw::slot::Begin;
@@ -44,7 +44,7 @@ impl<C: Compiler<L>, L: Lattice> Drop for JobGuard<'_, C, L> {
                 &self.job,
                 Err(CompileError::Panicked {
                     phase: Phase::Infer,
-                    instance: self.slot.mi.to_string(),
+                    instance: describe(&self.slot.mi),
                     message: "compilation unwound".into(),
                 }),
             );
@@ -58,12 +58,12 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
     pub(super) fn check_instance(&self, mi: &MethodInstance<L>, world: World) -> Result<(), Error> {
         if !self.engine.owns(mi.method().function()) {
             return Err(Error::UnknownFunction {
-                function: mi.to_string(),
+                function: describe(mi),
             });
         }
         if !mi.method().is_live_in(world) {
             return Err(Error::MethodNotLive {
-                method: mi.method().to_string(),
+                method: describe(mi.method()),
             });
         }
         Ok(())
@@ -84,6 +84,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             let begun = slot.cell.begin(
                 |versions| valid_in(versions, world.get()),
                 |ci| ci.linked.get().is_some(),
+                || self.start(&slot, world),
             );
             match begun {
                 // Reclamation removed the slot after we found it; the next lookup makes a new one.
@@ -99,13 +100,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                         Waited::Done(Ok(())) => continue,
                     }
                 }
-                Begin::Run { job, existing } => {
+                Begin::Run { job, version } => {
                     let job = JobGuard {
                         slot: &slot,
                         job,
                         armed: true,
                     };
-                    let result = self.run_phases(seize, world, &slot, existing);
+                    let result = self.run_phases(seize, world, &slot, version);
                     job.finish(result.as_ref().map(|_| ()).map_err(Clone::clone));
                     return result.map(Compiled::Ready);
                 }
@@ -121,7 +122,7 @@ pub(super) fn check_key<K: PartialEq + std::fmt::Debug>(key: &K) -> Result<(), E
         Ok(())
     } else {
         Err(Error::KeyNotReflexive {
-            key: format!("{key:?}"),
+            key: describe_debug(key),
         })
     }
 }
@@ -129,6 +130,6 @@ pub(super) fn check_key<K: PartialEq + std::fmt::Debug>(key: &K) -> Result<(), E
 /// The error for a top-level compile made from inside the same instance's own compilation.
 pub(super) fn reentered<E, L: Lattice>(mi: &MethodInstance<L>) -> CompileError<E> {
     CompileError::Reentered {
-        instance: mi.to_string(),
+        instance: describe(mi),
     }
 }

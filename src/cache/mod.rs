@@ -16,17 +16,21 @@
 //! through the slot's job (see `crate::raw::job`), and a phase that fails or panics leaves nothing
 //! behind. [`maintenance`] drops what reclamation proves no world can see.
 //!
-//! # Publishing against concurrent invalidation
+//! # Registering against concurrent invalidation
 //!
-//! After `infer` returns, the new code instance is registered as a dependent of each dependency,
-//! reading each dependency's current upper bound under that dependency's lock, and lowers its own
-//! upper bound to the least of them; then, under its slot's lock, it reads its own method's
-//! deletion world and is published. A mutation lowers a dependency's bound *before* it walks the
-//! dependency's dependents under the same lock (see `crate::raw::edges`), so either the walk
-//! finds the new instance or the instance reads the lowered bound: a result compiled against a
-//! dependency invalidated at `w'` is never published valid in `w'` or later. If the instance had
-//! to be published already closed, whatever registered on its slot meanwhile (a recursive caller)
-//! is invalidated with it.
+//! A job that compiles a new version first makes its code instance, the slot's *pending* version,
+//! valid from its world with an open end. Each dependency `infer` records is registered at once:
+//! the instance joins the dependency's backedges, reading the dependency's current upper bound
+//! under the same lock, and lowers its own to it. A mutation lowers a dependency's bound *before*
+//! it walks the dependency's dependents under that lock (see `crate::raw::edges`), so either the
+//! walk finds the running instance or the instance reads the lowered bound: a result compiled
+//! against a dependency invalidated at `w'` is never valid in `w'` or later. Because the running
+//! instance is in the graph from the start, whatever depends on it before it is published (a
+//! recursive caller told [`Callee::InProgress`], code that called [`InferCx::depend_on`] for it)
+//! is reached by the same walk, before the mutation's world is published. When the instance closes
+//! itself instead (it read a bound already lowered, or its method was deleted meanwhile), it walks
+//! its own dependents under the engine's writer lock. Publishing then only fixes where its range
+//! starts, keeps at most one version valid per world, and lists it.
 
 mod code_instance;
 mod compiler;

@@ -5,12 +5,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::code_instance::CiData;
 use super::compiler::{Compiler, InferCx, PhaseCx};
-use super::slot::{Dependency, Slot};
+use super::slot::Slot;
 use super::CacheInner;
-use crate::error::{CompileError, Phase};
-use crate::graph::{walk, Cause, DependentCore, DependentRef};
+use crate::dispatch::DispatchNode;
+use crate::error::{describe, CompileError, Phase};
+use crate::graph::{Cause, Dependent};
+use crate::raw::slot::Started;
 use crate::stats::Counter;
-use crate::sync::{Arc, OnceLock, Ordering};
+use crate::sync::{Arc, OnceLock, Ordering, Weak};
 use crate::types::Lattice;
 use crate::world::{World, OPEN};
 
@@ -38,8 +40,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         let _span = tracing::info_span!(
             "compile_phase",
             phase = %phase,
-            instance = %slot.mi,
-            key = ?slot.key,
+            instance = %describe(&slot.mi),
+            key = %crate::error::describe_debug(&slot.key),
             world = world.get(),
             cache = %slot.tag,
         )
@@ -63,12 +65,12 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             }
             Ok(Err(error)) => CompileError::Phase {
                 phase,
-                instance: mi.to_string(),
+                instance: describe(mi),
                 error: Arc::new(error),
             },
             Err(payload) => CompileError::Panicked {
                 phase,
-                instance: mi.to_string(),
+                instance: describe(mi),
                 message: panic_message(&*payload),
             },
         };
@@ -76,29 +78,55 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         Err(error)
     }
 
+    /// A new code instance for `slot`, compiled in `world`: the slot's pending version while its
+    /// job runs. It holds from `world` on until `infer` has recorded what it depends on.
+    pub(super) fn start(&self, slot: &Arc<Slot<C, L>>, world: World) -> Arc<CiData<C, L>> {
+        let w = world.get();
+        let graph = self.engine.graph();
+        let ci = Arc::new(CiData {
+            node: graph.alloc(w, w),
+            mi: slot.mi.clone(),
+            key: slot.key.clone(),
+            tag: Arc::clone(&slot.tag),
+            inferred: OnceLock::new(),
+            artifact: OnceLock::new(),
+            linked: OnceLock::new(),
+            deps: OnceLock::new(),
+            stats: Arc::clone(self.engine.counters()),
+            graph: Arc::clone(graph),
+        });
+        let owner: Weak<dyn Dependent> = Arc::downgrade(&ci) as Weak<CiData<C, L>>;
+        ci.node.set_owner(owner);
+        ci
+    }
+
     pub(super) fn run_phases(
         &self,
         seize: &seize::LocalGuard<'_>,
         world: World,
         slot: &Arc<Slot<C, L>>,
-        existing: Option<Arc<CiData<C, L>>>,
+        version: Started<Arc<CiData<C, L>>>,
     ) -> Result<Arc<CiData<C, L>>, CompileError<C::Error>> {
         let mi = &slot.mi;
-        let ci = match existing {
-            Some(ci) => ci,
-            None => {
+        let ci = match version {
+            Started::Existing(ci) => ci,
+            Started::New(ci) => {
                 let mut cx = InferCx {
                     cache: self,
                     mi,
                     key: &slot.key,
                     world,
-                    deps: Vec::new(),
+                    ci: &ci,
+                    min: mi.method().0.defined,
+                    dispatched: Vec::new(),
                     seen: HashSet::new(),
                 };
                 let inferred =
                     self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
-                let deps = std::mem::take(&mut cx.deps);
-                self.publish(seize, world, slot, inferred, deps)?
+                let (min, dispatched) = (cx.min, std::mem::take(&mut cx.dispatched));
+                let _ = ci.inferred.set(inferred);
+                self.publish(seize, world, slot, &ci, min, dispatched)?;
+                ci
             }
         };
         let cx = PhaseCx {
@@ -111,7 +139,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             Some(artifact) => artifact,
             None => {
                 let artifact = self.phase(Phase::Codegen, slot, world, || {
-                    self.compiler.codegen(&cx, &ci.inferred)
+                    self.compiler.codegen(&cx, ci.inferred())
                 })?;
                 ci.artifact.get_or_init(|| artifact)
             }
@@ -125,87 +153,75 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         Ok(ci)
     }
 
-    /// Creates the code instance, registers it with its dependencies and publishes it (see the
-    /// module docs for why the order matters).
+    /// Publishes the instance `infer` produced, every dependency of which is registered already
+    /// (see the module docs): fixes the start of its range, keeps at most one version valid per
+    /// world, and closes it if its method was deleted meanwhile.
     fn publish(
         &self,
         seize: &seize::LocalGuard<'_>,
         world: World,
         slot: &Arc<Slot<C, L>>,
-        inferred: C::Inferred,
-        mut deps: Vec<Dependency<L>>,
-    ) -> Result<Arc<CiData<C, L>>, CompileError<C::Error>> {
+        ci: &Arc<CiData<C, L>>,
+        mut min: u64,
+        dispatched: Vec<Arc<DispatchNode<L>>>,
+    ) -> Result<(), CompileError<C::Error>> {
         let w = world.get();
         let method = &slot.mi.method().0;
-        let mut min = deps
-            .iter()
-            .map(Dependency::min)
-            .fold(method.defined, u64::max);
+        let _ = ci.deps.set(dispatched);
         let mut max = OPEN;
-        {
-            // Keep at most one version valid per world: start after older versions, end before
-            // newer ones.
-            let state = slot.cell.lock();
-            for v in &state.versions {
-                let (vmin, vmax) = (v.core.validity.min(), v.core.validity.max());
-                if vmax <= w {
-                    min = min.max(vmax);
-                } else if vmin > w {
-                    max = max.min(vmin);
-                }
+        let mut state = slot.cell.lock();
+        // Start after older versions, end before newer ones.
+        for v in &state.versions {
+            let (vmin, vmax) = (v.valid().min(), v.valid().max());
+            if vmax <= w {
+                min = min.max(vmax);
+            } else if vmin > w {
+                max = max.min(vmin);
             }
         }
-        let ci = Arc::new(CiData {
-            core: DependentCore::new(w, min, Arc::clone(&slot.edges)),
-            mi: slot.mi.clone(),
-            key: slot.key.clone(),
-            tag: Arc::clone(&slot.tag),
-            inferred,
-            artifact: OnceLock::new(),
-            linked: OnceLock::new(),
-            deps: OnceLock::new(),
-        });
-        let as_dep: DependentRef = Arc::clone(&ci) as DependentRef;
-        let mut closed_by = OPEN;
-        for dep in &mut deps {
-            closed_by = closed_by.min(dep.register(&as_dep));
+        ci.node.extend_min(min);
+        // Deleting the method lowers the pending version too; a deletion before it existed is
+        // read here.
+        let deleted = method.deleted.load(Ordering::Acquire);
+        let closed = deleted != OPEN && ci.valid().lower(deleted);
+        if closed {
+            ci.node
+                .set_root(Cause::DuringCompilation { world: deleted });
         }
-        let _ = ci.deps.set(deps);
-        let mut state = slot.cell.lock();
-        closed_by = closed_by.min(method.deleted.load(Ordering::Acquire));
-        ci.core.validity.lower(closed_by.min(max));
-        if !ci.core.validity.contains(w) {
-            // Every dependency recorded through the context is valid in `w` (the context checks
-            // what it is given), so this does not happen; were it to, publishing an instance not
-            // valid in its own world would make every caller recompile it forever.
+        ci.valid().lower(max);
+        if !ci.valid().contains(w) {
+            // Every dependency is registered valid in `w` (the context checks what it is given),
+            // so this does not happen; were it to, publishing an instance not valid in its own
+            // world would make every caller recompile it forever.
             return Err(CompileError::StaleDependency {
-                instance: slot.mi.to_string(),
+                instance: describe(&slot.mi),
                 world,
             });
         }
-        state.versions.push(Arc::clone(&ci));
-        slot.publish_pushed(self, &state, Arc::clone(&ci), seize);
-        drop(state);
-        if closed_by != OPEN {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(
-                target: "compiler_caching::invalidation",
-                code_instance = %crate::graph::Dependent::label(&*ci),
-                world = closed_by,
-                "published already invalid: a dependency was invalidated while it was compiled"
-            );
-            // A dependency was invalidated while this was compiled. Anything that recorded a
-            // dependency on this slot meanwhile (a recursive caller) compiled against it.
-            ci.core
-                .set_cause(Cause::DuringCompilation { world: closed_by });
-            let seeds =
-                walk::seed_from_edges(&slot.edges, closed_by, || Cause::Via(Arc::clone(&as_dep)));
-            let mut released = Vec::new();
-            let n = seeds.len() + walk::propagate(seeds, closed_by, &mut released);
-            self.engine.counters().add(Counter::Invalidated, n as u64);
-            self.engine.note_garbage(n);
-            self.engine.release(released);
+        state.versions.push(Arc::clone(ci));
+        // Publishing hashes and compares the owner key: user code. If it panics, the version
+        // is taken back, so the slot's state and its published entry stay in step.
+        let published = catch_unwind(AssertUnwindSafe(|| {
+            slot.publish_pushed(self, &state, Arc::clone(ci), seize)
+        }));
+        if let Err(payload) = published {
+            state.versions.pop();
+            drop(state);
+            self.engine.counters().add(Counter::PhaseFailure, 1);
+            return Err(CompileError::Panicked {
+                phase: Phase::Infer,
+                instance: describe(&slot.mi),
+                message: format!(
+                    "publishing the code instance panicked (the owner key's Hash or Eq): {}",
+                    panic_message(&*payload)
+                )
+                .into(),
+            });
         }
-        Ok(ci)
+        drop(state);
+        if closed {
+            self.engine.invalidate_from(ci.node.get_ref(), deleted);
+        }
+        Ok(())
     }
 }

@@ -1,19 +1,16 @@
-//! A slot `(method instance, owner key)`: its published entry, its locked state (versions and
-//! running job, see `crate::raw::slot`), its backedges, and the dependencies compilations record
-//! on it and on dispatch answers.
+//! A slot `(method instance, owner key)`: its published entry, its locked state (versions, running
+//! job and its pending version, see `crate::raw::slot`) and its backedges.
 
 use std::hash::{Hash, Hasher};
 
 use super::code_instance::CiData;
 use super::compiler::{Compiler, JobOutcome};
 use super::CacheInner;
-use crate::dispatch::DispatchNode;
-use crate::graph::{Cause, DependentRef, Edge, Edges, SlotNode};
+use crate::graph::{Cause, Edges, NodeRef, SlotNode};
 use crate::methods::MethodInstance;
 use crate::raw::slot::SlotCell;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 use crate::types::Lattice;
-use crate::world::OPEN;
 
 pub(crate) struct SlotKey<K> {
     pub(crate) mi: usize,
@@ -143,7 +140,7 @@ impl<C: Compiler<L>, L: Lattice> SlotEntry<C, L> {
     #[inline]
     pub(crate) fn valid_in(&self, world: u64) -> Option<&Version<C, L>> {
         match &self.newest {
-            Some(v) if v.core.validity.contains(world) => Some(v),
+            Some(v) if v.valid().contains(world) => Some(v),
             Some(_) => self.valid_in_older(world),
             None => None,
         }
@@ -151,9 +148,7 @@ impl<C: Compiler<L>, L: Lattice> SlotEntry<C, L> {
 
     #[cold]
     fn valid_in_older(&self, world: u64) -> Option<&Version<C, L>> {
-        self.versions()
-            .skip(1)
-            .find(|v| v.core.validity.contains(world))
+        self.versions().skip(1).find(|v| v.valid().contains(world))
     }
 }
 
@@ -164,10 +159,7 @@ pub(crate) fn valid_in<C: Compiler<L>, L: Lattice>(
     world: u64,
 ) -> Option<&Arc<CiData<C, L>>> {
     // Newest first: lookups are mostly in the current world.
-    versions
-        .iter()
-        .rev()
-        .find(|v| v.core.validity.contains(world))
+    versions.iter().rev().find(|v| v.valid().contains(world))
 }
 
 pub(crate) struct Slot<C: Compiler<L>, L: Lattice> {
@@ -241,13 +233,14 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
 }
 
 impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
-    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<DependentRef> {
+    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<NodeRef> {
         let state = self.cell.lock();
-        let mut lowered: Vec<DependentRef> = Vec::new();
-        for v in &state.versions {
-            if v.core.validity.compile_world() < world && v.core.validity.lower(world) {
-                v.core.set_cause(cause());
-                lowered.push(Arc::clone(v) as DependentRef);
+        let mut lowered = Vec::new();
+        // The pending version too: dependents may have registered on it already.
+        for v in state.versions.iter().chain(state.pending()) {
+            if v.valid().compile_world() < world && v.valid().lower(world) {
+                v.node.set_root(cause());
+                lowered.push(v.node.get_ref());
             }
         }
         lowered
@@ -255,115 +248,5 @@ impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
 
     fn edges(&self) -> &Arc<Edges> {
         &self.edges
-    }
-
-    fn release(&self) {
-        self.cell.release();
-    }
-
-    fn method_range(&self) -> (u64, u64) {
-        let m = &self.mi.method().0;
-        (m.defined, m.deleted.load(Ordering::Acquire))
-    }
-}
-
-/// A dependency recorded by a compilation, kept by the code instance that recorded it.
-///
-/// Until the dependent registers its backedge, a dependency on a slot holds the slot (and the
-/// callee's version) strongly, and holds it against retirement ([`crate::raw::slot`]). Once
-/// registered it lets go of both: the backedge keeps the slot in its cache for as long as it
-/// matters, and a strong reference would close a cycle through recursion (`f`'s instance depends
-/// on `f`'s own slot, whose versions include that instance), so that code compiled for recursive
-/// functions would never be freed.
-pub(crate) enum Dependency<L: Lattice> {
-    Dispatch(Arc<DispatchNode<L>>),
-    Slot(SlotDependency),
-}
-
-/// A dependency on a code-cache slot `(method instance, owner key)`.
-pub(crate) enum SlotDependency {
-    /// Recorded, not yet registered: holds the slot against retirement until registered.
-    Recorded {
-        slot: Arc<dyn SlotNode>,
-        /// The callee's version it was compiled against, if the callee was ready.
-        version: Option<DependentRef>,
-        /// Whether the hold on the slot is still to be released.
-        held: bool,
-    },
-    /// Registered with the slot's backedges, which now keep what matters alive.
-    Registered,
-}
-
-impl<L: Lattice> Dependency<L> {
-    /// A dependency on `slot` (on which the caller took a hold), compiled against `version`.
-    pub(crate) fn on_slot(slot: Arc<dyn SlotNode>, version: Option<DependentRef>) -> Self {
-        Dependency::Slot(SlotDependency::Recorded {
-            slot,
-            version,
-            held: true,
-        })
-    }
-
-    /// The first world the dependency holds in (before it is registered).
-    pub(crate) fn min(&self) -> u64 {
-        match self {
-            Dependency::Dispatch(node) => node.validity.min(),
-            Dependency::Slot(SlotDependency::Recorded {
-                version: Some(v), ..
-            }) => v.core().validity.min(),
-            Dependency::Slot(SlotDependency::Recorded {
-                slot,
-                version: None,
-                ..
-            }) => slot.method_range().0,
-            Dependency::Slot(SlotDependency::Registered) => 1,
-        }
-    }
-
-    /// Registers `dependent` and returns the upper end of this dependency's validity, read under
-    /// the same lock (see [`crate::raw::edges`]). A slot's hold ends here: the backedge now keeps
-    /// the slot from being retired, and the dependency keeps only a weak reference to it.
-    pub(crate) fn register(&mut self, dependent: &DependentRef) -> u64 {
-        let dead = Edge::is_dead;
-        match self {
-            Dependency::Dispatch(node) => {
-                node.edges
-                    .register(Edge::to(dependent), || node.validity.max(), dead)
-            }
-            Dependency::Slot(dependency) => {
-                let SlotDependency::Recorded {
-                    slot,
-                    version,
-                    held,
-                } = dependency
-                else {
-                    return OPEN;
-                };
-                let max = slot.edges().register(
-                    Edge::to(dependent),
-                    || match version {
-                        Some(v) => v.core().validity.max(),
-                        None => slot.method_range().1,
-                    },
-                    dead,
-                );
-                slot.release();
-                *held = false;
-                *dependency = SlotDependency::Registered;
-                max
-            }
-        }
-    }
-}
-
-impl Drop for SlotDependency {
-    fn drop(&mut self) {
-        // A compilation that failed never registers its dependencies.
-        if let SlotDependency::Recorded {
-            slot, held: true, ..
-        } = self
-        {
-            slot.release();
-        }
     }
 }

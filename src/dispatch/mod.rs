@@ -24,6 +24,7 @@ pub(crate) use recheck::Registry;
 use node::{DispatchKey, DispatchQuery};
 
 use crate::error::Error;
+use crate::graph::Graph;
 use crate::methods::{Function, TableStack, Tables};
 use crate::sync::{shared_map, Arc, Map};
 use crate::types::Lattice;
@@ -128,10 +129,10 @@ impl<L: Lattice> Dispatcher<L> {
 
     /// Drops every cached answer no world at or after `horizon` can be given, and the dead
     /// backedges of large registered answers. Returns `(dropped, kept)`.
-    pub(crate) fn reclaim(&self, horizon: u64) -> (usize, usize) {
+    pub(crate) fn reclaim(&self, horizon: u64, graph: &Graph) -> (usize, usize) {
         let registries = self.registries.pin();
         for registry in registries.values() {
-            registry.prune_edges();
+            registry.prune_edges(graph);
         }
         let stale = |node: &Arc<DispatchNode<L>>| node.validity.max() <= horizon;
         let (mut dropped, mut kept) = (0, 0);

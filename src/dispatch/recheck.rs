@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::node::{DispatchNode, NodeKey};
 use super::select;
-use crate::graph::Edge;
+use crate::graph::Graph;
 use crate::methods::{Method, MethodLists};
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::types::Lattice;
@@ -78,9 +78,9 @@ impl<L: Lattice> Registry<L> {
     }
 
     /// Drops the dead backedges of registered answers with many of them.
-    pub(super) fn prune_edges(&self) {
+    pub(super) fn prune_edges(&self, graph: &Graph) {
         for node in self.nodes.lock().values() {
-            node.edges.prune_large(Edge::is_dead);
+            node.edges.prune_large(|d| graph.is_dead(*d));
         }
     }
 

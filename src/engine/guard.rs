@@ -16,9 +16,11 @@ use crate::world::World;
 impl<L: Lattice> Engine<L> {
     /// Pins the current world and returns a guard through which lookups are answered in it.
     ///
-    /// Pinning takes a short lock on a per-thread shard (uncontended unless many threads share a
-    /// shard); lookups through the guard take none. A long-lived guard keeps its world, and what
-    /// it sees, from being reclaimed, so re-pin between batches of work.
+    /// Pinning takes no lock and writes only the calling thread's own announcement (see the
+    /// `raw::pins` protocol); lookups through the guard take no lock either. Guards nest on a
+    /// thread, and are not `Send`: a guard is dropped on the thread that pinned. A long-lived
+    /// guard keeps its world, and what it sees, from being reclaimed, so re-pin between batches
+    /// of work.
     pub fn pin(&self) -> Guard<'_, L> {
         let inner = &*self.inner;
         let (world, slot) = inner.pins.pin_current(|| inner.world.current().get());

@@ -4,6 +4,7 @@
 use super::{Engine, EngineInner};
 use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
+use crate::graph::{walk, Graph, NodeRef};
 use crate::methods::{Function, TableStack};
 use crate::raw::job::WaitGraph;
 use crate::stats::{Counter, Stats};
@@ -52,7 +53,7 @@ impl<L: Lattice> Engine<L> {
         f.engine == self.inner.id
     }
 
-    pub(crate) fn counters(&self) -> &Stats {
+    pub(crate) fn counters(&self) -> &Arc<Stats> {
         &self.inner.stats
     }
 
@@ -61,14 +62,33 @@ impl<L: Lattice> Engine<L> {
         &self.inner.waits
     }
 
-    /// See [`EngineInner::note_garbage`].
-    pub(crate) fn note_garbage(&self, n: usize) {
-        self.inner.note_garbage(n);
+    /// The dependency graph of the engine's code instances.
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        &self.inner.graph
     }
 
-    /// See [`EngineInner::release`].
-    pub(crate) fn release<T>(&self, released: T) {
-        self.inner.release(released);
+    /// Invalidates what depends on `node`, which its compilation has just closed at `world` (a
+    /// dependency it recorded was invalidated after it read it, or its method was deleted): the
+    /// same walk a mutation makes, under the writer lock, so that it never overlaps a mutation's
+    /// or a reclamation's (see `crate::graph::nodes` for why walks must not).
+    pub(crate) fn invalidate_from(&self, node: NodeRef, world: u64) {
+        let inner: &EngineInner<L> = &self.inner;
+        let writer = inner.writer.lock();
+        let mut lowered = walk::Lowered::default();
+        walk::propagate(&inner.graph, vec![node], world, &mut lowered);
+        // Nodes of instances dropped meanwhile can be freed under the lock.
+        inner.graph.recycle();
+        drop(writer);
+        let n = 1 + lowered.count;
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "compiler_caching::invalidation",
+            world,
+            invalidated = n,
+            "closed while compiling: a dependency was invalidated after it was read"
+        );
+        inner.stats.add(Counter::Invalidated, n as u64);
+        inner.note_garbage(n);
     }
 
     /// Dispatches on behalf of a compilation running in `world` (which its caller has pinned),

@@ -20,6 +20,7 @@ use std::fmt;
 
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
+use crate::graph::Graph;
 use crate::methods::{
     Function, FunctionData, MethodInstance, MethodTable, StackData, TableStack, Tables,
 };
@@ -52,7 +53,12 @@ pub(crate) struct EngineInner<L: Lattice> {
     dispatcher: Dispatcher<L>,
     pins: Pins,
     waits: WaitGraph,
-    stats: Stats,
+    /// Shared with every code instance, which counts the panics of its phase results'
+    /// destructors here wherever it is dropped.
+    stats: Arc<Stats>,
+    /// The nodes of every code instance of the engine's caches; shared with each instance, which
+    /// frees its node and explains its invalidation through it.
+    graph: Arc<Graph>,
     caches: Mutex<Vec<Weak<dyn CacheMaintenance>>>,
     /// Entries invalidated since the last reclamation.
     garbage: AtomicUsize,
@@ -148,7 +154,8 @@ impl<L: Lattice> Engine<L> {
             dispatcher: Dispatcher::new(&collector),
             pins: Pins::new(),
             waits: WaitGraph::new(),
-            stats: Stats::new(),
+            stats: Arc::new(Stats::new()),
+            graph: Arc::new(Graph::default()),
             caches: Mutex::new(Vec::new()),
             garbage: AtomicUsize::new(0),
             reclaim_survivors: AtomicUsize::new(0),

@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use super::{Engine, EngineInner};
 use crate::dispatch::DispatchNode;
 use crate::error::Error;
-use crate::graph::{walk, Cause, DependentRef, Describe, Mutation, Released};
+use crate::graph::{walk, Cause, Describe, Mutation, NodeRef, Released};
 use crate::methods::{Function, FunctionData, Method, MethodData, MethodLists, MethodTable};
 use crate::stats::Counter;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
@@ -191,6 +191,8 @@ impl<L: Lattice> Engine<L> {
         let mut released = inner.invalidate(world, &mutation, changed, edit.removed.as_ref());
         released.other.push(Box::new(unregistered));
         inner.world.publish(World::from_raw(world));
+        // Under the writer lock, after the walk: nodes of dropped instances can be freed.
+        inner.graph.recycle();
         drop(writer);
         #[cfg(feature = "tracing")]
         inner.trace(&mutation, &released);
@@ -211,15 +213,18 @@ impl<L: Lattice> EngineInner<L> {
             tracing::info!(
                 target: "compiler_caching::mutation",
                 world = mutation.world,
-                invalidated = released.deps.len(),
+                invalidated = released.lowered.count,
                 "{mutation}"
             );
             if tracing::enabled!(target: "compiler_caching::invalidation", tracing::Level::DEBUG) {
-                for dependent in &released.deps {
-                    if let Some(why) = crate::graph::explain(&**dependent) {
+                for &node in &released.lowered.nodes {
+                    let Some(label) = self.graph.label(node) else {
+                        continue;
+                    };
+                    if let Some(why) = crate::graph::explain(&self.graph, node) {
                         tracing::debug!(
                             target: "compiler_caching::invalidation",
-                            code_instance = %dependent.label(),
+                            code_instance = %label,
                             world = why.world.get(),
                             "invalidated: {why}"
                         );
@@ -262,13 +267,13 @@ impl<L: Lattice> EngineInner<L> {
         changed: Vec<Arc<DispatchNode<L>>>,
         removed: Option<&Method<L>>,
     ) -> Released {
+        let graph = &*self.graph;
         let mut released = Released::default();
-        let mut seeds: Vec<DependentRef> = Vec::new();
-        let mut touched = 0usize;
+        let mut seeds: Vec<NodeRef> = Vec::new();
         for node in &changed {
             node.validity.lower(world);
             let call: Describe = Arc::clone(node) as Describe;
-            seeds.extend(walk::seed_from_edges(&node.edges, world, || {
+            seeds.extend(walk::seed_from_edges(graph, &node.edges, world, || {
                 Cause::Dispatch {
                     mutation: Arc::clone(mutation),
                     call: Arc::clone(&call),
@@ -277,8 +282,8 @@ impl<L: Lattice> EngineInner<L> {
         }
         self.stats
             .add(Counter::DispatchInvalidated, changed.len() as u64);
-        touched += seeds.len();
-        touched += walk::propagate(seeds, world, &mut released.deps);
+        released.lowered.extend(&seeds);
+        walk::propagate(graph, seeds, world, &mut released.lowered);
         let changed_count = changed.len();
         released.other.push(Box::new(changed));
         if let Some(method) = removed {
@@ -291,17 +296,16 @@ impl<L: Lattice> EngineInner<L> {
                     instance: Arc::clone(&instance),
                 };
                 for slot in mi.live_slots() {
-                    let versions = slot.invalidate_versions(world, &cause);
-                    touched += versions.len();
-                    touched += walk::propagate(versions, world, &mut released.deps);
-                    let rest = walk::seed_from_edges(slot.edges(), world, cause);
-                    touched += rest.len();
-                    touched += walk::propagate(rest, world, &mut released.deps);
+                    let mut seeds = slot.invalidate_versions(world, &cause);
+                    seeds.extend(walk::seed_from_edges(graph, slot.edges(), world, cause));
+                    released.lowered.extend(&seeds);
+                    walk::propagate(graph, seeds, world, &mut released.lowered);
                     released.other.push(Box::new(slot));
                 }
                 released.other.push(Box::new(mi));
             }
         }
+        let touched = released.lowered.count;
         self.stats.add(Counter::Invalidated, touched as u64);
         self.note_garbage(touched + changed_count);
         released

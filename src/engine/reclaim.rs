@@ -57,7 +57,7 @@ impl<L: Lattice> Engine<L> {
         let _writer = inner.writer.lock();
         let horizon = inner.pins.horizon(|| inner.world.current().get());
         inner.garbage.store(0, Ordering::Relaxed);
-        let (mut dropped, dispatch_entries) = inner.dispatcher.reclaim(horizon);
+        let (mut dropped, dispatch_entries) = inner.dispatcher.reclaim(horizon, &inner.graph);
         let mut methods = 0;
         inner.tables.for_each_function(|func| {
             let lists = func.lists.load();
@@ -82,6 +82,8 @@ impl<L: Lattice> Engine<L> {
             code_instances += c;
         }
         inner.stats.add(Counter::Reclaimed, dropped as u64);
+        // No walk runs while the writer lock is held: nodes freed so far can be reused.
+        inner.graph.recycle();
         let census = Census {
             methods,
             dispatch_entries,

@@ -1,131 +1,45 @@
 //! The dependency graph: code instances (the *dependents*), the backedges that lead to them from
 //! what they were compiled against, and why each was invalidated.
 //!
-//! A dependency is a dispatch answer (see [`crate::dispatch`]) or a code-cache slot
-//! `(method instance, owner)` (see [`crate::cache`]); each keeps the [`Edges`] of its dependents.
-//! The graph is type-erased: a dependent is a [`Dependent`] whatever its compiler, and the
-//! descriptions a why-chain needs are [`Describe`] values rendered only when asked. So the layers
-//! above hang their nodes on it (methods register slots, dispatch answers keep edges, the engine
-//! and the caches invalidate through it) without it knowing any of their types.
+//! Each code instance has a node in the engine's [`nodes::Graph`] arena: its validity, the
+//! backedges of the instances compiled against it, and the upstream node its invalidation came
+//! from. A dispatch answer (see [`crate::dispatch`]) keeps the backedges of the instances that
+//! recorded it as an [`Edges`] set, and so does a code-cache slot (see [`crate::cache`]) for
+//! instances that depend on it while nothing is compiled for it. The graph is type-erased: the
+//! descriptions a why-chain needs come from a [`Dependent`] (the code instance) and [`Describe`]
+//! values rendered only when asked. So the layers above hang their nodes on it without it knowing
+//! any of their types.
 //!
-//! [`walk`] holds the invalidation walk itself. Dependents form long chains (a call chain, a path
-//! of causes), which `crate::drop_chain` drops without deep recursion.
+//! [`walk`] holds the invalidation walk itself.
 
+pub(crate) mod nodes;
 pub(crate) mod walk;
 
 use std::fmt;
 
-use crate::drop_chain;
+use crate::error::describe;
 use crate::raw::edges::EdgeSet;
-use crate::raw::validity::Validity;
-use crate::sync::{Arc, Mutex, Weak};
-use crate::world::{World, OPEN};
+use crate::sync::Arc;
+use crate::world::World;
+
+pub(crate) use nodes::{Graph, Node, NodeHandle, NodeRef};
 
 /// A dependent: a code instance, seen without its compiler's types.
 pub(crate) trait Dependent: Send + Sync {
-    fn core(&self) -> &DependentCore;
     /// A description such as `f(Int64) in MyCompiler[2]`.
     fn label(&self) -> String;
 }
 
-pub(crate) type DependentRef = Arc<dyn Dependent>;
-
-/// A backedge: the dependent's compile world (so an invalidation can select edges without
-/// touching the dependent) and a weak reference to it. Weak, because the dependent in turn holds
-/// its dependencies strongly; a strong backedge would make every edge a reference cycle.
-pub(crate) struct Edge {
-    pub(crate) compile_world: u64,
-    pub(crate) dependent: Weak<dyn Dependent>,
-}
-
-impl Edge {
-    pub(crate) fn to(dependent: &DependentRef) -> Edge {
-        Edge {
-            compile_world: dependent.core().validity.compile_world(),
-            dependent: Arc::downgrade(dependent),
-        }
-    }
-
-    /// Whether the edge can never matter again: its dependent is gone or already invalid, and a
-    /// further invalidation could not lower it.
-    pub(crate) fn is_dead(&self) -> bool {
-        self.dependent
-            .upgrade()
-            .is_none_or(|d| d.core().validity.max() != OPEN)
-    }
-}
-
-pub(crate) type Edges = EdgeSet<Edge>;
-
-/// What every code instance carries for invalidation, whatever its compiler.
-pub(crate) struct DependentCore {
-    pub(crate) validity: Validity,
-    /// Why it was invalidated; the first record stands. An uncontended lock rather than a
-    /// once-cell: initializing a once-cell cost more per instance in the walk
-    /// (`benches/invalidation`).
-    cause: Mutex<Option<Cause>>,
-    /// The edges of this instance's own slot: who depends on this instance's result.
-    pub(crate) slot_edges: Arc<Edges>,
-}
-
-impl DependentCore {
-    pub(crate) fn new(compile_world: u64, min: u64, slot_edges: Arc<Edges>) -> Self {
-        DependentCore {
-            validity: Validity::new(compile_world, min),
-            cause: Mutex::new(None),
-            slot_edges,
-        }
-    }
-
-    /// Records why the instance was invalidated; the first record stands.
-    pub(crate) fn set_cause(&self, cause: Cause) {
-        self.cause.lock().get_or_insert(cause);
-    }
-
-    /// The upstream instance, if the cause is `Via`, or the root cause's parts otherwise.
-    fn read_cause(&self) -> Option<Result<DependentRef, (u64, String, String)>> {
-        // Copied out first: describing runs user code (types' `Display`), not under the lock.
-        let cause = self.cause.lock().clone()?;
-        Some(match cause {
-            Cause::Via(up) => Ok(up),
-            Cause::Dispatch { mutation, call } => Err((
-                mutation.world,
-                mutation.to_string(),
-                format!("dispatch {call} changed"),
-            )),
-            Cause::Method { mutation, instance } => Err((
-                mutation.world,
-                mutation.to_string(),
-                format!("method of {instance} was replaced or deleted"),
-            )),
-            Cause::DuringCompilation { world } => Err((
-                world,
-                "a dependency was invalidated while this was being compiled".to_owned(),
-                "published already invalid".to_owned(),
-            )),
-        })
-    }
-}
-
-impl Drop for DependentCore {
-    fn drop(&mut self) {
-        // A `Via` cause holds the previous link of the invalidation's path (see drop_chain).
-        let cause = self.cause.get_mut().take();
-        drop_chain::defer(cause);
-    }
-}
+/// The backedges of a dispatch answer or of a slot: the nodes of the instances that recorded it.
+pub(crate) type Edges = EdgeSet<NodeRef>;
 
 /// A code-cache slot, seen without its compiler's types.
 pub(crate) trait SlotNode: Send + Sync {
-    /// Lowers every version computed before `world` to end at `world`, giving each the cause
-    /// `cause` makes; returns those lowered.
-    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<DependentRef>;
-    /// Who depends on this slot's results.
+    /// Lowers every version computed before `world` to end at `world` (the running one too),
+    /// giving each the cause `cause` makes; returns those lowered.
+    fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<NodeRef>;
+    /// The instances that depend on the slot while nothing is compiled for it.
     fn edges(&self) -> &Arc<Edges>;
-    /// Ends a hold taken when a dependency on the slot was recorded (see [`crate::raw::slot`]).
-    fn release(&self);
-    /// The `[defined, deleted)` worlds of the slot's method.
-    fn method_range(&self) -> (u64, u64);
 }
 
 /// Something the engine describes to a user only when asked (a method, a dispatch, a method
@@ -166,19 +80,44 @@ pub(crate) enum Cause {
         mutation: Arc<Mutation>,
         instance: Describe,
     },
-    /// A code instance it depends on was invalidated.
-    Via(DependentRef),
-    /// A dependency was invalidated while it was being compiled; it was published already closed.
+    /// A dependency was invalidated (or its own method deleted) while it was being compiled, in
+    /// the world given; it was published already closed.
     DuringCompilation { world: u64 },
 }
 
-/// What an invalidation let go of. Dropping a code instance can run user code (its phase results'
-/// destructors), so a mutation drops these only after it has published its world.
+impl Cause {
+    /// `(world, mutation, trigger)`, for an [`Invalidation`].
+    fn describe(&self) -> (u64, String, String) {
+        match self {
+            Cause::Dispatch { mutation, call } => (
+                mutation.world,
+                describe(&**mutation),
+                format!("dispatch {} changed", describe(&**call)),
+            ),
+            Cause::Method { mutation, instance } => (
+                mutation.world,
+                describe(&**mutation),
+                format!(
+                    "method of {} was replaced or deleted",
+                    describe(&**instance)
+                ),
+            ),
+            Cause::DuringCompilation { world } => (
+                *world,
+                "a dependency was invalidated while this was being compiled".to_owned(),
+                "published already invalid".to_owned(),
+            ),
+        }
+    }
+}
+
+/// What an invalidation let go of, and what it lowered. Dropping can run user code (destructors),
+/// so a mutation drops these only after it has published its world.
 #[derive(Default)]
 pub(crate) struct Released {
-    /// Every dependent the walk lowered.
-    pub(crate) deps: Vec<DependentRef>,
-    /// Everything else: dispatch nodes, slots, method instances.
+    /// What the walks lowered.
+    pub(crate) lowered: walk::Lowered,
+    /// Dispatch nodes, slots, method instances.
     pub(crate) other: Vec<Box<dyn Send>>,
 }
 
@@ -210,17 +149,34 @@ impl fmt::Display for Invalidation {
     }
 }
 
-/// Reconstructs the invalidation record of `dep`, if it was invalidated by a walk.
-pub(crate) fn explain(dep: &dyn Dependent) -> Option<Invalidation> {
-    let mut chain = vec![dep.label()];
-    let mut cause = dep.core().read_cause()?;
-    loop {
-        match cause {
-            Ok(up) => {
-                chain.push(up.label());
-                cause = up.core().read_cause()?;
-            }
-            Err((world, mutation, trigger)) => {
+/// Reconstructs the invalidation record of the instance `node` names, if a walk invalidated it. The
+/// chain follows upstream nodes while their instances are alive; an instance reclaimed since cuts
+/// it there, and the record then starts at the last instance still known.
+pub(crate) fn explain(graph: &Graph, node: NodeRef) -> Option<Invalidation> {
+    let mut chain = vec![graph.label(node)?];
+    let mut at = node;
+    // A chain is as long as a path in the graph; a guard against a corrupted (cyclic) one.
+    for _ in 0..u32::MAX {
+        match graph.cause(at)? {
+            Ok(up) => match graph.label(up) {
+                Some(label) => {
+                    chain.push(label);
+                    at = up;
+                }
+                None => {
+                    chain.push("<a code instance since reclaimed>".to_owned());
+                    chain.reverse();
+                    let world = graph.max_of(node)?;
+                    return Some(Invalidation {
+                        world: World::from_raw(world),
+                        mutation: format!("a mutation in world {world}"),
+                        trigger: "(its record went with a reclaimed code instance)".to_owned(),
+                        chain,
+                    });
+                }
+            },
+            Err(root) => {
+                let (world, mutation, trigger) = root.describe();
                 chain.reverse();
                 return Some(Invalidation {
                     world: World::from_raw(world),
@@ -231,4 +187,5 @@ pub(crate) fn explain(dep: &dyn Dependent) -> Option<Invalidation> {
             }
         }
     }
+    None
 }

@@ -1,8 +1,8 @@
 //! The invalidation walk.
 //!
 //! A mutation at world `w'` lowers the `max` of what it directly changes and then walks the
-//! edges: every dependent computed before `w'` gets `max = w'` and its own slot's dependents are
-//! visited in turn. A dependent whose `max` was already at or below `w'` is not revisited, so the
+//! edges: every dependent computed before `w'` gets `max = w'` and its own dependents are visited in
+//! turn. A dependent whose `max` was already at or below `w'` is not revisited, so the
 //! walk touches each affected entry once and never looks at unaffected ones: its cost grows with
 //! what it invalidates, not with the size of the cache.
 //!
@@ -11,8 +11,9 @@
 //! another worker, so large graphs use every core while small ones pay nothing for coordination
 //! (on two cores a naive parallel frontier is slower than a depth-first search).
 
-use super::{Cause, DependentRef, Edge, Edges};
-use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
+use super::nodes::View;
+use super::{Cause, Edges, Graph, NodeRef};
+use crate::sync::Mutex;
 
 /// Dependents a walk visits on the mutating thread before it brings in rayon workers.
 pub(crate) const PARALLEL_AFTER: usize = 4096;
@@ -23,31 +24,55 @@ const SPLIT_EVERY: usize = 512;
 /// Pending entries above which a walk counts as wide (see [`parallel`]).
 const WIDE: usize = 64;
 
+/// What walks lowered: how many, and (with the `tracing` feature) which, for the trace.
+#[derive(Default)]
+pub(crate) struct Lowered {
+    pub(crate) count: usize,
+    #[cfg(feature = "tracing")]
+    pub(crate) nodes: Vec<NodeRef>,
+}
+
+impl Lowered {
+    #[inline]
+    pub(crate) fn push(&mut self, _node: NodeRef) {
+        self.count += 1;
+        #[cfg(feature = "tracing")]
+        self.nodes.push(_node);
+    }
+
+    pub(crate) fn extend(&mut self, nodes: &[NodeRef]) {
+        self.count += nodes.len();
+        #[cfg(feature = "tracing")]
+        self.nodes.extend_from_slice(nodes);
+    }
+
+    fn append(&mut self, other: Lowered) {
+        self.count += other.count;
+        #[cfg(feature = "tracing")]
+        self.nodes.extend(other.nodes);
+    }
+}
+
 /// Propagates an invalidation at `world` from `seeds` (already lowered, causes set) through every
-/// transitive dependent. Returns the number of dependents it lowered (seeds not included); every
-/// dependent visited, seeds included, ends in `released`.
-pub(crate) fn propagate(
-    seeds: Vec<DependentRef>,
-    world: u64,
-    released: &mut Vec<DependentRef>,
-) -> usize {
-    let mut stack = seeds;
-    let mut scratch = Vec::new();
-    let mut lowered = 0;
+/// transitive dependent, adding each dependent it lowers (seeds not included) to `lowered`.
+pub(crate) fn propagate(graph: &Graph, seeds: Vec<NodeRef>, world: u64, lowered: &mut Lowered) {
+    let view = graph.view();
+    let view = &view;
+    let mut stack = graph.take_stack();
+    stack.extend(seeds);
     let mut visited = 0;
-    while let Some(dep) = stack.pop() {
-        lowered += expand(&dep, world, &mut stack, &mut scratch);
-        released.push(dep);
+    let workers = rayon::current_num_threads() > 1;
+    while let Some(node) = stack.pop() {
+        expand(view, node, world, &mut stack, lowered);
         visited += 1;
-        if visited >= PARALLEL_AFTER && stack.len() >= 2 && rayon::current_num_threads() > 1 {
-            let counter = AtomicUsize::new(lowered);
-            let done = Mutex::new(Vec::new());
-            rayon::scope(|scope| parallel(scope, stack, world, &counter, &done));
-            released.append(&mut done.into_inner());
-            return counter.into_inner();
+        if workers && visited >= PARALLEL_AFTER && stack.len() >= 2 {
+            let done = Mutex::new(Lowered::default());
+            rayon::scope(|scope| parallel(scope, view, stack, world, &done));
+            lowered.append(done.into_inner());
+            return;
         }
     }
-    lowered
+    graph.give_stack(stack);
 }
 
 /// Walks depth-first like [`propagate`], handing its oldest pending entries (those nearest the
@@ -56,18 +81,15 @@ pub(crate) fn propagate(
 /// stays short, such as trees.
 fn parallel<'s>(
     scope: &rayon::Scope<'s>,
-    mut stack: Vec<DependentRef>,
+    view: &'s View<'s>,
+    mut stack: Vec<NodeRef>,
     world: u64,
-    counter: &'s AtomicUsize,
-    released: &'s Mutex<Vec<DependentRef>>,
+    done: &'s Mutex<Lowered>,
 ) {
-    let mut scratch = Vec::new();
-    let mut visited = Vec::new();
-    let mut lowered = 0;
+    let mut lowered = Lowered::default();
     let mut since_split = 0;
-    while let Some(dep) = stack.pop() {
-        lowered += expand(&dep, world, &mut stack, &mut scratch);
-        visited.push(dep);
+    while let Some(node) = stack.pop() {
+        expand(view, node, world, &mut stack, &mut lowered);
         since_split += 1;
         if since_split >= SPLIT_EVERY && stack.len() >= 2 {
             since_split = 0;
@@ -81,52 +103,52 @@ fn parallel<'s>(
             };
             let rest = stack.split_off(give);
             let older = std::mem::replace(&mut stack, rest);
-            scope.spawn(move |scope| parallel(scope, older, world, counter, released));
+            scope.spawn(move |scope| parallel(scope, view, older, world, done));
         }
     }
-    counter.fetch_add(lowered, Ordering::Relaxed);
-    released.lock().append(&mut visited);
+    done.lock().append(lowered);
 }
 
-/// Visits the dependents of `dep`'s slot: lowers each computed before `world` and pushes those it
-/// lowered. Returns how many it lowered. `scratch` is an empty buffer reused across calls.
+/// Lowers the dependents of `node` computed before `world`, records where their invalidation came
+/// from, and pushes them.
+#[inline]
 fn expand(
-    dep: &DependentRef,
+    view: &View<'_>,
+    node: NodeRef,
     world: u64,
-    stack: &mut Vec<DependentRef>,
-    scratch: &mut Vec<Edge>,
-) -> usize {
-    dep.core()
-        .slot_edges
-        .take_into(|e| e.compile_world < world, scratch);
-    let mut lowered = 0;
-    for edge in scratch.drain(..) {
-        let Some(d) = edge.dependent.upgrade() else {
-            continue;
-        };
-        if d.core().validity.lower(world) {
-            d.core().set_cause(Cause::Via(Arc::clone(dep)));
-            lowered += 1;
+    stack: &mut Vec<NodeRef>,
+    lowered: &mut Lowered,
+) {
+    if let Some(n) = view.live(node) {
+        n.lower_dependents(node, world, view, |d| {
+            lowered.push(d);
             stack.push(d);
-        }
+        });
     }
-    lowered
 }
 
-/// Lowers the dependents registered on `edges` (a dispatch node's, or a slot with no valid version)
-/// with a root cause, returning those lowered as seeds for [`propagate`].
+/// Lowers the dependents registered on `edges` (a dispatch node's, or a slot's while nothing is
+/// compiled for it) with a root cause, returning those lowered as seeds for [`propagate`].
 pub(crate) fn seed_from_edges(
+    graph: &Graph,
     edges: &Edges,
     world: u64,
     cause: impl Fn() -> Cause,
-) -> Vec<DependentRef> {
+) -> Vec<NodeRef> {
     let mut seeds = Vec::new();
-    let taken = edges.take(|e| e.compile_world < world);
-    for d in taken.into_iter().filter_map(|e| e.dependent.upgrade()) {
-        if d.core().validity.lower(world) {
-            d.core().set_cause(cause());
-            seeds.push(d);
+    {
+        let view = graph.view();
+        // Dead entries are taken too, and dropped.
+        let taken = edges.take(|d| view.live(*d).is_none_or(|n| n.compile_world() < world));
+        for d in taken {
+            if view.live(d).is_some_and(|n| n.lower(world)) {
+                seeds.push(d);
+            }
         }
+    }
+    for &d in &seeds {
+        // Causes hold descriptions (user values): set outside the table's lock.
+        graph.set_root(d, cause());
     }
     seeds
 }

@@ -20,8 +20,17 @@
 //! Registration is O(1) amortized: entries are pushed, and the set is compacted (dropping
 //! dependents that are already invalid, which further invalidation cannot affect) only when it
 //! has doubled since the last compaction.
+//!
+//! The first [`INLINE`] entries live inside the set: most dependencies have a handful of
+//! dependents, and a code instance's node (which embeds its set) then stays within two cache
+//! lines with no allocation of its own.
+
+use smallvec::SmallVec;
 
 use crate::sync::Mutex;
+
+/// Entries kept without an allocation.
+pub const INLINE: usize = 7;
 
 /// The dependents of one dependency.
 #[derive(Debug)]
@@ -31,24 +40,53 @@ pub struct EdgeSet<T> {
 
 #[derive(Debug)]
 struct Inner<T> {
-    items: Vec<T>,
-    compact_at: usize,
+    items: SmallVec<[T; INLINE]>,
+    /// The length at which the next registration compacts first (`u32` keeps the set small; a
+    /// longer list only compacts at every `u32::MAX` registrations, still amortized).
+    compact_at: u32,
 }
 
-const MIN_COMPACT: usize = 8;
+const MIN_COMPACT: u32 = 8;
 
-impl<T> Default for EdgeSet<T> {
+impl<T> Inner<T> {
+    fn compacted(&mut self, keep: impl FnMut(&T) -> bool) {
+        retain(&mut self.items, keep);
+        self.compact_at = next_compaction(self.items.len());
+    }
+}
+
+fn next_compaction(len: usize) -> u32 {
+    u32::try_from(len.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(MIN_COMPACT)
+}
+
+/// `SmallVec::retain`, but over the slice once: the generic one rechecks where the items live on
+/// every access, and this is the invalidation walk's innermost loop.
+fn retain<T>(items: &mut SmallVec<[T; INLINE]>, mut keep: impl FnMut(&T) -> bool) {
+    let slice = items.as_mut_slice();
+    let mut kept = 0;
+    for i in 0..slice.len() {
+        if keep(&slice[i]) {
+            slice.swap(kept, i);
+            kept += 1;
+        }
+    }
+    items.truncate(kept);
+}
+
+impl<T: Clone> Default for EdgeSet<T> {
     fn default() -> Self {
         EdgeSet::new()
     }
 }
 
-impl<T> EdgeSet<T> {
+impl<T: Clone> EdgeSet<T> {
     /// An empty set.
     pub fn new() -> Self {
         EdgeSet {
             inner: Mutex::new(Inner {
-                items: Vec::new(),
+                items: SmallVec::new(),
                 compact_at: MIN_COMPACT,
             }),
         }
@@ -64,9 +102,8 @@ impl<T> EdgeSet<T> {
         is_dead: impl Fn(&T) -> bool,
     ) -> R {
         let mut inner = self.inner.lock();
-        if inner.items.len() >= inner.compact_at {
-            inner.items.retain(|d| !is_dead(d));
-            inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
+        if inner.items.len() >= inner.compact_at as usize {
+            inner.compacted(|d| !is_dead(d));
         }
         inner.items.push(item);
         read_max()
@@ -90,29 +127,42 @@ impl<T> EdgeSet<T> {
         }
         if inner.items.iter().all(&affected) {
             inner.compact_at = MIN_COMPACT;
-            if out.is_empty() {
-                // Swapping hands the set the buffer's spare capacity for its next registrations.
-                std::mem::swap(&mut inner.items, out);
-            } else {
-                out.append(&mut inner.items);
-            }
+            out.extend(std::mem::take(&mut inner.items));
             return;
         }
-        let items = std::mem::take(&mut inner.items);
-        for item in items {
-            if affected(&item) {
-                out.push(item);
+        retain(&mut inner.items, |item| {
+            if affected(item) {
+                out.push(item.clone());
+                false
             } else {
-                inner.items.push(item);
+                true
             }
+        });
+    }
+
+    /// Empties the set and runs `then` before letting go of its lock (entries are dropped after).
+    pub fn clear_then(&self, then: impl FnOnce()) {
+        let mut inner = self.inner.lock();
+        let items = std::mem::take(&mut inner.items);
+        inner.compact_at = MIN_COMPACT;
+        then();
+        drop(inner);
+        drop(items);
+    }
+
+    /// Visits every entry under the lock, in place: `visit` says whether to keep it. The walk
+    /// lowers the affected dependents from inside `visit` (nothing is moved out), so this is
+    /// the same protocol as [`EdgeSet::take`] with the lowering done under the lock.
+    pub fn visit(&self, visit: impl FnMut(&T) -> bool) {
+        let mut inner = self.inner.lock();
+        if !inner.items.is_empty() {
+            retain(&mut inner.items, visit);
         }
     }
 
     /// Drops the entries `is_dead` selects; used by reclamation.
     pub fn prune(&self, is_dead: impl Fn(&T) -> bool) {
-        let mut inner = self.inner.lock();
-        inner.items.retain(|d| !is_dead(d));
-        inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
+        self.inner.lock().compacted(|d| !is_dead(d));
     }
 
     /// Like [`EdgeSet::prune`], but leaves sets of at most a few entries alone: they cost little
@@ -120,9 +170,8 @@ impl<T> EdgeSet<T> {
     /// reference-count update per edge in the engine.
     pub fn prune_large(&self, is_dead: impl Fn(&T) -> bool) {
         let mut inner = self.inner.lock();
-        if inner.items.len() > MIN_COMPACT {
-            inner.items.retain(|d| !is_dead(d));
-            inner.compact_at = (inner.items.len() * 2).max(MIN_COMPACT);
+        if inner.items.len() > MIN_COMPACT as usize {
+            inner.compacted(|d| !is_dead(d));
         }
     }
 

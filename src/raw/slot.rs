@@ -8,7 +8,7 @@
 //! removes it. Two rules make that harmless:
 //!
 //! - **Retiring is decided under the slot's lock**, and only for an *idle* slot: no version, no
-//!   job, no pending dependency ([`SlotCell::hold`]), no backedge. The retired flag is set under
+//!   job, no dependency being recorded ([`SlotCell::hold`]), no backedge. The retired flag is set under
 //!   the same lock and the slot is removed from the map before the lock is released.
 //! - **Every use starts under the lock by checking the flag**: [`SlotCell::begin`] and
 //!   [`SlotCell::hold`] refuse a retired slot, and the caller looks the slot up again (finding the
@@ -27,8 +27,12 @@ pub struct SlotState<V, T> {
     /// The versions compiled for the slot, oldest first.
     pub versions: Vec<V>,
     job: Option<Arc<Job<T>>>,
-    /// Dependencies recorded on the slot whose dependents have not registered their backedge yet.
-    pending: usize,
+    /// The version the running job is compiling, if it started one: dependents may register on it
+    /// before it is published (recursion, or a dependency recorded on a running compilation).
+    pending: Option<V>,
+    /// Dependencies being recorded on the slot whose dependents have not registered their backedge
+    /// yet.
+    holds: usize,
     retired: bool,
 }
 
@@ -41,6 +45,11 @@ impl<V, T> SlotState<V, T> {
     /// Whether the slot was retired (removed from its map).
     pub fn is_retired(&self) -> bool {
         self.retired
+    }
+
+    /// The version the running job is compiling, if any.
+    pub fn pending(&self) -> Option<&V> {
+        self.pending.as_ref()
     }
 }
 
@@ -59,14 +68,22 @@ pub enum Begin<V, T> {
     Ready(V),
     /// Another thread is compiling: wait on its job, then look again.
     Wait(Arc<Job<T>>),
-    /// The caller now owns this job and must end it with [`SlotCell::finish`]. `existing` is a
-    /// version valid for the caller that is not finished yet, if there is one.
+    /// The caller now owns this job and must end it with [`SlotCell::finish`].
     Run {
         /// The new job, owned by the calling thread.
         job: Arc<Job<T>>,
-        /// An unfinished version to complete rather than a new one to compile.
-        existing: Option<V>,
+        /// What the job completes.
+        version: Started<V>,
     },
+}
+
+/// What a job started by [`SlotCell::begin`] works on.
+#[derive(Debug)]
+pub enum Started<V> {
+    /// A published version valid for the caller that is not finished yet.
+    Existing(V),
+    /// A new version, the slot's pending one, to compile from the start.
+    New(V),
 }
 
 impl<V: Clone, T: Clone> Default for SlotCell<V, T> {
@@ -82,7 +99,8 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
             state: Mutex::new(SlotState {
                 versions: Vec::new(),
                 job: None,
-                pending: 0,
+                pending: None,
+                holds: 0,
                 retired: false,
             }),
         }
@@ -95,11 +113,14 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
     }
 
     /// Starts a lookup-or-compile: finds the version `find` picks among the versions and returns
-    /// it if `finished` says so; otherwise waits on the running job or starts one.
+    /// it if `finished` says so; otherwise waits on the running job or starts one. A job that
+    /// starts a new version makes it with `start` and holds it as the slot's pending version
+    /// until [`SlotCell::finish`].
     pub fn begin(
         &self,
         find: impl Fn(&[V]) -> Option<&V>,
         finished: impl Fn(&V) -> bool,
+        start: impl FnOnce() -> V,
     ) -> Begin<V, T> {
         let mut state = self.state.lock();
         if state.retired {
@@ -114,7 +135,18 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
         }
         let job = Arc::new(Job::new());
         state.job = Some(Arc::clone(&job));
-        Begin::Run { job, existing }
+        let existing = match existing {
+            Some(v) => Started::Existing(v),
+            None => {
+                let v = start();
+                state.pending = Some(v.clone());
+                Started::New(v)
+            }
+        };
+        Begin::Run {
+            job,
+            version: existing,
+        }
     }
 
     /// Ends the job [`SlotCell::begin`] handed out: removes it from the slot, so a later call
@@ -122,27 +154,29 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
     pub fn finish(&self, job: &Job<T>, outcome: T) {
         let mut state = self.state.lock();
         state.job = None;
+        let pending = state.pending.take();
         drop(state);
+        drop(pending);
         job.complete(outcome);
     }
 
-    /// Records a dependency on the slot that its dependent will register later, and returns the
-    /// version `find` picks, or `None` if the slot was retired (look it up again). Until
-    /// [`SlotCell::release`], the slot is not retired.
-    pub fn hold(&self, find: impl Fn(&[V]) -> Option<&V>) -> Option<Option<V>> {
+    /// Records a dependency on the slot that its dependent will register next, and returns the
+    /// version `find` picks from the state, or `None` if the slot was retired (look it up again).
+    /// Until [`SlotCell::release`], the slot is not retired.
+    pub fn hold(&self, find: impl FnOnce(&SlotState<V, T>) -> Option<V>) -> Option<Option<V>> {
         let mut state = self.state.lock();
         if state.retired {
             return None;
         }
-        state.pending += 1;
-        Some(find(&state.versions).cloned())
+        state.holds += 1;
+        Some(find(&state))
     }
 
     /// Ends one [`SlotCell::hold`].
     pub fn release(&self) {
         let mut state = self.state.lock();
-        debug_assert!(state.pending > 0, "release without hold");
-        state.pending = state.pending.saturating_sub(1);
+        debug_assert!(state.holds > 0, "release without hold");
+        state.holds = state.holds.saturating_sub(1);
     }
 
     /// Retires the slot if it is idle (no version, no job, no hold, and `no_backedges`), calling
@@ -156,7 +190,7 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
         if state.retired
             || !state.versions.is_empty()
             || state.job.is_some()
-            || state.pending > 0
+            || state.holds > 0
             || !no_backedges()
         {
             return false;

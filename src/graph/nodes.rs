@@ -1,0 +1,535 @@
+//! The dependency graph's nodes: one per code instance, held in an arena so that the invalidation
+//! walk reads dense memory instead of chasing reference-counted allocations.
+//!
+//! A node holds what the walk reads and writes: its code instance's validity, the backedges of the
+//! instances compiled against it (inline while there are few), and why it was invalidated (the
+//! upstream node). What only a description needs (the instance itself, a root cause) sits in a cold
+//! part beside it. Nodes live in chunks of [`CHUNK`]; a code instance owns its node through a
+//! [`NodeHandle`], which keeps the chunk alive, so a hit reads the validity with no lookup. A walk
+//! looks nodes up by index in the chunk table, which it reads under a shared lock held for the
+//! whole walk (a [`View`]): a lookup is an index computation and two loads.
+//!
+//! # Identity and reuse
+//!
+//! A node is named by a [`NodeRef`]: its index and a generation, bumped when the node is freed. A
+//! backedge is a `NodeRef`, weak in effect: a stale generation means the dependent is gone.
+//!
+//! Every change to a node's identity happens under the engine's writer lock, where every walk runs
+//! too. Dropping a code instance only queues its node; [`Graph::recycle`], called under the lock,
+//! frees the queued nodes (bumping their generation) and only then lets their indices be reused,
+//! and gives back chunks left empty. So a node a walk has found live stays the same node until the
+//! walk ends: at worst the walk lowers the validity of an instance dropped meanwhile, which nobody
+//! reads again.
+//!
+//! A node that others name as the upstream of their invalidation (`via`) is not freed with its
+//! instance: it stays, with the instance's description, until the last of them is freed, so that a
+//! why-chain survives the reclamation of the instances along it.
+//!
+//! # Lock order
+//!
+//! The chunk table's lock, then a node's backedges lock. Registration takes the table's shared lock
+//! before the backedges lock (it may compact them), as a walk does; growing the table takes its
+//! exclusive lock holding no other.
+
+use std::sync::RwLockReadGuard;
+
+use super::{Cause, Dependent};
+use crate::raw::edges::EdgeSet;
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Mutex, Ordering, RwLock, Weak};
+use crate::world::OPEN;
+
+/// Nodes per chunk.
+pub(crate) const CHUNK: usize = 64;
+
+/// A node's index and generation, packed: a backedge, or the upstream node of a cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NodeRef(u64);
+
+impl NodeRef {
+    /// No node.
+    const NONE: u64 = u64::MAX;
+
+    fn new(index: u32, generation: u32) -> Self {
+        NodeRef(u64::from(index) << 32 | u64::from(generation))
+    }
+
+    fn index(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    fn generation(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// What the walk touches, in one cache-line pair.
+#[repr(align(128))]
+pub(crate) struct Node {
+    generation: AtomicU32,
+    /// How many nodes name this one as their `via`. Changed under the writer lock only.
+    referrers: AtomicU32,
+    /// Whether its code instance was dropped (the node waits for its last referrer).
+    dropped: AtomicBool,
+    compile_world: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+    /// The node whose invalidation reached this one ([`NodeRef::NONE`] for a root, or none).
+    via: AtomicU64,
+    /// The dependents compiled against this node: registered and lowered under its lock (the
+    /// protocol of `crate::raw::edges`, which the loom models check). The first few are inline,
+    /// so the walk reads most nodes' backedges without another allocation.
+    backedges: EdgeSet<NodeRef>,
+}
+
+// A node is one cache-line pair: the walk's loads of one node never share a line with another's,
+// and a few backedges still fit inline.
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Node>() == 128);
+
+/// What only descriptions read.
+#[derive(Default)]
+struct Cold {
+    /// The code instance, for its label.
+    owner: Mutex<Option<Weak<dyn Dependent>>>,
+    /// The instance's label, kept when the instance was dropped while others named the node as
+    /// their `via`.
+    label: Mutex<Option<String>>,
+    /// Why it was invalidated, for a node a walk started from.
+    root: Mutex<Option<Cause>>,
+}
+
+/// [`CHUNK`] nodes and their cold parts.
+pub(crate) struct Chunk {
+    nodes: [Node; CHUNK],
+    cold: [Cold; CHUNK],
+    /// The graph's queue of dropped nodes.
+    dropped: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Chunk {
+    fn new(dropped: Arc<Mutex<Vec<u32>>>) -> Self {
+        Chunk {
+            nodes: std::array::from_fn(|_| Node {
+                generation: AtomicU32::new(0),
+                referrers: AtomicU32::new(0),
+                dropped: AtomicBool::new(false),
+                compile_world: AtomicU64::new(0),
+                min: AtomicU64::new(0),
+                max: AtomicU64::new(0),
+                via: AtomicU64::new(NodeRef::NONE),
+                backedges: EdgeSet::new(),
+            }),
+            cold: std::array::from_fn(|_| Cold::default()),
+            dropped,
+        }
+    }
+}
+
+/// Every node of one engine.
+#[derive(Default)]
+pub(crate) struct Graph {
+    /// The chunks by number; `None` for a chunk given back.
+    table: RwLock<Vec<Option<Arc<Chunk>>>>,
+    allocator: Mutex<Allocator>,
+    /// Indices of nodes whose instances were dropped since the last [`Graph::recycle`].
+    dropped: Arc<Mutex<Vec<u32>>>,
+    /// The pending stack of the last walk, kept so that a walk does not grow a fresh one from
+    /// nothing each time (reallocating was a fifth of a large walk's cost).
+    stack: Mutex<Vec<NodeRef>>,
+}
+
+#[derive(Default)]
+struct Allocator {
+    /// Free indices in chunks that are in the table.
+    free: Vec<u32>,
+    /// Nodes in use (live or waiting for referrers) per chunk.
+    used: Vec<u32>,
+    /// Chunk numbers given back, to fill again first.
+    vacant: Vec<u32>,
+}
+
+impl Graph {
+    /// A node for a code instance compiled in `compile_world`, valid from `min` with an open end.
+    pub(crate) fn alloc(&self, compile_world: u64, min: u64) -> NodeHandle {
+        let mut allocator = self.allocator.lock();
+        let index = match allocator.free.pop() {
+            Some(index) => index,
+            None => self.grow(&mut allocator),
+        };
+        allocator.used[index as usize / CHUNK] += 1;
+        let chunk = match &self.table.read()[index as usize / CHUNK] {
+            Some(chunk) => Arc::clone(chunk),
+            None => unreachable!("free indices are in chunks of the table"),
+        };
+        drop(allocator);
+        let node = &chunk.nodes[index as usize % CHUNK];
+        node.compile_world.store(compile_world, Ordering::Relaxed);
+        node.min.store(min, Ordering::Relaxed);
+        node.max.store(OPEN, Ordering::Relaxed);
+        node.via.store(NodeRef::NONE, Ordering::Relaxed);
+        node.referrers.store(0, Ordering::Relaxed);
+        node.dropped.store(false, Ordering::Relaxed);
+        let generation = node.generation.load(Ordering::Relaxed);
+        NodeHandle {
+            chunk,
+            index,
+            generation,
+        }
+    }
+
+    /// Adds a chunk (in a vacant place if there is one) and returns its first index, the others
+    /// going to the free list.
+    #[cold]
+    fn grow(&self, allocator: &mut Allocator) -> u32 {
+        let chunk = Arc::new(Chunk::new(Arc::clone(&self.dropped)));
+        let mut table = self.table.write();
+        let number = match allocator.vacant.pop() {
+            Some(number) => {
+                table[number as usize] = Some(chunk);
+                number
+            }
+            None => {
+                let number = u32::try_from(table.len())
+                    .ok()
+                    .filter(|n| (*n as usize) < (u32::MAX as usize) / CHUNK)
+                    .expect("fewer than 2^32 code instances alive at once");
+                table.push(Some(chunk));
+                allocator.used.push(0);
+                number
+            }
+        };
+        let first = number * CHUNK as u32;
+        allocator
+            .free
+            .extend((first + 1..first + CHUNK as u32).rev());
+        first
+    }
+
+    /// Reads the chunk table for a series of lookups (a walk, a description).
+    /// Takes the stack a walk keeps its pending nodes on (empty, with the capacity earlier walks
+    /// grew it to).
+    pub(crate) fn take_stack(&self) -> Vec<NodeRef> {
+        std::mem::take(&mut *self.stack.lock())
+    }
+
+    /// Gives a walk's stack back for the next walk, unless it grew past what is worth keeping.
+    pub(crate) fn give_stack(&self, mut stack: Vec<NodeRef>) {
+        const KEEP: usize = 1 << 20;
+        if stack.capacity() <= KEEP {
+            stack.clear();
+            *self.stack.lock() = stack;
+        }
+    }
+
+    pub(crate) fn view(&self) -> View<'_> {
+        View {
+            table: self.table.read(),
+        }
+    }
+
+    /// Whether `r`'s dependent is gone or already invalid (a further invalidation could not lower
+    /// it), so that its backedge can be dropped.
+    pub(crate) fn is_dead(&self, r: NodeRef) -> bool {
+        self.view().is_dead(r)
+    }
+
+    /// The label of the instance `r` names: from the instance, or kept from it. Describing runs
+    /// user code, outside the table's lock.
+    pub(crate) fn label(&self, r: NodeRef) -> Option<String> {
+        let owner = self.view().owner(r)?;
+        Some(match owner {
+            Ok(owner) => owner.label(),
+            Err(label) => label,
+        })
+    }
+
+    /// Why `r` was invalidated: the upstream node, or its root cause.
+    pub(crate) fn cause(&self, r: NodeRef) -> Option<Result<NodeRef, Cause>> {
+        self.view().cause(r)
+    }
+
+    /// `r`'s upper bound, if it is still the same node.
+    pub(crate) fn max_of(&self, r: NodeRef) -> Option<u64> {
+        self.view().live(r).map(Node::max)
+    }
+
+    /// Sets why `r` was invalidated, if nothing has yet (the first record stands).
+    pub(crate) fn set_root(&self, r: NodeRef, cause: Cause) {
+        let view = self.view();
+        if view.live(r).is_some() {
+            view.cold(r.index()).root.lock().get_or_insert(cause);
+        }
+    }
+
+    /// Frees the nodes of the instances dropped so far, except those still named as a `via`, lets
+    /// their indices be reused, and gives back the chunks left empty. The caller holds the
+    /// engine's writer lock, so no walk is running (see the module docs).
+    pub(crate) fn recycle(&self) {
+        let dropped = std::mem::take(&mut *self.dropped.lock());
+        if dropped.is_empty() {
+            return;
+        }
+        let mut freed = Vec::with_capacity(dropped.len());
+        let mut kept = Vec::new();
+        {
+            let view = self.view();
+            for index in dropped {
+                view.node(index).dropped.store(true, Ordering::Relaxed);
+                let mut next = Some(index);
+                // Freeing a node releases its upstream, which may be waiting for its last one.
+                while let Some(index) = next.take() {
+                    let node = view.node(index);
+                    if node.referrers.load(Ordering::Relaxed) > 0 {
+                        break;
+                    }
+                    let via = view.free(index, &mut kept);
+                    freed.push(index);
+                    if let Some(up) = via {
+                        if let Some(upn) = view.live(up) {
+                            let left = upn.referrers.fetch_sub(1, Ordering::Relaxed) - 1;
+                            if left == 0 && upn.dropped.load(Ordering::Relaxed) {
+                                next = Some(up.index());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut allocator = self.allocator.lock();
+        let mut emptied = Vec::new();
+        for &index in &freed {
+            let number = index as usize / CHUNK;
+            allocator.used[number] -= 1;
+            if allocator.used[number] == 0 {
+                emptied.push(number as u32);
+            }
+        }
+        allocator.free.extend(freed);
+        if !emptied.is_empty() {
+            let mut table = self.table.write();
+            let mut gone = vec![false; table.len()];
+            for &number in &emptied {
+                table[number as usize] = None;
+                gone[number as usize] = true;
+            }
+            drop(table);
+            allocator.free.retain(|&i| !gone[i as usize / CHUNK]);
+            allocator.vacant.extend(emptied);
+        }
+        drop(allocator);
+        // User values (descriptions in root causes), dropped outside every lock.
+        drop(kept);
+    }
+}
+
+/// The chunk table, read for a series of lookups (see [`Graph::view`]).
+pub(crate) struct View<'g> {
+    table: RwLockReadGuard<'g, Vec<Option<Arc<Chunk>>>>,
+}
+
+impl View<'_> {
+    fn chunk(&self, index: u32) -> Option<&Chunk> {
+        self.table.get(index as usize / CHUNK)?.as_deref()
+    }
+
+    fn node(&self, index: u32) -> &Node {
+        match self.chunk(index) {
+            Some(chunk) => &chunk.nodes[index as usize % CHUNK],
+            None => unreachable!("a node queued or named is in a chunk of the table"),
+        }
+    }
+
+    fn cold(&self, index: u32) -> &Cold {
+        match self.chunk(index) {
+            Some(chunk) => &chunk.cold[index as usize % CHUNK],
+            None => unreachable!("a node queued or named is in a chunk of the table"),
+        }
+    }
+
+    /// The node `r` names, if it is still the same node (not freed).
+    #[inline]
+    pub(crate) fn live(&self, r: NodeRef) -> Option<&Node> {
+        let node = &self.chunk(r.index())?.nodes[r.index() as usize % CHUNK];
+        (node.generation.load(Ordering::Acquire) == r.generation()).then_some(node)
+    }
+
+    /// See [`Graph::is_dead`].
+    pub(crate) fn is_dead(&self, r: NodeRef) -> bool {
+        self.live(r).is_none_or(|node| node.max() != OPEN)
+    }
+
+    /// Frees the node at `index` (a new generation, backedges dropped) and returns its `via`, a
+    /// reference on the upstream node to give back. What the cold part held goes to `kept`.
+    fn free(&self, index: u32, kept: &mut Vec<Cold>) -> Option<NodeRef> {
+        let node = self.node(index);
+        node.backedges.clear_then(|| {
+            node.generation.fetch_add(1, Ordering::Release);
+        });
+        let cold = self.cold(index);
+        kept.push(Cold {
+            owner: Mutex::new(cold.owner.lock().take()),
+            label: Mutex::new(cold.label.lock().take()),
+            root: Mutex::new(cold.root.lock().take()),
+        });
+        let via = node.via.swap(NodeRef::NONE, Ordering::Relaxed);
+        (via != NodeRef::NONE).then_some(NodeRef(via))
+    }
+
+    /// The instance `r` names, or the label kept from it.
+    fn owner(&self, r: NodeRef) -> Option<Result<Arc<dyn Dependent>, String>> {
+        self.live(r)?;
+        let cold = self.cold(r.index());
+        let owner = cold.owner.lock().clone().and_then(|o| o.upgrade());
+        match owner {
+            Some(owner) => Some(Ok(owner)),
+            None => cold.label.lock().clone().map(Err),
+        }
+    }
+
+    fn cause(&self, r: NodeRef) -> Option<Result<NodeRef, Cause>> {
+        let node = self.live(r)?;
+        let via = node.via.load(Ordering::Acquire);
+        if via != NodeRef::NONE {
+            return Some(Ok(NodeRef(via)));
+        }
+        self.cold(r.index()).root.lock().clone().map(Err)
+    }
+}
+
+impl Node {
+    #[inline]
+    pub(crate) fn compile_world(&self) -> u64 {
+        self.compile_world.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn min(&self) -> u64 {
+        self.min.load(Ordering::Relaxed)
+    }
+
+    /// `Acquire` pairs with the `Release` in [`Node::lower`], so a reader that sees a lowered
+    /// bound also sees what the invalidator wrote before (its cause).
+    #[inline]
+    pub(crate) fn max(&self) -> u64 {
+        self.max.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, world: u64) -> bool {
+        self.min() <= world && world < self.max()
+    }
+
+    /// Lowers `max` to `world` if it is higher; returns whether this call lowered it, so that of
+    /// many invalidators exactly one goes on to propagate.
+    #[inline]
+    pub(crate) fn lower(&self, world: u64) -> bool {
+        if self.max.load(Ordering::Acquire) <= world {
+            return false;
+        }
+        self.max.fetch_min(world, Ordering::AcqRel) > world
+    }
+
+    /// Records that the invalidation reached this node from `upstream` (the node `up`), unless a
+    /// cause is set, and keeps `upstream` for the why-chain. Under the writer lock.
+    ///
+    /// Every writer of `via` and `referrers` holds the writer lock (walks, and recycling), so
+    /// plain loads and stores suffice: no read-modify-write on the walk's path.
+    #[inline]
+    pub(crate) fn set_via(&self, upstream: NodeRef, up: &Node) {
+        if self.via.load(Ordering::Relaxed) == NodeRef::NONE {
+            self.via.store(upstream.0, Ordering::Release);
+            let referrers = up.referrers.load(Ordering::Relaxed);
+            up.referrers.store(referrers + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Registers `dependent` and returns this node's upper bound read under the same lock.
+    pub(crate) fn register(&self, dependent: NodeRef, graph: &Graph) -> u64 {
+        let view = graph.view();
+        self.backedges
+            .register(dependent, || self.max(), |d| view.is_dead(*d))
+    }
+
+    /// Removes the backedges of dependents compiled before `world` (those an invalidation at
+    /// `world` affects), keeping the rest and dropping those gone, lowers each affected one not
+    /// already invalid at `world`, records that its invalidation came from this node (`me`), and
+    /// hands it to `lowered`. Under the writer lock.
+    #[inline]
+    pub(crate) fn lower_dependents(
+        &self,
+        me: NodeRef,
+        world: u64,
+        view: &View<'_>,
+        mut lowered: impl FnMut(NodeRef),
+    ) {
+        self.backedges.visit(|&d| {
+            let Some(node) = view.live(d) else {
+                return false;
+            };
+            if node.compile_world() >= world {
+                return true;
+            }
+            if node.lower(world) {
+                node.set_via(me, self);
+                lowered(d);
+            }
+            false
+        });
+    }
+}
+
+/// A code instance's node. Keeps the node's chunk alive, so the node is read without looking it
+/// up; dropping it queues the node to be freed.
+pub(crate) struct NodeHandle {
+    chunk: Arc<Chunk>,
+    index: u32,
+    generation: u32,
+}
+
+impl NodeHandle {
+    #[inline]
+    pub(crate) fn node(&self) -> &Node {
+        &self.chunk.nodes[self.index as usize % CHUNK]
+    }
+
+    fn cold(&self) -> &Cold {
+        &self.chunk.cold[self.index as usize % CHUNK]
+    }
+
+    /// The reference backedges and causes use.
+    #[inline]
+    pub(crate) fn get_ref(&self) -> NodeRef {
+        NodeRef::new(self.index, self.generation)
+    }
+
+    /// Records the code instance owning the node, for descriptions.
+    pub(crate) fn set_owner(&self, owner: Weak<dyn Dependent>) {
+        *self.cold().owner.lock() = Some(owner);
+    }
+
+    /// Sets why the node was invalidated, if nothing has yet.
+    pub(crate) fn set_root(&self, cause: Cause) {
+        self.cold().root.lock().get_or_insert(cause);
+    }
+
+    /// Extends the range back to `min`.
+    pub(crate) fn extend_min(&self, min: u64) {
+        self.node().min.fetch_min(min, Ordering::Relaxed);
+    }
+
+    /// Keeps the instance's label with the node if others name it as their `via`: called as the
+    /// instance is dropped, so that their why-chains can still describe it.
+    pub(crate) fn keep_label(&self, label: impl FnOnce() -> String) {
+        if self.node().referrers.load(Ordering::Relaxed) > 0 {
+            let label = label();
+            *self.cold().label.lock() = Some(label);
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        // Freed under the writer lock, by the next recycling (see the module docs).
+        self.chunk.dropped.lock().push(self.index);
+    }
+}
