@@ -48,11 +48,10 @@ impl<T> Clone for Key<T> {
 }
 
 /// A call as the cache is asked about it, and its hash.
-#[derive(Clone, Copy)]
 pub(super) struct Query<'a, T> {
-    pub(super) func: u32,
-    pub(super) stack: u32,
-    pub(super) args: &'a [T],
+    func: u32,
+    stack: u32,
+    args: &'a [T],
     hash: u64,
 }
 
