@@ -3,11 +3,11 @@
 //!
 //! The lock-free map (papaya) is keyed by the 64-bit hash of the call's key, not by the key
 //! itself: the answers whose keys share a hash hang off one entry, in a chain of immutable links
-//! compared with the types' `Eq`. The map so only ever holds distinct integers, hashed again by
-//! the map's own hasher (a bijection on 64-bit integers), and a degenerate but legal `Hash` of
-//! the argument types (every value hashing alike, say) costs a walk along a chain, as it would in
-//! any hash table, instead of growing the lock-free table without bound: papaya grows a table
-//! until every key is within a probe limit of its home slot, which keys with one hash never are.
+//! compared with the types' `Eq`. The map so only ever holds distinct integers (used as their own
+//! hash: they are one), and a degenerate but legal `Hash` of the argument types (every value
+//! hashing alike, say) costs a walk along a chain, as it would in any hash table, instead of
+//! growing the lock-free table without bound: papaya grows a table until every key is within a
+//! probe limit of its home slot, which keys with one hash never are.
 //!
 //! One key can have several answers, one per range of worlds it was asked in: the answer valid in
 //! the newest world (registered with its function, see [`super::recheck`]) and answers asked for
@@ -26,8 +26,42 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use papaya::{Compute, Operation};
 
 use super::node::DispatchNode;
-use crate::sync::{shared_map, Arc, Map};
+use crate::sync::Arc;
 use crate::types::Lattice;
+
+/// The lock-free table of chains, by the hash of their calls' keys.
+type Chains<L> = papaya::HashMap<u64, Link<L>, Prehashed>;
+
+/// Hashes a key that is a hash already to itself: the table uses it as it is. The keys are the
+/// crate's Fx hash of a call, whose last step rotates the best-mixed bits of its product into the
+/// low bits the table indexes by.
+#[derive(Clone, Copy, Default)]
+struct Prehashed;
+
+impl BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+/// See [`Prehashed`].
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; anything else is folded in, to stay a hash.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The key of a cached answer: function, stack and argument types.
 struct Key<T> {
@@ -123,13 +157,16 @@ impl<L: Lattice> Drop for Link<L> {
 
 /// Every cached answer of one engine (see the module docs).
 pub(super) struct Answers<L: Lattice> {
-    chains: Map<u64, Link<L>>,
+    chains: Chains<L>,
 }
 
 impl<L: Lattice> Answers<L> {
     pub(super) fn new(collector: &Arc<seize::Collector>) -> Self {
         Answers {
-            chains: shared_map(collector),
+            chains: papaya::HashMap::builder()
+                .hasher(Prehashed)
+                .shared_collector(Arc::clone(collector))
+                .build(),
         }
     }
 
@@ -158,7 +195,10 @@ impl<L: Lattice> Answers<L> {
         query: &Query<'_, L::Type>,
         node: Arc<DispatchNode<L>>,
     ) -> &'g Arc<DispatchNode<L>> {
-        let key = query.key();
+        let key = match self.first_of_chain(guard, query, &node) {
+            Ok(first) => return &first.node,
+            Err(key) => key,
+        };
         let computed = self.chains.compute(
             query.hash,
             |chain| match chain {
@@ -198,7 +238,10 @@ impl<L: Lattice> Answers<L> {
         world: u64,
         node: Arc<DispatchNode<L>>,
     ) -> &'g Arc<DispatchNode<L>> {
-        let key = query.key();
+        let key = match self.first_of_chain(guard, query, &node) {
+            Ok(first) => return &first.node,
+            Err(key) => key,
+        };
         let computed = self.chains.compute(
             query.hash,
             |chain| match chain {
@@ -229,6 +272,30 @@ impl<L: Lattice> Answers<L> {
             Compute::Aborted(cached) => cached,
             Compute::Removed(..) => unreachable!("inserting never removes"),
         }
+    }
+
+    /// Starts a chain with `node` if no call with the query's hash has one; otherwise returns the
+    /// key for the caller to add `node` to the existing chain. A new chain is inserted, not
+    /// computed: papaya grows its table as entries are inserted, and a table filled through
+    /// `compute` alone is left crowded, which lengthens every probe of it.
+    fn first_of_chain<'g>(
+        &'g self,
+        guard: &'g seize::LocalGuard<'_>,
+        query: &Query<'_, L::Type>,
+        node: &Arc<DispatchNode<L>>,
+    ) -> Result<&'g Link<L>, Key<L::Type>> {
+        let key = query.key();
+        if self.chains.get(&query.hash, guard).is_some() {
+            return Err(key);
+        }
+        let first = Link {
+            key: key.clone(),
+            node: Arc::clone(node),
+            next: None,
+        };
+        self.chains
+            .try_insert(query.hash, first, guard)
+            .map_err(|_| key)
     }
 
     /// Drops every answer `stale` says no retained world can be given. Returns `(dropped, kept)`.
