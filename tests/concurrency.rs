@@ -333,3 +333,110 @@ fn engine_and_caches_are_send_and_sync() {
     assert_send_sync::<compiler_caching::MethodInstance>();
     assert_send_sync::<compiler_caching::CodeInstance<Foreign>>();
 }
+
+/// Compiles `a -> {b, c}`, `b -> c`, `c`, staged so that each compilation waits on a callee
+/// another thread is compiling: a chain of waits, never a cycle.
+struct Staged {
+    started_b: test_support::threads::Signal,
+    started_c: test_support::threads::Signal,
+    a_calls_b: test_support::threads::Signal,
+    b_calls_c: test_support::threads::Signal,
+    in_progress: AtomicU64,
+}
+
+impl compiler_caching::Compiler for Staged {
+    type Key = ();
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = ();
+    type Error = String;
+
+    fn infer(&self, cx: &mut compiler_caching::InferCx<'_, Self>) -> Result<(), String> {
+        let name = *cx.instance().method().source::<&str>().unwrap();
+        let callees: &[&str] = match name {
+            "a" => {
+                // b's compilation is under way on another thread before a calls b.
+                self.started_b.wait_for(1);
+                self.a_calls_b.raise();
+                &["b", "c"]
+            }
+            "b" => {
+                self.started_b.raise();
+                self.started_c.wait_for(1);
+                self.b_calls_c.raise();
+                &["c"]
+            }
+            _ => {
+                self.started_c.raise();
+                // c finishes only once a and b are calling their callees.
+                self.a_calls_b.wait_for(1);
+                self.b_calls_c.wait_for(1);
+                &[]
+            }
+        };
+        for callee in callees {
+            let f = cx.engine().function(callee).map_err(|e| e.to_string())?;
+            let mi = cx
+                .dispatch(f, cx.instance().argtypes())
+                .map_err(|e| e.to_string())?;
+            if let compiler_caching::Callee::InProgress =
+                cx.compile(&mi).map_err(|e| e.to_string())?
+            {
+                self.in_progress.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+    fn codegen(&self, _: &compiler_caching::PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &compiler_caching::PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_acyclic_call_graph_compiled_by_threads_waiting_on_each_other_in_one_world_never_sees_in_progress(
+) {
+    watchdog(60, || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let int = t.int.clone();
+        for name in ["a", "b", "c"] {
+            let f = engine.declare_function(name).unwrap();
+            engine.add_method(f, &[int.clone()], name).unwrap();
+        }
+        // Later worlds change nothing of it; every compilation runs in one world.
+        let world = engine.current_world();
+        let other = engine.declare_function("other").unwrap();
+        engine.add_method(other, &[int.clone()], "other").unwrap();
+        let cache = CompilerCache::new(
+            &engine,
+            "C",
+            Staged {
+                started_b: Default::default(),
+                started_c: Default::default(),
+                a_calls_b: Default::default(),
+                b_calls_c: Default::default(),
+                in_progress: AtomicU64::new(0),
+            },
+        )
+        .unwrap();
+        thread::scope(|s| {
+            for name in ["a", "b", "c"] {
+                let (engine, cache, int) = (&engine, &cache, int.clone());
+                s.spawn(move || {
+                    let guard = engine.pin_world(world).unwrap();
+                    let f = engine.function(name).unwrap();
+                    let mi = guard.dispatch(f, &[int]).unwrap();
+                    cache.compile(&guard, mi, &()).unwrap();
+                });
+            }
+        });
+        assert_eq!(
+            cache.compiler().in_progress.load(Ordering::Relaxed),
+            0,
+            "a call graph without a cycle in the world compiled saw InProgress"
+        );
+    });
+}

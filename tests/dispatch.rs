@@ -508,3 +508,70 @@ fn two_engines_share_nothing() {
         Ok("b")
     );
 }
+
+#[test]
+fn an_old_world_answer_that_changed_later_is_computed_once_and_then_served_from_the_cache() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[t.real.clone()], "real").unwrap();
+    let old = engine.pin();
+    let w_old = old.world();
+    // Two more worlds in which f(Int64) is still f(::Real), then one that changes it.
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(g, &[t.int.clone()], "g1").unwrap();
+    let middle = engine.pin();
+    engine.add_method(g, &[t.int.clone()], "g2").unwrap();
+    engine.add_method(f, &[t.int.clone()], "int").unwrap();
+    let new = engine.current_world();
+
+    let misses = || engine.stats().dispatch_misses;
+    let hits_of = |guard: compiler_caching::Guard<'_>| {
+        drop(guard); // a guard's hits are counted when it is dropped
+        engine.stats().dispatch_hits
+    };
+    let before = misses();
+    let mi = old.dispatch(f, &[t.int.clone()]).unwrap().clone();
+    assert_eq!(mi.method().source::<&str>(), Some(&"real"));
+    assert_eq!(
+        misses(),
+        before + 1,
+        "the first old-world dispatch computes"
+    );
+
+    // The same call in the same world, again: a hit, the very same answer.
+    let hits = engine.stats().dispatch_hits;
+    for _ in 0..3 {
+        assert_eq!(old.dispatch(f, &[t.int.clone()]).unwrap(), &mi);
+    }
+    assert_eq!(
+        misses(),
+        before + 1,
+        "a repeated old-world dispatch recomputed"
+    );
+    // The answer holds over the worlds it was computed for: another of them is served too.
+    assert_eq!(middle.dispatch(f, &[t.int.clone()]).unwrap(), &mi);
+    assert_eq!(
+        misses(),
+        before + 1,
+        "an answer's other worlds recomputed it"
+    );
+    assert_eq!(hits_of(middle), hits + 1);
+    // Other worlds and other calls still get their own answers.
+    assert_eq!(source(&engine, new, f, &[t.int.clone()]), Ok("int"));
+    let real = old.dispatch(f, &[t.real.clone()]).unwrap();
+    assert_eq!(real.method().source::<&str>(), Some(&"real"));
+    assert_eq!(hits_of(old), hits + 4);
+
+    // Once no guard can ask for the old worlds, reclamation drops the old answer.
+    let kept = engine.census().dispatch_entries;
+    let census = engine.reclaim();
+    assert!(
+        census.dispatch_entries < kept,
+        "{census:?} kept the old-world answer ({kept} before)"
+    );
+    assert!(matches!(
+        engine.pin_world(w_old),
+        Err(Error::WorldNotRetained { .. })
+    ));
+}

@@ -510,3 +510,203 @@ fn a_key_hash_panic_while_publishing_fails_that_compile_only() {
     }
     assert_eq!(cache.versions(mi, &TouchyKey(1)).len(), 1);
 }
+
+/// Which trait method of [`Touchy`] panics, on the current thread, while set.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    Hash,
+    Eq,
+    /// Fires once, then disarms itself.
+    Drop,
+}
+
+thread_local! {
+    static FAULT: std::cell::Cell<Option<Fault>> = const { std::cell::Cell::new(None) };
+}
+
+fn armed(fault: Fault) -> bool {
+    FAULT.with(|f| f.get()) == Some(fault)
+}
+
+/// A custom type whose `Hash`, `Eq` and destructor panic on command. Equal values hash alike,
+/// so the impls are legal; the lattice below compares the numbers directly, so only the engine's
+/// own maps (and the values it drops) call these.
+#[derive(Clone, Debug)]
+struct Touchy(u32);
+
+impl std::hash::Hash for Touchy {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if armed(Fault::Hash) {
+            panic!("Hash bug");
+        }
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        if armed(Fault::Eq) {
+            panic!("Eq bug");
+        }
+        self.0 == other.0
+    }
+}
+impl Eq for Touchy {}
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        if armed(Fault::Drop) && !std::thread::panicking() {
+            FAULT.with(|f| f.set(None));
+            panic!("Drop bug");
+        }
+    }
+}
+
+impl std::fmt::Display for Touchy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "T{}", self.0)
+    }
+}
+
+/// `T0` is the top type, every other number a concrete leaf under it.
+struct Flat;
+
+impl Lattice for Flat {
+    type Type = Touchy;
+    fn is_subtype(&self, a: &Touchy, b: &Touchy) -> bool {
+        a.0 == b.0 || b.0 == 0
+    }
+    fn is_disjoint(&self, a: &Touchy, b: &Touchy) -> bool {
+        a.0 != b.0 && a.0 != 0 && b.0 != 0
+    }
+    fn is_concrete(&self, a: &Touchy) -> bool {
+        a.0 != 0
+    }
+}
+
+/// What `f(T<n>)` dispatches to in `world` through `stack`.
+fn answer(
+    engine: &Engine<Flat>,
+    world: compiler_caching::World,
+    stack: compiler_caching::TableStack,
+    n: u32,
+) -> &'static str {
+    let f = engine.function("f").unwrap();
+    let guard = engine.pin_world(world).unwrap();
+    let args = [Touchy(n)];
+    let source = *guard
+        .dispatch_in(stack, f, &args)
+        .unwrap()
+        .method()
+        .source::<&'static str>()
+        .unwrap();
+    source
+}
+
+/// Runs `mutate` with `fault` armed and checks that it happened entirely or not at all: either it
+/// returned and the world advanced by one with `f(T1)` answered `after` (cached or not), or it
+/// panicked and the world, the cached answers and fresh ones are as they were (`before`), also
+/// once the next, unrelated mutation has published a world.
+fn all_or_nothing(
+    engine: &Engine<Flat>,
+    fault: Fault,
+    mutate: impl FnOnce(),
+    before: &'static str,
+    after: &'static str,
+) {
+    let global = engine.global_stack();
+    let overlay = engine
+        .new_overlay(&format!("o{}", engine.current_world().get()))
+        .unwrap();
+    let cached = engine.stack(&[overlay, engine.global_table()]).unwrap();
+    let fresh = || {
+        let fresh = engine
+            .new_overlay(&format!("fresh{}", engine.current_world().get()))
+            .unwrap();
+        engine.stack(&[fresh, engine.global_table()]).unwrap()
+    };
+    let start = engine.current_world();
+    for n in 1..=3 {
+        answer(engine, start, global, n);
+        answer(engine, start, cached, n);
+    }
+    assert_eq!(answer(engine, start, global, 1), before);
+
+    FAULT.with(|f| f.set(Some(fault)));
+    let result = catch_unwind(AssertUnwindSafe(mutate));
+    FAULT.with(|f| f.set(None));
+
+    let now = engine.current_world();
+    let expected = match result {
+        Ok(()) => {
+            assert_eq!(
+                now.get(),
+                start.get() + 1,
+                "{fault:?}: one world per mutation"
+            );
+            after
+        }
+        Err(_) => {
+            assert_eq!(
+                now, start,
+                "{fault:?}: a failed mutation advanced the world"
+            );
+            before
+        }
+    };
+    for stack in [global, cached, fresh()] {
+        assert_eq!(answer(engine, now, stack, 1), expected, "{fault:?}");
+        assert_eq!(answer(engine, now, stack, 2), "generic", "{fault:?}");
+    }
+    assert_eq!(answer(engine, start, global, 1), before, "{fault:?}");
+
+    // The next mutation gets a world of its own and changes nothing else.
+    let h = engine.function("h").unwrap();
+    let m = engine.add_method(h, &[Touchy(0)], "h").unwrap();
+    assert_eq!(
+        m.defined().get(),
+        now.get() + 1,
+        "{fault:?}: a world was reused"
+    );
+    let next = engine.current_world();
+    for stack in [global, cached, fresh()] {
+        assert_eq!(answer(engine, next, stack, 1), expected, "{fault:?}");
+    }
+}
+
+#[test]
+fn a_panicking_hash_eq_or_drop_of_argument_types_never_half_applies_a_mutation() {
+    for fault in [Fault::Hash, Fault::Eq, Fault::Drop] {
+        let engine = Engine::with_lattice(Flat);
+        let f = engine.declare_function("f").unwrap();
+        engine.declare_function("h").unwrap();
+        engine.add_method(f, &[Touchy(0)], "generic").unwrap();
+
+        // A definition that changes the cached answer f(T1).
+        let sig = [Touchy(1)];
+        let special = std::cell::RefCell::new(None);
+        all_or_nothing(
+            &engine,
+            fault,
+            || *special.borrow_mut() = Some(engine.add_method(f, &sig, "special").unwrap()),
+            "generic",
+            "special",
+        );
+        let special = special
+            .into_inner()
+            .unwrap_or_else(|| engine.add_method(f, &sig, "special").unwrap());
+        assert_eq!(
+            answer(&engine, engine.current_world(), engine.global_stack(), 1),
+            "special"
+        );
+
+        // A deletion that changes it back.
+        all_or_nothing(
+            &engine,
+            fault,
+            || engine.delete_method(&special).unwrap(),
+            "special",
+            "generic",
+        );
+    }
+}

@@ -2,13 +2,15 @@
 //!
 //! A result valid in the newest world becomes a dispatch node, registered with its function's
 //! [`Registry`](super::Registry) (so a mutation of that function can find it and recheck it) and
-//! published in the lock-free current cache. Registration checks, under the registry's lock, that
+//! published in the lock-free cache of answers. Registration checks, under the registry's lock, that
 //! no mutation of the function happened since its methods were read; a mutation holds the same
 //! lock while it installs its methods and rechecks the registered nodes, so a node can never be
 //! registered stale. An answer for an older world that a later mutation changed is never
-//! invalidated again: it goes to the history, keyed with the world it was asked in.
+//! invalidated again: it is cached beside the current answer with its closed range of worlds,
+//! and serves every dispatch in one of them.
 
-use super::node::{DispatchKey, DispatchNode, DispatchQuery};
+use super::answers::Query;
+use super::node::DispatchNode;
 use super::{select, Call, Dispatcher};
 use crate::error::Error;
 use crate::graph::Edges;
@@ -19,6 +21,7 @@ use crate::types::Lattice;
 use crate::world::OPEN;
 
 impl<L: Lattice> Dispatcher<L> {
+    /// Computes the answer to `query` in `world` and caches it (see the module docs).
     #[cold]
     pub(super) fn miss<'g>(
         &'g self,
@@ -26,6 +29,7 @@ impl<L: Lattice> Dispatcher<L> {
         tables: &Tables<L>,
         lattice: &L,
         call: Call<'_, L::Type>,
+        query: &Query<'_, L::Type>,
     ) -> Result<&'g Arc<DispatchNode<L>>, Error> {
         let Call {
             world,
@@ -37,12 +41,6 @@ impl<L: Lattice> Dispatcher<L> {
         func.check_signature(lattice, args)?;
         let stack_data = tables.stack_in(stack, seize)?;
         let registry = self.registry_in(f.id, seize);
-        let query = DispatchQuery {
-            func: f.id,
-            stack: stack.id,
-            world: 0,
-            args,
-        };
         loop {
             let generation = registry.generation();
             let lists = func.lists.load();
@@ -61,44 +59,12 @@ impl<L: Lattice> Dispatcher<L> {
             });
             if max != OPEN {
                 node.validity.lower(max);
-                return Ok(self.remember_historical(seize, world, query, node));
+                return Ok(self.answers.insert_older(seize, query, world, node));
             }
             let Some(node) = registry.register(generation, stack.id, args, node, min) else {
                 continue; // a mutation of `f` slipped in since the methods were read
             };
-            self.current.insert(
-                DispatchKey {
-                    func: f.id,
-                    stack: stack.id,
-                    world: 0,
-                    args: args.into(),
-                },
-                Arc::clone(&node),
-                seize,
-            );
-            if let Some(cached) = self.current.get(&query, seize) {
-                if Arc::ptr_eq(cached, &node) {
-                    return Ok(cached);
-                }
-            }
-            // Another thread replaced the entry meanwhile; keep ours reachable for this guard.
-            return Ok(self.remember_historical(seize, world, query, node));
+            return Ok(self.answers.insert_current(seize, query, node));
         }
-    }
-
-    fn remember_historical<'g>(
-        &'g self,
-        seize: &'g seize::LocalGuard<'_>,
-        world: u64,
-        query: DispatchQuery<'_, L::Type>,
-        node: Arc<DispatchNode<L>>,
-    ) -> &'g Arc<DispatchNode<L>> {
-        let key = DispatchKey {
-            func: query.func,
-            stack: query.stack,
-            world,
-            args: query.args.into(),
-        };
-        self.history.get_or_insert(key, node, seize)
     }
 }

@@ -2,17 +2,18 @@
 //!
 //! [`Dispatcher`] owns all dispatch state of one engine:
 //!
-//! - the **current cache**: one answer per `(function, stack, argument types)`, valid in the
-//!   newest world; a repeated dispatch is one hash-map probe and an atomic load, without a lock
+//! - the **answers** ([`answers`]): every cached answer per `(function, stack, argument types)`,
+//!   each valid over a range of worlds: the answer valid in the newest world, and answers asked
+//!   for older worlds that a later mutation changed. A repeated dispatch, in the newest world or
+//!   in an older one, is one hash-map probe, a comparison and an atomic load, without a lock
 //!   ([`Dispatcher::dispatch`]);
-//! - the **history**: answers asked for older worlds that a later mutation changed, kept with the
-//!   world they were asked in;
-//! - each function's **registry** of current answers, which a mutation of the function rechecks
-//!   ([`recheck`]) and which serializes the mutation against the registration of a new answer
-//!   ([`miss`]).
+//! - each function's **registry** of the answers valid in the newest world, which a mutation of
+//!   the function rechecks ([`recheck`]) and which serializes the mutation against the
+//!   registration of a new answer ([`miss`]).
 //!
-//! [`select`] is the algorithm itself; [`node`] the cached answer and its keys.
+//! [`select`] is the algorithm itself; [`node`] the cached answer.
 
+mod answers;
 mod miss;
 mod node;
 pub(crate) mod recheck;
@@ -21,7 +22,7 @@ mod select;
 pub(crate) use node::DispatchNode;
 pub(crate) use recheck::Registry;
 
-use node::{DispatchKey, DispatchQuery};
+use answers::{Answers, Query};
 
 use crate::error::Error;
 use crate::graph::Graph;
@@ -38,7 +39,7 @@ pub(crate) struct Call<'a, T> {
     pub(crate) args: &'a [T],
 }
 
-/// How a dispatch was answered: from the current cache, or computed.
+/// How a dispatch was answered: from the cache, or computed.
 pub(crate) enum Lookup<'g, L: Lattice> {
     Hit(&'g Arc<DispatchNode<L>>),
     Miss(&'g Arc<DispatchNode<L>>),
@@ -55,22 +56,20 @@ impl<'g, L: Lattice> Lookup<'g, L> {
 
 /// Every dispatch answer an engine has cached, and the per-function registries.
 pub(crate) struct Dispatcher<L: Lattice> {
-    current: Map<DispatchKey<L::Type>, Arc<DispatchNode<L>>>,
-    history: Map<DispatchKey<L::Type>, Arc<DispatchNode<L>>>,
+    answers: Answers<L>,
     registries: Map<u32, Arc<Registry<L>>>,
 }
 
 impl<L: Lattice> Dispatcher<L> {
     pub(crate) fn new(collector: &Arc<seize::Collector>) -> Self {
         Dispatcher {
-            current: shared_map(collector),
-            history: shared_map(collector),
+            answers: Answers::new(collector),
             registries: shared_map(collector),
         }
     }
 
-    /// The answer to `call`: from the current cache if it holds one valid in the call's world,
-    /// or computed (and cached) otherwise.
+    /// The answer to `call`: from the cache if it holds one valid in the call's world, or
+    /// computed (and cached) otherwise.
     #[inline]
     pub(crate) fn dispatch<'g>(
         &'g self,
@@ -89,18 +88,12 @@ impl<L: Lattice> Dispatcher<L> {
         if f.engine != tables.engine() || stack.engine != tables.engine() {
             return Err(foreign(tables, f, stack));
         }
-        let query = DispatchQuery {
-            func: f.id,
-            stack: stack.id,
-            world: 0,
-            args,
-        };
-        if let Some(node) = self.current.get(&query, seize) {
-            if node.validity.contains(world) {
-                return Ok(Lookup::Hit(node));
-            }
+        let query = Query::new(f.id, stack.id, args);
+        if let Some(node) = self.answers.find(seize, &query, world) {
+            return Ok(Lookup::Hit(node));
         }
-        self.miss(seize, tables, lattice, call).map(Lookup::Miss)
+        self.miss(seize, tables, lattice, call, &query)
+            .map(Lookup::Miss)
     }
 
     /// Gives a newly declared function its registry.
@@ -134,22 +127,12 @@ impl<L: Lattice> Dispatcher<L> {
         for registry in registries.values() {
             registry.prune_edges(graph);
         }
-        let stale = |node: &Arc<DispatchNode<L>>| node.validity.max() <= horizon;
-        let (mut dropped, mut kept) = (0, 0);
-        for map in [&self.current, &self.history] {
-            let map = map.pin();
-            let before = map.len();
-            map.retain(|_, node| !stale(node));
-            let after = map.len();
-            dropped += before.saturating_sub(after);
-            kept += after;
-        }
-        (dropped, kept)
+        self.answers.retain(|node| node.validity.max() <= horizon)
     }
 
     /// The number of cached answers.
     pub(crate) fn len(&self) -> usize {
-        self.current.len() + self.history.len()
+        self.answers.len()
     }
 }
 

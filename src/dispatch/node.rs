@@ -1,7 +1,6 @@
-//! A cached dispatch answer, and the keys the dispatch caches use.
+//! A cached dispatch answer, and its key within its function's registry.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
 use crate::error::Error;
 use crate::graph::Edges;
@@ -86,60 +85,3 @@ impl<L: Lattice> fmt::Display for DispatchNode<L> {
 
 /// A registered node's key within its function: the stack and the argument types.
 pub(crate) type NodeKey<T> = (u32, Box<[T]>);
-
-/// The key of the engine's dispatch cache.
-pub(crate) struct DispatchKey<T> {
-    pub(crate) func: u32,
-    pub(crate) stack: u32,
-    /// 0 in the current-world cache; the world asked in, in the cache of older answers.
-    pub(crate) world: u64,
-    pub(crate) args: Box<[T]>,
-}
-
-/// A borrowed [`DispatchKey`], so that a lookup allocates nothing.
-#[derive(Clone, Copy)]
-pub(crate) struct DispatchQuery<'a, T> {
-    pub(crate) func: u32,
-    pub(crate) stack: u32,
-    pub(crate) world: u64,
-    pub(crate) args: &'a [T],
-}
-
-impl<T: Hash> Hash for DispatchKey<T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        DispatchQuery {
-            func: self.func,
-            stack: self.stack,
-            world: self.world,
-            args: &self.args,
-        }
-        .hash(state)
-    }
-}
-
-impl<T: Hash> Hash for DispatchQuery<'_, T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from(self.func) << 32 | u64::from(self.stack));
-        state.write_u64(self.world);
-        self.args.hash(state);
-    }
-}
-
-impl<T: Eq> PartialEq for DispatchKey<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.func == other.func
-            && self.stack == other.stack
-            && self.world == other.world
-            && self.args == other.args
-    }
-}
-impl<T: Eq> Eq for DispatchKey<T> {}
-
-impl<T: Eq> papaya::Equivalent<DispatchKey<T>> for DispatchQuery<'_, T> {
-    fn equivalent(&self, key: &DispatchKey<T>) -> bool {
-        self.func == key.func
-            && self.stack == key.stack
-            && self.world == key.world
-            && *self.args == *key.args
-    }
-}

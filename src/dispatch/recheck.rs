@@ -6,6 +6,12 @@
 //! installed its methods, [`RegistryEdit::commit`] bumps the generation (so a miss that read the
 //! old methods does not register its answer) and unregisters the changed answers, which the
 //! engine then invalidates.
+//!
+//! `changed_by` runs user code (the lattice; clones nothing); `commit` runs none. Registered
+//! answers are keyed by their argument types, whose `Hash` and `Eq` are user code, so `commit`
+//! does not look them up by key: it picks the changed answers out by identity in one pass over
+//! the registry (the pass `changed_by` made already), and hands back the entries it removed,
+//! keys included, for the engine to drop once the mutation is published.
 
 use std::collections::HashMap;
 
@@ -18,6 +24,10 @@ use crate::types::Lattice;
 
 /// A registered answer and its key within its function.
 pub(crate) type Registered<L> = (NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>);
+
+/// The entries a mutation unregistered. Their keys are user values: dropped, like everything a
+/// mutation lets go of, once the mutation is published.
+pub(crate) type Unregistered<L> = Vec<Registered<L>>;
 
 /// Registered answers by `(stack, argument types)`.
 type Nodes<L> = HashMap<NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>>;
@@ -103,7 +113,8 @@ impl<L: Lattice> RegistryEdit<'_, L> {
     /// The registered answers that adding `added` and removing `removed` in `table` changes: every
     /// answer whose stack includes `table` and to which one of them applies (see
     /// [`DispatchNode::depends_on`]), recomputed in the new `world` over `lists` as if `removed`
-    /// were already deleted. Changes nothing; runs the lattice (user code).
+    /// were already deleted. Changes nothing; runs the lattice (user code), and neither hashes,
+    /// compares, clones nor drops a key.
     pub(crate) fn changed_by(
         &self,
         lattice: &L,
@@ -112,7 +123,7 @@ impl<L: Lattice> RegistryEdit<'_, L> {
         world: u64,
         added: Option<&Method<L>>,
         removed: Option<&Method<L>>,
-    ) -> Vec<Registered<L>> {
+    ) -> Vec<Arc<DispatchNode<L>>> {
         let touches = |node: &DispatchNode<L>, m: Option<&Method<L>>| {
             m.is_some_and(|m| node.depends_on(lattice, m))
         };
@@ -134,18 +145,26 @@ impl<L: Lattice> RegistryEdit<'_, L> {
                     select::compute_with(lattice, lists, &node.stack, &node.args, world, deleted);
                 !selection.matches(&node.answer)
             })
-            .map(|(key, node)| (key.clone(), Arc::clone(node)))
+            .map(|(_, node)| Arc::clone(node))
             .collect()
     }
 
     /// Ends the mutation's changes to the registry, once its methods are installed: a miss that
-    /// read the old methods will not register, and the `changed` answers are unregistered (and
-    /// returned, for the caller to drop when it is done).
-    pub(crate) fn commit(&mut self, changed: &[Registered<L>]) -> Vec<Arc<DispatchNode<L>>> {
+    /// read the old methods will not register, and the `changed` answers (found by
+    /// [`RegistryEdit::changed_by`] under this same lock) are unregistered, and returned with
+    /// their keys for the caller to drop when it is done.
+    ///
+    /// Runs no user code: the entries are found by the identity of their answers, without hashing
+    /// or comparing a key, and nothing is dropped here.
+    pub(crate) fn commit(&mut self, changed: &[Arc<DispatchNode<L>>]) -> Unregistered<L> {
         self.registry.generation.fetch_add(1, Ordering::Release);
-        changed
-            .iter()
-            .filter_map(|(key, _)| self.nodes.remove(key))
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let mut addresses: Vec<*const DispatchNode<L>> = changed.iter().map(Arc::as_ptr).collect();
+        addresses.sort_unstable();
+        self.nodes
+            .extract_if(|_, node| addresses.binary_search(&Arc::as_ptr(node)).is_ok())
             .collect()
     }
 }

@@ -35,7 +35,10 @@ use crate::world::{World, WorldCounter};
 /// Names of functions, tables and stacks, and the ids they were given.
 struct Names {
     functions: HashMap<Arc<str>, u32>,
+    /// Each table's name, by id.
     tables: Vec<Arc<str>>,
+    /// Each table's id, by name: a new overlay's name is checked in constant time.
+    table_ids: HashMap<Arc<str>, u32>,
     stacks: HashMap<Box<[u32]>, u32>,
 }
 
@@ -148,6 +151,7 @@ impl<L: Lattice> Engine<L> {
             tables,
             names: Mutex::new(Names {
                 functions: HashMap::new(),
+                table_ids: HashMap::from([(Arc::clone(&global), 0)]),
                 tables: vec![global],
                 stacks: HashMap::from([(Box::from([0u32]), 0u32)]),
             }),
@@ -259,13 +263,15 @@ impl<L: Lattice> Engine<L> {
     pub fn new_overlay(&self, name: &str) -> Result<MethodTable, Error> {
         check_name(name)?;
         let mut names = self.inner.names.lock();
-        if names.tables.iter().any(|t| &**t == name) {
+        if names.table_ids.contains_key(name) {
             return Err(Error::DuplicateTable { name: name.into() });
         }
         let id = u32::try_from(names.tables.len()).map_err(|_| Error::TooMany {
             what: "method tables",
         })?;
-        names.tables.push(name.into());
+        let name: Arc<str> = name.into();
+        names.table_ids.insert(Arc::clone(&name), id);
+        names.tables.push(name);
         Ok(MethodTable {
             engine: self.inner.id,
             id,

@@ -2,13 +2,15 @@
 //!
 //! A mutation holds the engine's writer lock and the mutated function's dispatch registry from
 //! start to end. It first works out everything it will do, running all the user code it needs
-//! (the lattice's answers, types' `Display`): the method added and the one removed, the new method
-//! lists, and every cached answer the change affects, recomputed against them. Only then does it
-//! change anything, with no user code left to run: mark the removed method deleted, install the
-//! lists, unregister the changed answers, invalidate what depended on them and on the removed
-//! method, and publish the new world. A panic in the first part leaves the engine as it was; the
-//! second part cannot panic on behalf of user code (what it lets go of is dropped after the world
-//! is published). See [`crate::semantics`] §1.
+//! (the lattice's answers, types' `Eq` and `Display`): the method added and the one removed, the
+//! new method lists, and every cached answer the change affects, recomputed against them. Only
+//! then does it change anything, with no user code left to run: mark the removed method deleted,
+//! install the lists, unregister the changed answers, invalidate what depended on them and on the
+//! removed method, and publish the new world. A panic in the first part leaves the engine as it
+//! was; the second part cannot panic on behalf of user code. It hashes, compares, clones and drops
+//! no user value (types, sources, keys): the changed answers are unregistered by identity, not
+//! looked up by their argument types, and everything it lets go of is dropped after the world is
+//! published, where a panicking destructor is caught and counted. See [`crate::semantics`] §1.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -53,9 +55,11 @@ impl<L: Lattice> Engine<L> {
     /// whatever this changes is invalidated before the new world is published.
     ///
     /// A mutation is atomic: readers see all of it or none of it, and if user code it runs (the
-    /// lattice's queries, types' `Display`) panics, the panic reaches the caller and the mutation
-    /// does not happen at all: the world, the method tables and every cached answer stay as they
-    /// were.
+    /// lattice's queries, types' `Eq` and `Display`) panics, the panic reaches the caller and the
+    /// mutation does not happen at all: the world, the method tables and every cached answer stay
+    /// as they were. Once it has taken effect it runs no user code but destructors, after the new
+    /// world is published; a panic there is caught and counted in
+    /// [`StatsSnapshot::user_code_panics`](crate::StatsSnapshot::user_code_panics).
     pub fn add_method_to<S: std::any::Any + Send + Sync>(
         &self,
         table: MethodTable,
@@ -163,7 +167,8 @@ impl<L: Lattice> Engine<L> {
             }
         };
 
-        // The point of no return: nothing below runs user code.
+        // The point of no return: nothing below runs user code. No user value is hashed,
+        // compared, cloned or dropped until the world is published (`inner.release`).
         if let Some(old) = &edit.removed {
             old.0.deleted.store(world, Ordering::Release);
         }
@@ -187,7 +192,6 @@ impl<L: Lattice> Engine<L> {
             verb,
             table: table_name,
         });
-        let changed: Vec<_> = changed.into_iter().map(|(_, node)| node).collect();
         let mut released = inner.invalidate(world, &mutation, changed, edit.removed.as_ref());
         released.other.push(Box::new(unregistered));
         inner.world.publish(World::from_raw(world));

@@ -10,7 +10,8 @@
 //! same as one defined once.
 //!
 //! Lists are immutable and persistent (`imbl`): a definition makes the next snapshot in
-//! `O(log n)`, sharing structure with the previous one.
+//! `O(log n)`, sharing structure with the previous one, whether `n` counts the function's methods
+//! or the tables it has methods in (an ordered persistent map from table to lineages).
 
 use crate::methods::Method;
 use crate::sync::{Arc, Ordering};
@@ -81,13 +82,15 @@ impl<L: Lattice> Lineage<L> {
 
     /// The world the run containing member `i` ends: its last member's deletion (`OPEN` while
     /// live), as `deleted` reports deletions.
+    ///
+    /// A binary search over the run starts: `O(log² n)` with `n` members (an index into the
+    /// persistent vector is `O(log n)`), however many runs the lineage has.
     pub(crate) fn run_end(&self, i: usize, deleted: &impl Fn(&Method<L>) -> u64) -> u64 {
+        let next = partition_point(self.run_starts.len(), |j| self.run_starts[j] as usize <= i);
         let next_start = self
             .run_starts
-            .iter()
-            .map(|&s| s as usize)
-            .find(|&s| s > i)
-            .unwrap_or(self.members.len());
+            .get(next)
+            .map_or(self.members.len(), |&s| s as usize);
         deleted(&self.members[next_start - 1])
     }
 
@@ -101,9 +104,12 @@ impl<L: Lattice> Lineage<L> {
             .map(|&s| self.members[s as usize].0.defined)
     }
 
-    /// Whether member `i + 1` replaced member `i` in the same run (same signature, no gap).
+    /// Whether member `i + 1` replaced member `i` in the same run (same signature, no gap). A
+    /// binary search over the run starts, like [`Lineage::run_end`].
     pub(crate) fn replaced_next(&self, i: usize) -> bool {
-        i + 1 < self.members.len() && !self.run_starts.contains(&((i + 1) as u32))
+        let next = (i + 1) as u32;
+        let at = partition_point(self.run_starts.len(), |j| self.run_starts[j] < next);
+        i + 1 < self.members.len() && self.run_starts.get(at) != Some(&next)
     }
 
     /// This lineage without the members no world at or after `horizon` can see, which are its
@@ -132,15 +138,18 @@ impl<L: Lattice> Lineage<L> {
     }
 }
 
+/// The lineages of one table, in the order they began.
+type TableLineages<L> = imbl::Vector<Arc<Lineage<L>>>;
+
 /// One function's methods, per table, as lineages (see the module docs), as of one mutation.
 pub(crate) struct MethodLists<L: Lattice> {
-    per_table: Vec<(u32, imbl::Vector<Arc<Lineage<L>>>)>,
+    per_table: imbl::OrdMap<u32, TableLineages<L>>,
 }
 
 impl<L: Lattice> Default for MethodLists<L> {
     fn default() -> Self {
         MethodLists {
-            per_table: Vec::new(),
+            per_table: imbl::OrdMap::new(),
         }
     }
 }
@@ -148,28 +157,22 @@ impl<L: Lattice> Default for MethodLists<L> {
 impl<L: Lattice> MethodLists<L> {
     /// The lineages of `table`, in the order they began.
     pub(crate) fn lineages(&self, table: u32) -> impl Iterator<Item = &Arc<Lineage<L>>> {
-        self.per_table
-            .iter()
-            .find(|(t, _)| *t == table)
-            .into_iter()
-            .flat_map(|(_, lineages)| lineages.iter())
+        self.per_table.get(&table).into_iter().flatten()
     }
 
     /// Lineage `index` of `table`.
     pub(crate) fn lineage(&self, table: u32, index: usize) -> Option<&Lineage<L>> {
         self.per_table
-            .iter()
-            .find(|(t, _)| *t == table)
-            .and_then(|(_, lineages)| lineages.get(index))
+            .get(&table)
+            .and_then(|lineages| lineages.get(index))
             .map(|l| &**l)
     }
 
     /// The number of lineages of `table`.
     pub(crate) fn lineage_count(&self, table: u32) -> usize {
         self.per_table
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map_or(0, |(_, lineages)| lineages.len())
+            .get(&table)
+            .map_or(0, |lineages| lineages.len())
     }
 
     /// These lists with `added` appended to lineage `index` of `table` (replacing its newest
@@ -182,14 +185,7 @@ impl<L: Lattice> MethodLists<L> {
         replaces: bool,
     ) -> MethodLists<L> {
         let mut per_table = self.per_table.clone();
-        let position = match per_table.iter().position(|(t, _)| *t == table) {
-            Some(p) => p,
-            None => {
-                per_table.push((table, imbl::Vector::new()));
-                per_table.len() - 1
-            }
-        };
-        let lineages = &mut per_table[position].1;
+        let lineages = per_table.entry(table).or_default();
         match index.and_then(|i| {
             lineages
                 .get(i)
@@ -206,8 +202,8 @@ impl<L: Lattice> MethodLists<L> {
     /// Every method, live or kept for older worlds.
     pub(crate) fn len(&self) -> usize {
         self.per_table
-            .iter()
-            .flat_map(|(_, lineages)| lineages.iter())
+            .values()
+            .flat_map(|lineages| lineages.iter())
             .map(|l| l.len())
             .sum()
     }
@@ -219,8 +215,8 @@ impl<L: Lattice> MethodLists<L> {
             |l: &Lineage<L>| l.members[0].0.deleted.load(Ordering::Acquire) <= horizon;
         if !self
             .per_table
-            .iter()
-            .any(|(_, lineages)| lineages.iter().any(|l| oldest_gone(l)))
+            .values()
+            .any(|lineages| lineages.iter().any(|l| oldest_gone(l)))
         {
             return None;
         }
@@ -228,8 +224,8 @@ impl<L: Lattice> MethodLists<L> {
             per_table: self
                 .per_table
                 .iter()
-                .map(|(t, lineages)| {
-                    let kept: imbl::Vector<Arc<Lineage<L>>> = lineages
+                .map(|(&t, lineages)| {
+                    let kept: TableLineages<L> = lineages
                         .iter()
                         .filter_map(|l| {
                             if oldest_gone(l) {
@@ -239,7 +235,7 @@ impl<L: Lattice> MethodLists<L> {
                             }
                         })
                         .collect();
-                    (*t, kept)
+                    (t, kept)
                 })
                 .filter(|(_, lineages)| !lineages.is_empty())
                 .collect(),
@@ -248,11 +244,11 @@ impl<L: Lattice> MethodLists<L> {
 
     /// Every `(table, lineage index, signature key)`, for indexing the lineages.
     pub(crate) fn keys(&self) -> impl Iterator<Item = (u32, usize, u64)> + '_ {
-        self.per_table.iter().flat_map(|(t, lineages)| {
+        self.per_table.iter().flat_map(|(&t, lineages)| {
             lineages
                 .iter()
                 .enumerate()
-                .map(move |(i, l)| (*t, i, l.members[0].0.signature_key))
+                .map(move |(i, l)| (t, i, l.members[0].0.signature_key))
         })
     }
 }

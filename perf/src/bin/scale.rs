@@ -9,6 +9,11 @@
 //!   total time to add the 10^5);
 //! - `old-world`: the first dispatch in a pinned world after 10^4, then 2·10^4, later
 //!   redefinitions of an applicable method that never change its answer;
+//! - `old-world cycles`: the same after 10^4, then 2·10^4, later deletions and re-additions of
+//!   such a method (each re-addition starts a new run of its lineage), with the winner deleted
+//!   at the end so that the answer changes later; and the same dispatch again, from the cache;
+//! - `overlays`: creating one overlay table, and adding one method of a function to one, when
+//!   10^4, then 4·10^4, overlays exist (each holding a method of the function);
 //! - `hierarchy`: memory per declared type, and a subtype query, in a chain of abstract types
 //!   10^4, then 3·10^4, levels deep;
 //! - `union`: building a union of 10^4, then 2·10^4, members, and the first dispatch on it;
@@ -120,6 +125,67 @@ fn old_world_once(n: usize) -> (Duration, Duration) {
     let (_, first) = timed(|| black_box(old.dispatch(f, &[int.clone()]).unwrap().id()));
     let (_, second) = timed(|| black_box(old.dispatch(f, &[int.clone()]).unwrap().id()));
     (first, second)
+}
+
+/// The first dispatch in a world pinned before `n` deletions and re-additions of a less specific
+/// applicable method (which never change the answer), the winner being deleted at the end, and a
+/// second one (served from the cache): the fastest of five runs, each on a fresh engine.
+fn old_world_cycles(n: usize) -> (Duration, Duration) {
+    (0..5)
+        .map(|_| old_world_cycles_once(n))
+        .min()
+        .expect("five runs")
+}
+
+fn old_world_cycles_once(n: usize) -> (Duration, Duration) {
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    let winner = engine.add_method(f, &[int.clone()], 0usize).unwrap();
+    let mut loser = engine.add_method(f, &[Ty::any()], 0usize).unwrap();
+    let old = engine.pin();
+    for i in 0..n {
+        engine.delete_method(&loser).unwrap();
+        loser = engine.add_method(f, &[Ty::any()], i).unwrap();
+    }
+    engine.delete_method(&winner).unwrap();
+    let dispatch = || black_box(old.dispatch(f, &[int.clone()]).unwrap().id());
+    let (first_id, first) = timed(dispatch);
+    let (second_id, second) = timed(dispatch);
+    assert_eq!(first_id, second_id);
+    (first, second)
+}
+
+/// The time to create one overlay, and to add one method of one function to one overlay, when
+/// `n` overlays exist, each already holding a method of that function (averaged over 100).
+fn overlays(n: usize) -> (Duration, Duration) {
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    engine.set_auto_reclaim(false);
+    let tables: Vec<_> = (0..n)
+        .map(|i| engine.new_overlay(&format!("overlay{i}")).unwrap())
+        .collect();
+    for &table in &tables {
+        engine.add_method_to(table, f, &[int.clone()], ()).unwrap();
+    }
+    let (more, create) = timed(|| {
+        (n..n + 100)
+            .map(|i| engine.new_overlay(&format!("overlay{i}")).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let ((), define) = timed(|| {
+        for &table in &more {
+            engine.add_method_to(table, f, &[int.clone()], ()).unwrap();
+        }
+    });
+    (create / 100, define / 100)
 }
 
 /// Bytes per declared type, and the time of one subtype query leaf <: root, in a chain `n` deep.
@@ -276,6 +342,48 @@ fn main() {
         large: format!("{:.0} us", us(b_first)),
         ratio: b_first.as_secs_f64() / a_first.as_secs_f64(),
         target: "~2x (n log n)",
+    });
+
+    eprintln!("old-world cycles...");
+    let (a_first, _) = old_world_cycles(scale(10_000));
+    let (b_first, b_second) = old_world_cycles(scale(20_000));
+    rows.push(Row {
+        case: format!(
+            "first old-world dispatch after {} / {} delete/re-add cycles (again: {:.2} us)",
+            scale(10_000),
+            scale(20_000),
+            us(b_second)
+        ),
+        small: format!("{:.0} us", us(a_first)),
+        large: format!("{:.0} us", us(b_first)),
+        ratio: b_first.as_secs_f64() / a_first.as_secs_f64(),
+        target: "~2x (n log^2 n)",
+    });
+
+    eprintln!("overlays...");
+    let (a_create, a_define) = overlays(scale(10_000));
+    let (b_create, b_define) = overlays(scale(40_000));
+    rows.push(Row {
+        case: format!(
+            "create one overlay beside {} / {} overlays",
+            scale(10_000),
+            scale(40_000)
+        ),
+        small: format!("{:.2} us", us(a_create)),
+        large: format!("{:.2} us", us(b_create)),
+        ratio: b_create.as_secs_f64() / a_create.as_secs_f64(),
+        target: "~1x",
+    });
+    rows.push(Row {
+        case: format!(
+            "add f's method to one more overlay, f in {} / {} overlays",
+            scale(10_000),
+            scale(40_000)
+        ),
+        small: format!("{:.2} us", us(a_define)),
+        large: format!("{:.2} us", us(b_define)),
+        ratio: b_define.as_secs_f64() / a_define.as_secs_f64(),
+        target: "<= 2x (log n)",
     });
 
     eprintln!("hierarchy...");
