@@ -154,6 +154,8 @@ mod engine;
 mod graph;
 #[cfg(not(loom))]
 mod methods;
+#[cfg(all(feature = "persist", not(loom)))]
+mod persist;
 #[cfg(not(loom))]
 mod types;
 
@@ -178,4 +180,11 @@ pub use crate::{
         sig_disjoint, sig_equal, sig_subtype, DefaultLattice, Lattice, Ty, TyKind, TypeDecl,
         TypeDeclKind, MAX_TYPE_DEPTH, MAX_UNION_SPLIT,
     },
+};
+
+#[cfg(all(feature = "persist", not(loom)))]
+pub use crate::persist::{
+    ArtifactStore, Fingerprint, MemoryStore, PersistentCompiler, PersistentLattice, RecordKey,
+    RedbOptions, RedbStore, StoreError, StoreStats, TypeName, UnavailableStore,
+    RECORD_FORMAT_VERSION,
 };

@@ -32,6 +32,9 @@ pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
     /// What it was compiled against; kept so that those stay reachable for invalidation. Set
     /// once, right after the instance registers with them.
     pub(crate) deps: OnceLock<Vec<Dependency<L>>>,
+    /// The digest of the content a tier below the cache holds this result as (see
+    /// [`super::tier`]): set when it was loaded from there or stored there.
+    pub(crate) digest: OnceLock<[u8; 32]>,
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {

@@ -8,6 +8,7 @@ use std::hash::Hash;
 use super::code_instance::{CiData, CodeInstance};
 use super::miss::Compiled;
 use super::slot::{valid_in, Dependency, Slot};
+use super::tier::Trail;
 use super::CacheInner;
 use crate::engine::Engine;
 use crate::error::{CompileError, Error};
@@ -95,6 +96,28 @@ pub struct InferCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
     pub(super) deps: Vec<Dependency<L>>,
     /// What `deps` holds already, by address.
     pub(super) seen: HashSet<usize>,
+    /// What was asked, for a tier to record (`None` when the cache has no tier).
+    pub(super) trail: Option<Vec<Trail<C, L>>>,
+}
+
+impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
+    /// A context for compiling `mi` with `key` in `world`, with nothing recorded yet.
+    pub(crate) fn new(
+        cache: &'a CacheInner<C, L>,
+        mi: &'a MethodInstance<L>,
+        key: &'a C::Key,
+        world: World,
+    ) -> Self {
+        InferCx {
+            cache,
+            mi,
+            key,
+            world,
+            deps: Vec::new(),
+            seen: HashSet::new(),
+            trail: None,
+        }
+    }
 }
 
 impl<C: Compiler<L>, L: Lattice> fmt::Debug for PhaseCx<'_, C, L> {
@@ -195,6 +218,13 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         let result = node.result().cloned();
         if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {
             self.deps.push(Dependency::Dispatch(node));
+            if let Some(trail) = &mut self.trail {
+                trail.push(Trail::Dispatch {
+                    f,
+                    args: argtypes.into(),
+                    answer: result.clone(),
+                });
+            }
         }
         result
     }
@@ -216,7 +246,11 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         let (slot, version) = self
             .cache
             .hold(mi, self.key, &seize, |vs| valid_in(vs, world));
-        self.record_slot(slot, version);
+        if self.record_slot(slot, version) {
+            if let Some(trail) = &mut self.trail {
+                trail.push(Trail::DependOn(mi.clone()));
+            }
+        }
         Ok(())
     }
 
@@ -242,19 +276,24 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         match compiled {
             Compiled::Ready(ci) => {
                 let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
-                self.record_slot(slot, Some(Arc::clone(&ci)));
+                if self.record_slot(slot, Some(Arc::clone(&ci))) {
+                    self.trail_compiled(mi, Some(Arc::clone(&ci)));
+                }
                 Ok(Callee::Ready(CodeInstance(ci)))
             }
             Compiled::Cycle => {
                 let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
-                self.record_slot(slot, None);
+                if self.record_slot(slot, None) {
+                    self.trail_compiled(mi, None);
+                }
                 Ok(Callee::InProgress)
             }
         }
     }
 
-    /// Records a dependency on `slot`, on which the caller took a hold.
-    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) {
+    /// Records a dependency on `slot`, on which the caller took a hold; `false` if it was
+    /// recorded already.
+    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) -> bool {
         let key = match &version {
             Some(v) => Arc::as_ptr(v) as *const () as usize,
             None => Arc::as_ptr(&slot) as *const () as usize,
@@ -264,8 +303,19 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                 slot as Arc<dyn SlotNode>,
                 version.map(|v| v as DependentRef),
             ));
+            true
         } else {
             slot.cell.release();
+            false
+        }
+    }
+
+    fn trail_compiled(&mut self, mi: &MethodInstance<L>, callee: Option<Arc<CiData<C, L>>>) {
+        if let Some(trail) = &mut self.trail {
+            trail.push(Trail::Compiled {
+                instance: mi.clone(),
+                callee,
+            });
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Running the phases, and publishing the code instance `infer` produced.
 
-use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::code_instance::CiData;
@@ -84,21 +83,37 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         existing: Option<Arc<CiData<C, L>>>,
     ) -> Result<Arc<CiData<C, L>>, CompileError<C::Error>> {
         let mi = &slot.mi;
+        // What `infer` asked, when this job runs it and a tier is to store the result.
+        let mut trail = None;
         let ci = match existing {
             Some(ci) => ci,
             None => {
-                let mut cx = InferCx {
-                    cache: self,
-                    mi,
-                    key: &slot.key,
-                    world,
-                    deps: Vec::new(),
-                    seen: HashSet::new(),
-                };
-                let inferred =
-                    self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
-                let deps = std::mem::take(&mut cx.deps);
-                self.publish(seize, world, slot, inferred, deps)?
+                // A tier's valid result is installed with the dependencies it re-issued, in
+                // place of `infer` and `codegen`.
+                let mut loaded = None;
+                if let Some(tier) = &self.tier {
+                    let mut cx = InferCx::new(self, mi, &slot.key, world);
+                    loaded = tier
+                        .load(self, &mut cx)
+                        .map(|l| (l, std::mem::take(&mut cx.deps)));
+                }
+                match loaded {
+                    Some((loaded, deps)) => {
+                        let ci = self.publish(seize, world, slot, loaded.inferred, deps)?;
+                        let _ = ci.digest.set(loaded.digest);
+                        let _ = ci.artifact.set(loaded.artifact);
+                        ci
+                    }
+                    None => {
+                        let mut cx = InferCx::new(self, mi, &slot.key, world);
+                        cx.trail = self.tier.as_ref().map(|_| Vec::new());
+                        let inferred = self
+                            .phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
+                        let deps = std::mem::take(&mut cx.deps);
+                        trail = cx.trail.take();
+                        self.publish(seize, world, slot, inferred, deps)?
+                    }
+                }
             }
         };
         let cx = PhaseCx {
@@ -113,7 +128,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 let artifact = self.phase(Phase::Codegen, slot, world, || {
                     self.compiler.codegen(&cx, &ci.inferred)
                 })?;
-                ci.artifact.get_or_init(|| artifact)
+                let artifact = ci.artifact.get_or_init(|| artifact);
+                if let (Some(tier), Some(trail)) = (&self.tier, trail) {
+                    if let Some(digest) = tier.store(self, &ci, artifact, trail) {
+                        let _ = ci.digest.set(digest);
+                    }
+                }
+                artifact
             }
         };
         if ci.linked.get().is_none() {
@@ -164,6 +185,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             artifact: OnceLock::new(),
             linked: OnceLock::new(),
             deps: OnceLock::new(),
+            digest: OnceLock::new(),
         });
         let as_dep: DependentRef = Arc::clone(&ci) as DependentRef;
         let mut closed_by = OPEN;
