@@ -26,7 +26,7 @@ impl Proc {
     fn new<S: ArtifactStore + 'static>(store: &Arc<S>, version: &str) -> Proc {
         let engine = Engine::new();
         let t = types(&engine);
-        let cache = CompilerCache::with_store(&engine, "chain", Chain::new(version), Arc::clone(store))
+        let cache = CompilerCache::with_store(&engine, "chain", Chain::new(version), store.clone())
             .unwrap();
         Proc { engine, cache, t }
     }
@@ -266,7 +266,7 @@ fn an_overlay_method_refuses_records_made_through_a_stack_without_it() {
             "chain",
             stack,
             Chain::new("1"),
-            Arc::clone(&store),
+            store.clone(),
         )
         .unwrap();
         let value = {
@@ -296,7 +296,7 @@ fn a_type_declared_elsewhere_in_the_hierarchy_is_another_identity() {
         let f = engine.declare_function("f").unwrap();
         engine.add_method(f, &[Ty::any()], Calls::value(4)).unwrap();
         let cache =
-            CompilerCache::with_store(&engine, "chain", Chain::new("1"), Arc::clone(&store))
+            CompilerCache::with_store(&engine, "chain", Chain::new("1"), store.clone())
                 .unwrap();
         let guard = engine.pin();
         let mi = guard.dispatch(f, &[int]).unwrap();
@@ -349,7 +349,7 @@ fn owner_keys_and_cache_tags_are_part_of_the_identity() {
     let guard = q.engine.pin();
     let mi = guard.dispatch(f, &[q.t.int.clone()]).unwrap();
     assert_eq!(*q.cache.compile(&guard, mi, &1).unwrap(), 7); // key 1, stored under key 0
-    let other = CompilerCache::with_store(&q.engine, "other", Chain::new("1"), Arc::clone(&store))
+    let other = CompilerCache::with_store(&q.engine, "other", Chain::new("1"), store.clone())
         .unwrap();
     assert_eq!(*other.compile(&guard, mi, &0).unwrap(), 7);
     assert_eq!(*q.cache.compile(&guard, mi, &0).unwrap(), 7);

@@ -298,25 +298,24 @@ impl<C: PersistentCompiler<L>, L: PersistentLattice> CompilerCache<C, L> {
     /// assert_eq!((warm.infer_runs, warm.codegen_runs, warm.link_runs), (0, 0, 1));
     /// assert_eq!(warm.persist_loads, 1);
     /// ```
-    pub fn with_store<S: ArtifactStore + 'static>(
+    pub fn with_store(
         engine: &Engine<L>,
         tag: &str,
         compiler: C,
-        store: Arc<S>,
+        store: Arc<dyn ArtifactStore>,
     ) -> Result<Self, Error> {
         CompilerCache::with_stack_and_store(engine, tag, engine.global_stack(), compiler, store)
     }
 
     /// [`CompilerCache::with_store`] for a cache whose compilations dispatch through `stack`
     /// (see [`CompilerCache::with_stack`]).
-    pub fn with_stack_and_store<S: ArtifactStore + 'static>(
+    pub fn with_stack_and_store(
         engine: &Engine<L>,
         tag: &str,
         stack: TableStack,
         compiler: C,
-        store: Arc<S>,
+        store: Arc<dyn ArtifactStore>,
     ) -> Result<Self, Error> {
-        let store: Arc<dyn ArtifactStore> = store;
         let tier = PersistTier::<C, L>::new(engine, store);
         CompilerCache::with_tier(engine, tag, stack, compiler, Some(Box::new(tier)))
     }
