@@ -96,10 +96,7 @@ fn a_restarted_engine_runs_no_infer_and_no_codegen_for_unchanged_code() {
     let s = p.stats();
     assert_eq!((s.infer_runs, s.codegen_runs), (0, 0), "{s:#?}");
     assert_eq!((s.link_runs, s.persist_loads), (4, 4));
-    assert_eq!(
-        p.loaded(),
-        ["f(Int64)", "g(Int64)", "h(Int64)", "k(Int64)"]
-    );
+    assert_eq!(p.loaded(), ["f(Int64)", "g(Int64)", "h(Int64)", "k(Int64)"]);
     // Hits from here on, as after a compile.
     assert_eq!(p.call("f", &p.t.int), 111);
     assert_eq!(p.stats().link_runs, 4);
@@ -186,7 +183,11 @@ fn a_deleted_callee_refuses_its_callers() {
     chain_program(&p, 1);
     let h = p.engine.function("h").unwrap();
     let guard = p.engine.pin();
-    let hm = guard.dispatch(h, &[p.t.int.clone()]).unwrap().method().clone();
+    let hm = guard
+        .dispatch(h, &[p.t.int.clone()])
+        .unwrap()
+        .method()
+        .clone();
     drop(guard);
     p.engine.delete_method(&hm).unwrap();
     // g now calls no method (worth 0 in this language).
@@ -252,7 +253,9 @@ fn an_overlay_method_refuses_records_made_through_a_stack_without_it() {
         let stack = engine.stack(&[overlay, engine.global_table()]).unwrap();
         let h = engine.declare_function("h").unwrap();
         let g = engine.declare_function("g").unwrap();
-        engine.add_method(h, &[t.real.clone()], Calls::value(1)).unwrap();
+        engine
+            .add_method(h, &[t.real.clone()], Calls::value(1))
+            .unwrap();
         if with_overlay_method {
             engine
                 .add_method_to(overlay, h, &[t.int.clone()], Calls::value(9))
@@ -290,14 +293,20 @@ fn a_type_declared_elsewhere_in_the_hierarchy_is_another_identity() {
     let store = Arc::new(MemoryStore::new());
     let run = |int_under_any: bool| {
         let engine = Engine::new();
-        let real = engine.lattice().declare_abstract("Real", &Ty::any()).unwrap();
-        let parent = if int_under_any { Ty::any() } else { real.clone() };
+        let real = engine
+            .lattice()
+            .declare_abstract("Real", &Ty::any())
+            .unwrap();
+        let parent = if int_under_any {
+            Ty::any()
+        } else {
+            real.clone()
+        };
         let int = engine.lattice().declare_concrete("Int64", &parent).unwrap();
         let f = engine.declare_function("f").unwrap();
         engine.add_method(f, &[Ty::any()], Calls::value(4)).unwrap();
         let cache =
-            CompilerCache::with_store(&engine, "chain", Chain::new("1"), store.clone())
-                .unwrap();
+            CompilerCache::with_store(&engine, "chain", Chain::new("1"), store.clone()).unwrap();
         let guard = engine.pin();
         let mi = guard.dispatch(f, &[int]).unwrap();
         assert_eq!(*cache.compile(&guard, mi, &0).unwrap(), 4);
@@ -349,8 +358,8 @@ fn owner_keys_and_cache_tags_are_part_of_the_identity() {
     let guard = q.engine.pin();
     let mi = guard.dispatch(f, &[q.t.int.clone()]).unwrap();
     assert_eq!(*q.cache.compile(&guard, mi, &1).unwrap(), 7); // key 1, stored under key 0
-    let other = CompilerCache::with_store(&q.engine, "other", Chain::new("1"), store.clone())
-        .unwrap();
+    let other =
+        CompilerCache::with_store(&q.engine, "other", Chain::new("1"), store.clone()).unwrap();
     assert_eq!(*other.compile(&guard, mi, &0).unwrap(), 7);
     assert_eq!(*q.cache.compile(&guard, mi, &0).unwrap(), 7);
     drop(guard);

@@ -20,7 +20,10 @@ use test_support::persisted::{Calls, Chain, FaultyStore};
 /// and the engine's counters once the store is flushed.
 fn run<S: ArtifactStore + 'static>(store: &Arc<S>, version: &str) -> (u64, StatsSnapshot) {
     let engine = Engine::new();
-    let int = engine.lattice().declare_concrete("Int64", &Ty::any()).unwrap();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int64", &Ty::any())
+        .unwrap();
     let f = engine.declare_function("f").unwrap();
     let g = engine.declare_function("g").unwrap();
     engine.add_method(g, &[Ty::any()], Calls::value(1)).unwrap();
@@ -169,7 +172,10 @@ fn a_full_disk_loses_only_the_records_being_written() {
     // The disk has room again: the next compilation is stored.
     *store.fail_puts.lock().unwrap() = None;
     let (value, s) = run(&store, "1");
-    assert_eq!((value, s.persist_loads, s.persist_store_errors), (101, 0, 0));
+    assert_eq!(
+        (value, s.persist_loads, s.persist_store_errors),
+        (101, 0, 0)
+    );
     assert_eq!(run(&store, "1").1.persist_loads, 2);
 }
 
@@ -367,8 +373,7 @@ fn a_process_killed_while_writing_leaves_every_committed_record() {
 fn a_store_file_held_by_another_process_is_locked_and_the_engine_runs_without_it() {
     if let Some((role, dir)) = role() {
         assert_eq!(role, "holder");
-        let _store =
-            RedbStore::open(dir.join("artifacts.redb"), RedbOptions::default()).unwrap();
+        let _store = RedbStore::open(dir.join("artifacts.redb"), RedbOptions::default()).unwrap();
         println!("holding the store");
         // Hold the file until the parent closes our standard input.
         let _ = std::io::stdin().read_line(&mut String::new());

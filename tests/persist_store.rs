@@ -27,7 +27,10 @@ fn stores(budget: u64) -> Vec<(Arc<dyn ArtifactStore>, tempfile::TempDir)> {
     };
     let redb = RedbStore::open(dir.path().join("s.redb"), options).unwrap();
     vec![
-        (Arc::new(MemoryStore::with_budget(budget)), tempfile::tempdir().unwrap()),
+        (
+            Arc::new(MemoryStore::with_budget(budget)),
+            tempfile::tempdir().unwrap(),
+        ),
         (Arc::new(redb), dir),
     ]
 }
@@ -45,7 +48,11 @@ fn what_is_put_is_got_back_replaced_and_removed() {
         store.remove(&key(3)).unwrap(); // absent: nothing to do
         assert_eq!(store.get(&key(2)).unwrap(), None);
         let s = store.stats();
-        assert_eq!((s.gets, s.hits, s.puts, s.removes), (4, 2, 3, 1), "{store:?}");
+        assert_eq!(
+            (s.gets, s.hits, s.puts, s.removes),
+            (4, 2, 3, 1),
+            "{store:?}"
+        );
         assert_eq!((s.records, s.bytes), (1, 3 + 32));
     }
 }

@@ -107,8 +107,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                     None => {
                         let mut cx = InferCx::new(self, mi, &slot.key, world);
                         cx.trail = self.tier.as_ref().map(|_| Vec::new());
-                        let inferred = self
-                            .phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
+                        let inferred =
+                            self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
                         let deps = std::mem::take(&mut cx.deps);
                         trail = cx.trail.take();
                         self.publish(seize, world, slot, inferred, deps)?

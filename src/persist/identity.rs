@@ -123,7 +123,10 @@ impl Identifier {
         })
     }
 
-    pub(crate) fn types<L: PersistentLattice>(lattice: &L, types: &[L::Type]) -> Option<Vec<TypeId>> {
+    pub(crate) fn types<L: PersistentLattice>(
+        lattice: &L,
+        types: &[L::Type],
+    ) -> Option<Vec<TypeId>> {
         types.iter().map(|t| Identifier::ty(lattice, t)).collect()
     }
 

@@ -172,10 +172,7 @@ impl ArtifactStore for MemoryStore {
 
     fn put_batch(&self, records: &[(RecordKey, Vec<u8>)]) -> Result<(), StoreError> {
         let mut state = self.state();
-        if records
-            .iter()
-            .any(|(_, r)| accounted_size(r) > self.budget)
-        {
+        if records.iter().any(|(_, r)| accounted_size(r) > self.budget) {
             self.errors.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Full);
         }

@@ -210,7 +210,10 @@ impl RedbStore {
     /// `artifacts-7.redb`. Concurrent processes sharing one cache directory each get a store;
     /// a process that starts after another ended gets the same file back, and with it
     /// everything that process stored. Fails with [`StoreError::Locked`] if all eight are held.
-    pub fn open_in_dir(dir: impl AsRef<Path>, options: RedbOptions) -> Result<RedbStore, StoreError> {
+    pub fn open_in_dir(
+        dir: impl AsRef<Path>,
+        options: RedbOptions,
+    ) -> Result<RedbStore, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| io_error(&e))?;
         let mut last = None;
@@ -541,8 +544,14 @@ impl ArtifactStore for RedbStore {
                 };
                 recency.remove(tick)?;
                 table.remove(&key.0)?;
-                let bytes = meta.get("bytes")?.map_or(0, |v| v.value()).saturating_sub(size);
-                let records = meta.get("records")?.map_or(0, |v| v.value()).saturating_sub(1);
+                let bytes = meta
+                    .get("bytes")?
+                    .map_or(0, |v| v.value())
+                    .saturating_sub(size);
+                let records = meta
+                    .get("records")?
+                    .map_or(0, |v| v.value())
+                    .saturating_sub(1);
                 meta.insert("bytes", bytes)?;
                 meta.insert("records", records)?;
                 Ok(Some((bytes, records)))

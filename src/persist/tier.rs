@@ -118,7 +118,9 @@ impl<C: PersistentCompiler<L>, L: PersistentLattice> PersistTier<C, L> {
                     function: engine.function_name(f).ok()?.to_string(),
                     argtypes: Identifier::types(engine.lattice(), &args)?,
                     answer: match answer {
-                        Ok(mi) => Answer::Method((*self.ids.method(compiler, engine, mi.method())?).clone()),
+                        Ok(mi) => Answer::Method(
+                            (*self.ids.method(compiler, engine, mi.method())?).clone(),
+                        ),
                         Err(e) => Answer::Error(e.to_string()),
                     },
                 },
@@ -140,7 +142,6 @@ impl<C: PersistentCompiler<L>, L: PersistentLattice> PersistTier<C, L> {
             artifact: postcard::to_allocvec(artifact).ok()?,
         })
     }
-
 }
 
 impl<C, L> PersistTier<C, L> {

@@ -146,14 +146,13 @@ fn write_loop(
             }
         }
         if !batch.is_empty() {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                store.put_batch(&batch)
-            }))
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable {
-                    reason: "the store panicked while writing".to_owned(),
-                })
-            });
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.put_batch(&batch)))
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable {
+                            reason: "the store panicked while writing".to_owned(),
+                        })
+                    });
             settle(on_error, error, result, batch.len() as u64);
         }
         for ack in acks {
