@@ -37,6 +37,7 @@ mod phases;
 mod slot;
 pub(crate) mod tier;
 
+#[cfg(feature = "persist")]
 pub(crate) use code_instance::CiData;
 pub use code_instance::CodeInstance;
 pub use compiler::{Callee, Compiler, InferCx, PhaseCx, STACK_RED_ZONE, STACK_SEGMENT};

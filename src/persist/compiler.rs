@@ -17,8 +17,9 @@ use crate::types::DefaultLattice;
 /// [`CompilerCache::new`](crate::CompilerCache::new) as always.
 ///
 /// What `infer` must observe only through its context for a loaded result to be exactly as
-/// correct as a fresh one: the dispatch answers it asks for ([`InferCx::dispatch`]
-/// (crate::InferCx::dispatch)), the callees it compiles or depends on, its own instance (method,
+/// correct as a fresh one: the dispatch answers it asks for
+/// ([`InferCx::dispatch`](crate::InferCx::dispatch)), the callees it compiles or depends on, its
+/// own instance (method,
 /// source, argument types, owner key) and the declarations of the types those mention. Those
 /// are what a record stores and what a load revalidates. Anything else `infer` reads — global
 /// state, the clock, functions looked up by name that are not then dispatched — is no more

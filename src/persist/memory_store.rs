@@ -18,7 +18,7 @@ pub(crate) fn accounted_size(record: &[u8]) -> u64 {
 /// ```
 /// use compiler_caching::{ArtifactStore, MemoryStore, RecordKey};
 ///
-/// let store = MemoryStore::with_budget(200);
+/// let store = MemoryStore::with_budget(250); // each record counts its length + 32
 /// store.put(&RecordKey([1; 32]), &[0; 100]).unwrap();
 /// store.put(&RecordKey([2; 32]), &[0; 40]).unwrap();
 /// store.get(&RecordKey([1; 32])).unwrap(); // 1 is now the most recently used
