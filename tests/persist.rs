@@ -441,8 +441,8 @@ fn dependencies_recorded_without_compiling_are_revalidated() {
             &p.t.int,
             Calls {
                 value: 1,
-                calls: Vec::new(),
                 depends: vec!["leaf".into()],
+                ..Calls::default()
             },
         );
     };

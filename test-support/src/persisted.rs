@@ -23,6 +23,8 @@ pub struct Calls {
     pub calls: Vec<String>,
     /// Functions dispatched whose instance it depends on without compiling it.
     pub depends: Vec<String>,
+    /// Functions only dispatched (one recorded dependency each).
+    pub dispatches: Vec<String>,
 }
 
 impl Calls {
@@ -39,7 +41,7 @@ impl Calls {
         Calls {
             value,
             calls: calls.iter().map(|c| c.to_string()).collect(),
-            depends: Vec::new(),
+            ..Calls::default()
         }
     }
 }
@@ -100,6 +102,12 @@ impl Compiler for Chain {
                 total = total.wrapping_add(ci.linked().copied().unwrap_or(0));
             }
         }
+        for name in &source.dispatches {
+            let f = cx.engine().function(name).map_err(|e| e.to_string())?;
+            if let Ok(mi) = cx.dispatch(f, cx.instance().argtypes()) {
+                total = total.wrapping_add(mi.method().source::<Calls>().map_or(0, |c| c.value));
+            }
+        }
         for name in &source.depends {
             let f = cx.engine().function(name).map_err(|e| e.to_string())?;
             if let Ok(mi) = cx.dispatch(f, cx.instance().argtypes()) {
@@ -131,6 +139,8 @@ impl PersistentCompiler for Chain {
         parts.extend(source.calls.iter().map(|c| c.as_bytes()));
         parts.push(b"depends");
         parts.extend(source.depends.iter().map(|c| c.as_bytes()));
+        parts.push(b"dispatches");
+        parts.extend(source.dispatches.iter().map(|c| c.as_bytes()));
         Some(Fingerprint::of_parts(parts))
     }
 
