@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compiler_caching::{
-    ArtifactStore, CompilerCache, Engine, Function, MemoryStore, RecordKey, RedbOptions,
-    RedbStore, Ty,
+    ArtifactStore, CompilerCache, Engine, Function, MemoryStore, RecordKey, RedbOptions, RedbStore,
+    Ty,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use test_support::persisted::{Calls, Chain};
@@ -28,7 +28,10 @@ const N: usize = 1000;
 /// An engine with the chain `f_0 .. f_{N-1}` defined; returns it with the functions.
 fn chain_engine() -> (Engine, Vec<Function>, Ty) {
     let engine = Engine::new();
-    let int = engine.lattice().declare_concrete("Int", &Ty::any()).unwrap();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
     let mut fs = Vec::with_capacity(N);
     for i in 0..N {
         let f = engine.declare_function(&format!("f_{i}")).unwrap();
@@ -81,8 +84,8 @@ fn first_call_bench(c: &mut Criterion) {
                 (chain_engine(), store, dir)
             },
             |((engine, fs, int), store, dir)| {
-                let cache = CompilerCache::with_store(&engine, "chain", Chain::new("1"), store)
-                    .unwrap();
+                let cache =
+                    CompilerCache::with_store(&engine, "chain", Chain::new("1"), store).unwrap();
                 let total = first_calls(&engine, &cache, &fs, &int);
                 // Dropped (and the records written) outside the measurement.
                 (total, cache, dir)
@@ -119,12 +122,17 @@ fn first_call_bench(c: &mut Criterion) {
 /// An engine where `top(Int)` dispatches `k` functions; returns it, `top` and `Int`.
 fn fanout_engine(k: usize) -> (Engine, Function, Ty) {
     let engine = Engine::new();
-    let int = engine.lattice().declare_concrete("Int", &Ty::any()).unwrap();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
     let mut names = Vec::with_capacity(k);
     for i in 0..k {
         let name = format!("leaf_{i}");
         let f = engine.declare_function(&name).unwrap();
-        engine.add_method(f, &[Ty::any()], Calls::value(i as u64)).unwrap();
+        engine
+            .add_method(f, &[Ty::any()], Calls::value(i as u64))
+            .unwrap();
         names.push(name);
     }
     let top = engine.declare_function("top").unwrap();
@@ -164,9 +172,8 @@ fn load_bench(c: &mut Criterion) {
         let store = Arc::new(MemoryStore::new());
         {
             let (engine, top, int) = fanout_engine(k);
-            let cache =
-                CompilerCache::with_store(&engine, "chain", Chain::new("1"), store.clone())
-                    .unwrap();
+            let cache = CompilerCache::with_store(&engine, "chain", Chain::new("1"), store.clone())
+                .unwrap();
             compile_once(&engine, &cache, top, &int);
             cache.flush_store().unwrap();
         }

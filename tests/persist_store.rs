@@ -128,19 +128,20 @@ fn records_and_their_recency_survive_reopening() {
 fn many_reads_without_a_write_keep_their_recency() {
     let dir = tempfile::tempdir().unwrap();
     let options = RedbOptions {
-        byte_budget: 3000 * (8 + 32),
+        byte_budget: 10_000 * (8 + 32),
         ..RedbOptions::default()
     };
     let store = RedbStore::open(dir.path().join("s.redb"), options).unwrap();
-    let batch: Vec<_> = (0..3000).map(|i| (key(i), record(i, 8))).collect();
+    let batch: Vec<_> = (0..10_000).map(|i| (key(i), record(i, 8))).collect();
     store.put_batch(&batch).unwrap();
-    // More reads than are kept in memory before they are written: all of the first 2000.
-    for i in 0..2000 {
+    // More distinct reads than are kept in memory before they are written (8192): all of the
+    // first 9000.
+    for i in 0..9000 {
         store.get(&key(i)).unwrap().unwrap();
     }
-    store.put(&key(5000), &record(5000, 8)).unwrap();
-    // The one evicted is the oldest not read: 2000.
-    assert_eq!(store.get(&key(2000)).unwrap(), None);
+    store.put(&key(50_000), &record(50_000, 8)).unwrap();
+    // The one evicted is the oldest not read: 9000.
+    assert_eq!(store.get(&key(9000)).unwrap(), None);
     assert!(store.get(&key(0)).unwrap().is_some());
     assert_eq!(store.stats().evictions, 1);
 }

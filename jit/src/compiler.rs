@@ -1,18 +1,18 @@
 //! The language's compiler, plugged into the engine as a [`Compiler`]:
 //! - **infer** type-checks a method instance's body for its concrete argument types, dispatching
 //!   every call through the context (which records the edge) and compiling the callee;
-//! - **codegen** lowers the typed body to Cranelift IR and keeps its textual form: plain text that
-//!   names no address of this process, so it is stored by the persistent tier and linked in a
-//!   later session;
-//! - **link** parses the text back, resolves its callees, compiles it to machine code with
-//!   `cranelift-jit`, and stores the entry point in the call table.
+//! - **codegen** lowers the typed body to Cranelift IR and compiles it to machine code for the
+//!   host, keeping the callees' slot addresses as relocations: bytes that name no address of
+//!   this process, so they are stored by the persistent tier and linked in a later session;
+//! - **link** resolves the callees, copies the code into executable memory with `cranelift-jit`,
+//!   fills in the relocations, and stores the entry point in the call table.
 //!
 //! Calls between functions go through the call table: one slot per method instance, read at the
 //! time of the call. So recursion needs no special case (a callee still being compiled,
 //! `Callee::InProgress`, has its slot filled before anyone can run the caller), and a redefinition
 //! produces new method instances with new slots while the old code keeps serving older worlds.
-//! The inferred body and the IR name each callee by its position in the instance's list of
-//! callees (a call `f(Int64)`), and the IR reaches the callee's slot through a symbol `calleeN`
+//! The inferred body and the code name each callee by its position in the instance's list of
+//! callees (a call `f(Int64)`), and the code reaches the callee's slot through a symbol `calleeN`
 //! that link binds to this session's slot: slots are session-local, the artifact is not.
 
 use std::collections::HashMap;
@@ -23,6 +23,7 @@ use compiler_caching::{
     Callee, CompileError, Compiler, Error, Fingerprint, InferCx, Method, MethodInstance,
     PersistentCompiler, PhaseCx, TableStack, Ty,
 };
+use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::Imm64;
 use cranelift_codegen::ir::{
@@ -31,9 +32,10 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, Linkage, Module};
+use cranelift_module::{default_libcall_names, Linkage, Module, ModuleReloc, ModuleRelocTarget};
 use serde::{Deserialize, Serialize};
 
 use crate::syntax::{BinOp, Expr, FnDef, Pos, ScriptError};
@@ -236,6 +238,30 @@ pub struct Inferred {
     pub callees: Vec<CalleeRef>,
 }
 
+/// What `codegen` produces: the instance's machine code for the host, and where it refers to its
+/// callees' call-table slots (absolute addresses, bound by link). Serializable, and valid in any
+/// session on the same target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Code {
+    /// The code.
+    pub bytes: Vec<u8>,
+    /// Its required alignment.
+    pub alignment: u64,
+    /// Where it needs the address of a callee's slot.
+    pub slots: Vec<SlotReloc>,
+}
+
+/// An 8-byte absolute address in [`Code`] to fill with a callee's slot address (plus `addend`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SlotReloc {
+    /// Where, from the start of the code.
+    pub offset: u32,
+    /// Which callee, as an index into [`Inferred::callees`].
+    pub callee: u32,
+    /// Added to the address.
+    pub addend: i64,
+}
+
 /// What `link` produces: a callable entry point.
 #[derive(Clone, Copy, Debug)]
 pub struct Native {
@@ -260,12 +286,23 @@ impl Jit {
     /// A compiler dispatching through `stack`.
     pub fn new(shared: Arc<Shared>, stack: TableStack) -> Jit {
         // Stored code is valid for this compiler's IR and this target only.
-        let version = format!("jit 2 (cranelift {}; {})", CRANELIFT, shared.target());
+        let version = format!("jit 3 (cranelift {}; {})", CRANELIFT, shared.target());
         Jit {
             shared,
             stack,
             version,
         }
+    }
+
+    /// The calling convention of every compiled function: `arity` `i64` parameters, one `i64`
+    /// result.
+    fn signature(&self, arity: usize) -> Signature {
+        let mut sig = Signature::new(self.shared.isa.default_call_conv());
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        sig.returns.push(AbiParam::new(types::I64));
+        sig
     }
 
     /// The method instance `callee` names, through this compiler's stack in `world`.
@@ -447,7 +484,7 @@ fn to_float(t: Typed, s: Scalar) -> Typed {
 impl Compiler for Jit {
     type Key = ();
     type Inferred = Inferred;
-    type Artifact = String;
+    type Artifact = Code;
     type Linked = Native;
     type Error = ScriptError;
 
@@ -509,13 +546,12 @@ impl Compiler for Jit {
         })
     }
 
-    fn codegen(&self, _cx: &PhaseCx<'_, Self>, inferred: &Inferred) -> Result<String, ScriptError> {
-        let mut sig = Signature::new(self.shared.isa.default_call_conv());
-        for _ in &inferred.params {
-            sig.params.push(AbiParam::new(types::I64));
-        }
-        sig.returns.push(AbiParam::new(types::I64));
-        let mut func = Function::with_name_signature(UserFuncName::user(0, 0), sig.clone());
+    fn codegen(&self, _cx: &PhaseCx<'_, Self>, inferred: &Inferred) -> Result<Code, ScriptError> {
+        let fail = |what: &str, e: String| {
+            ScriptError::new(Pos::default(), format!("{what} {}: {e}", inferred.label))
+        };
+        let sig = self.signature(inferred.params.len());
+        let mut func = Function::with_name_signature(UserFuncName::user(0, 0), sig);
         let mut fctx = FunctionBuilderContext::new();
         let mut b = FunctionBuilder::new(&mut func, &mut fctx);
         let entry = b.create_block();
@@ -538,29 +574,53 @@ impl Compiler for Jit {
         lower.b.ins().return_(&[bits]);
         lower.b.seal_all_blocks();
         lower.b.finalize(self.shared.isa.frontend_config());
-        // The text names external symbols by reference (`userextname0`); spell out what each
-        // refers to (`u1:0`), so that the text says everything and parses back alone. Highest
-        // reference first, so that `userextname1` does not rewrite part of `userextname10`.
-        let mut clif = func.display().to_string();
-        for (reference, name) in func.params.user_named_funcs().iter().rev() {
-            clif = clif.replace(
-                &format!("userextname{}", reference.as_u32()),
-                &format!("u{}:{}", name.namespace, name.index),
-            );
+        // Compile to machine code for the host; what refers outside the function (the callees'
+        // slots) stays a relocation, resolved by link.
+        let mut ctx = cranelift_codegen::Context::for_function(func);
+        let compiled = ctx
+            .compile(&*self.shared.isa, &mut Default::default())
+            .map_err(|e| fail("compiling", format!("{:?}", e.inner)))?;
+        let bytes = compiled.code_buffer().to_vec();
+        let alignment = u64::from(compiled.buffer.alignment);
+        let relocs: Vec<_> = compiled
+            .buffer
+            .relocs()
+            .iter()
+            .map(|r| (r.offset, r.kind, r.target.clone(), r.addend))
+            .collect();
+        let names = ctx.func.params.user_named_funcs();
+        let mut slots = Vec::new();
+        for (offset, kind, target, addend) in relocs {
+            match (kind, target) {
+                (Reloc::Abs8, FinalizedRelocTarget::ExternalName(ExternalName::User(name)))
+                    if names[name].namespace == 1 =>
+                {
+                    slots.push(SlotReloc {
+                        offset,
+                        callee: names[name].index,
+                        addend,
+                    });
+                }
+                (kind, target) => {
+                    return Err(fail(
+                        "compiling",
+                        format!("unexpected relocation {kind:?} to {target:?}"),
+                    ))
+                }
+            }
         }
-        Ok(clif)
+        Ok(Code {
+            bytes,
+            alignment,
+            slots,
+        })
     }
 
-    fn link(&self, cx: &PhaseCx<'_, Self>, clif: &String) -> Result<Native, ScriptError> {
+    fn link(&self, cx: &PhaseCx<'_, Self>, code: &Code) -> Result<Native, ScriptError> {
         let inferred = cx.inferred();
         let fail = |what: &str, e: String| {
             ScriptError::new(Pos::default(), format!("{what} {}: {e}", inferred.label))
         };
-        let mut funcs = cranelift_reader::parse_functions(clif)
-            .map_err(|e| fail("parsing CLIF of", e.to_string()))?;
-        let func = funcs
-            .pop()
-            .ok_or_else(|| fail("no function in CLIF of", String::new()))?;
         // Bind each `calleeN` symbol to the callee's slot in this session.
         let mut builder = JITBuilder::with_isa(self.shared.isa.clone(), default_libcall_names());
         for (i, callee) in inferred.callees.iter().enumerate() {
@@ -573,19 +633,38 @@ impl Compiler for Jit {
         let own_slot = self.shared.slot(cx.instance().id(), Pos::default())?;
         let mut module = JITModule::new(builder);
         let id = module
-            .declare_function(&format!("f{own_slot}"), Linkage::Local, &func.signature)
+            .declare_function(
+                &format!("f{own_slot}"),
+                Linkage::Local,
+                &self.signature(inferred.params.len()),
+            )
             .map_err(|e| fail("declaring", e.to_string()))?;
-        // Declared in order, so that data id `i` is the symbol `u1:i` the IR refers to.
+        // Declared in order, so that data id `i` is the symbol `u1:i` the code refers to.
         for i in 0..inferred.callees.len() {
             module
                 .declare_data(&format!("callee{i}"), Linkage::Import, false, false)
                 .map_err(|e| fail("declaring a callee of", e.to_string()))?;
         }
-        let mut ctx = module.make_context();
-        ctx.func = func;
+        if let Some(bad) = code
+            .slots
+            .iter()
+            .find(|r| r.callee as usize >= inferred.callees.len())
+        {
+            return Err(fail("linking", format!("no callee {}", bad.callee)));
+        }
+        let relocs: Vec<ModuleReloc> = code
+            .slots
+            .iter()
+            .map(|r| ModuleReloc {
+                offset: r.offset,
+                kind: Reloc::Abs8,
+                name: ModuleRelocTarget::user(1, r.callee),
+                addend: r.addend,
+            })
+            .collect();
         module
-            .define_function(id, &mut ctx)
-            .map_err(|e| fail("compiling", e.to_string()))?;
+            .define_function_bytes(id, code.alignment, &code.bytes, &relocs)
+            .map_err(|e| fail("loading", e.to_string()))?;
         module
             .finalize_definitions()
             .map_err(|e| fail("finalizing", e.to_string()))?;

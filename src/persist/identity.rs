@@ -12,7 +12,7 @@ use super::lattice::PersistentLattice;
 use super::store::RecordKey;
 use crate::cache::CacheInner;
 use crate::engine::Engine;
-use crate::methods::{Method, MethodInstance};
+use crate::methods::{Function, Method, MethodInstance};
 use crate::sync::{Arc, Mutex};
 
 /// A 32-byte BLAKE3 fingerprint: of a method's source (see
@@ -55,7 +55,7 @@ impl fmt::Debug for Fingerprint {
 }
 
 /// A type: its serialized stable form and the fingerprint of its declarations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct TypeId {
     pub(crate) repr: Vec<u8>,
     pub(crate) declarations: Fingerprint,
@@ -99,62 +99,120 @@ impl Identity {
     }
 }
 
-/// The most method identities remembered: past it, the memo starts over.
+/// The most entries each memo keeps: past it, it starts over.
 const MEMO_LIMIT: usize = 1 << 16;
 
-/// Computes identities for one cache, remembering each method's (methods never change, and
-/// their ids are never reused within a process).
-pub(crate) struct Identifier {
-    methods: Mutex<HashMap<u64, Arc<MethodId>>>,
+/// A memo that starts over when full.
+struct Memo<K, V>(Mutex<HashMap<K, V>>);
+
+impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
+    fn new() -> Self {
+        Memo(Mutex::new(HashMap::new()))
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.0.lock().get(key).cloned()
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let mut map = self.0.lock();
+        if map.len() >= MEMO_LIMIT {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
 }
 
-impl Identifier {
+/// Computes identities for one cache and resolves stored ones, remembering what never changes
+/// within a process: each method's identity (methods are immutable and their ids are never
+/// reused), each type's stable form and declarations (a type's declaration cannot change), and
+/// each function's handle by name (functions are never undeclared).
+pub(crate) struct Identifier<L: PersistentLattice> {
+    methods: Memo<u64, Arc<MethodId>>,
+    exported: Memo<L::Type, TypeId>,
+    imported: Memo<TypeId, L::Type>,
+    functions: Memo<String, Function>,
+}
+
+impl<L: PersistentLattice> Identifier<L> {
     pub(crate) fn new() -> Self {
         Identifier {
-            methods: Mutex::new(HashMap::new()),
+            methods: Memo::new(),
+            exported: Memo::new(),
+            imported: Memo::new(),
+            functions: Memo::new(),
         }
     }
 
-    pub(crate) fn ty<L: PersistentLattice>(lattice: &L, ty: &L::Type) -> Option<TypeId> {
+    pub(crate) fn ty(&self, lattice: &L, ty: &L::Type) -> Option<TypeId> {
+        if let Some(known) = self.exported.get(ty) {
+            return Some(known);
+        }
         let repr = lattice.export_type(ty)?;
-        Some(TypeId {
+        let id = TypeId {
             repr: postcard::to_allocvec(&repr).ok()?,
             declarations: lattice.declaration_fingerprint(ty),
-        })
+        };
+        self.exported.insert(ty.clone(), id.clone());
+        Some(id)
     }
 
-    pub(crate) fn types<L: PersistentLattice>(
-        lattice: &L,
-        types: &[L::Type],
-    ) -> Option<Vec<TypeId>> {
-        types.iter().map(|t| Identifier::ty(lattice, t)).collect()
+    pub(crate) fn types(&self, lattice: &L, types: &[L::Type]) -> Option<Vec<TypeId>> {
+        types.iter().map(|t| self.ty(lattice, t)).collect()
+    }
+
+    /// The type a stored one denotes here, if it is declared as it was.
+    pub(crate) fn import(&self, lattice: &L, id: &TypeId) -> Result<L::Type, String> {
+        if let Some(known) = self.imported.get(id) {
+            return Ok(known);
+        }
+        let repr: L::TypeRepr =
+            postcard::from_bytes(&id.repr).map_err(|_| "a stored type does not decode")?;
+        let ty = lattice
+            .import_type(repr)
+            .map_err(|e| format!("a stored type no longer exists: {e}"))?;
+        if lattice.declaration_fingerprint(&ty) != id.declarations {
+            return Err(format!("type {ty} is declared differently"));
+        }
+        self.imported.insert(id.clone(), ty.clone());
+        Ok(ty)
+    }
+
+    /// The function declared as `name`, if there is one.
+    pub(crate) fn function(&self, engine: &Engine<L>, name: &str) -> Option<Function> {
+        if let Some(known) = self.functions.get(name) {
+            return Some(known);
+        }
+        let f = engine.function(name).ok()?;
+        self.functions.insert(name.to_owned(), f);
+        Some(f)
     }
 
     /// The identity of `method`, if its source can be fingerprinted and its types exported.
-    pub(crate) fn method<C: PersistentCompiler<L>, L: PersistentLattice>(
+    pub(crate) fn method<C: PersistentCompiler<L>>(
         &self,
         compiler: &C,
         engine: &Engine<L>,
         method: &Method<L>,
     ) -> Option<Arc<MethodId>> {
-        if let Some(known) = self.methods.lock().get(&method.id()) {
-            return Some(Arc::clone(known));
+        if let Some(known) = self.methods.get(&method.id()) {
+            return Some(known);
         }
         let id = Arc::new(MethodId {
             function: method.0.function_name.to_string(),
             table: engine.table_name(method.table()).ok()?.to_string(),
-            signature: Identifier::types(engine.lattice(), method.signature())?,
+            signature: self.types(engine.lattice(), method.signature())?,
             source: compiler.source_fingerprint(method)?,
         });
-        let mut methods = self.methods.lock();
-        if methods.len() >= MEMO_LIMIT {
-            methods.clear();
-        }
-        methods.insert(method.id(), Arc::clone(&id));
+        self.methods.insert(method.id(), Arc::clone(&id));
         Some(id)
     }
 
-    pub(crate) fn instance<C: PersistentCompiler<L>, L: PersistentLattice>(
+    pub(crate) fn instance<C: PersistentCompiler<L>>(
         &self,
         compiler: &C,
         engine: &Engine<L>,
@@ -162,12 +220,12 @@ impl Identifier {
     ) -> Option<InstanceId> {
         Some(InstanceId {
             method: (*self.method(compiler, engine, mi.method())?).clone(),
-            argtypes: Identifier::types(engine.lattice(), mi.argtypes())?,
+            argtypes: self.types(engine.lattice(), mi.argtypes())?,
         })
     }
 
     /// The identity of what `cache` compiles for `(mi, key)`.
-    pub(crate) fn identity<C: PersistentCompiler<L>, L: PersistentLattice>(
+    pub(crate) fn identity<C: PersistentCompiler<L>>(
         &self,
         cache: &CacheInner<C, L>,
         mi: &MethodInstance<L>,

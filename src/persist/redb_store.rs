@@ -27,7 +27,7 @@ const LAYOUT: u64 = 1;
 
 /// Reads since the last write whose recency is not yet on disk: past this many, a read writes
 /// them (in a transaction that is made durable by the next write).
-const TOUCH_FLUSH: usize = 1024;
+const TOUCH_FLUSH: usize = 8192;
 
 /// How a [`RedbStore`] is opened. Build it with `..RedbOptions::default()`:
 ///
@@ -76,7 +76,7 @@ impl Default for RedbOptions {
 ///   affected by a concurrent write or eviction, and returns a copy.
 /// - **Budget**: [`RedbOptions::byte_budget`] bytes of records, kept by least-recently-used
 ///   eviction inside the writing transaction. A read makes its record the most recently used;
-///   reads record that in memory and write it with the next write (or after 1024 reads, or when
+///   reads record that in memory and write it with the next write (or after 8192 reads, or when
 ///   the store is dropped), so reading costs no write. Eviction never removes a record of the
 ///   batch being written, and what a read returned stays whole. The file itself does not shrink:
 ///   redb reuses the pages evicted records free.

@@ -28,27 +28,18 @@ use crate::methods::MethodInstance;
 pub(crate) type Changed = String;
 
 /// Imports stored types, checking that each is declared as it was.
-fn import<L: PersistentLattice>(lattice: &L, types: &[TypeId]) -> Result<Vec<L::Type>, Changed> {
-    types
-        .iter()
-        .map(|t| {
-            let repr: L::TypeRepr =
-                postcard::from_bytes(&t.repr).map_err(|_| "a stored type does not decode")?;
-            let ty = lattice
-                .import_type(repr)
-                .map_err(|e| format!("a stored type no longer exists: {e}"))?;
-            if lattice.declaration_fingerprint(&ty) != t.declarations {
-                return Err(format!("type {ty} is declared differently"));
-            }
-            Ok(ty)
-        })
-        .collect()
+fn import<L: PersistentLattice>(
+    ids: &Identifier<L>,
+    lattice: &L,
+    types: &[TypeId],
+) -> Result<Vec<L::Type>, Changed> {
+    types.iter().map(|t| ids.import(lattice, t)).collect()
 }
 
 /// The method instance `id` names in the compilation's world: the live method of that function,
 /// table and signature, with that source, specialized on those argument types.
 fn resolve<C: PersistentCompiler<L>, L: PersistentLattice>(
-    ids: &Identifier,
+    ids: &Identifier<L>,
     cache: &CacheInner<C, L>,
     cx: &InferCx<'_, C, L>,
     id: &InstanceId,
@@ -61,9 +52,9 @@ fn resolve<C: PersistentCompiler<L>, L: PersistentLattice>(
             id.method.function, id.method.table
         )
     };
-    let f = engine.function(&id.method.function).map_err(|_| gone())?;
+    let f = ids.function(engine, &id.method.function).ok_or_else(gone)?;
     let table = engine.table_named(&id.method.table).ok_or_else(gone)?;
-    let signature = import(lattice, &id.method.signature)?;
+    let signature = import(ids, lattice, &id.method.signature)?;
     let method = engine
         .live_method(f, table, &signature, cx.world())
         .ok_or_else(gone)?;
@@ -71,13 +62,13 @@ fn resolve<C: PersistentCompiler<L>, L: PersistentLattice>(
         Some(now) if *now == id.method => {}
         _ => return Err(format!("method {method} was redefined")),
     }
-    let argtypes = import(lattice, &id.argtypes)?;
+    let argtypes = import(ids, lattice, &id.argtypes)?;
     Ok(method.instance(&argtypes))
 }
 
 /// Re-issues `deps` through `cx`, in order. `Ok` if every one resolves as it did.
 pub(crate) fn revalidate<C: PersistentCompiler<L>, L: PersistentLattice>(
-    ids: &Identifier,
+    ids: &Identifier<L>,
     cache: &CacheInner<C, L>,
     cx: &mut InferCx<'_, C, L>,
     deps: &[Dep],
@@ -90,10 +81,10 @@ pub(crate) fn revalidate<C: PersistentCompiler<L>, L: PersistentLattice>(
                 argtypes,
                 answer,
             } => {
-                let f = engine
-                    .function(function)
-                    .map_err(|_| format!("function {function} is not declared"))?;
-                let types = import(engine.lattice(), argtypes)?;
+                let f = ids
+                    .function(engine, function)
+                    .ok_or_else(|| format!("function {function} is not declared"))?;
+                let types = import(ids, engine.lattice(), argtypes)?;
                 let now = cx.dispatch(f, &types);
                 let same = match (answer, &now) {
                     (Answer::Method(was), Ok(mi)) => ids

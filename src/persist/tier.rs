@@ -13,13 +13,12 @@ use super::revalidate::{revalidate, Changed};
 use super::store::{ArtifactStore, StoreError};
 use super::writer::Writer;
 use crate::cache::tier::{Loaded, Tier, Trail};
-use crate::cache::{CacheInner, CiData, Compiler, CompilerCache, InferCx};
+use crate::cache::{CacheInner, CiData, CompilerCache, InferCx};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::methods::{MethodInstance, TableStack};
 use crate::stats::Counter;
 use crate::sync::Arc;
-use crate::types::Lattice;
 
 /// Why a load did not happen.
 enum Missed {
@@ -37,10 +36,10 @@ enum Missed {
     Dependencies(#[cfg_attr(not(feature = "tracing"), allow(dead_code))] Changed),
 }
 
-pub(crate) struct PersistTier<C, L> {
+pub(crate) struct PersistTier<C, L: PersistentLattice> {
     store: Arc<dyn ArtifactStore>,
     writer: Writer,
-    ids: Identifier,
+    ids: Identifier<L>,
     _types: PhantomData<fn() -> (C, L)>,
 }
 
@@ -116,7 +115,7 @@ impl<C: PersistentCompiler<L>, L: PersistentLattice> PersistTier<C, L> {
             deps.push(match step {
                 Trail::Dispatch { f, args, answer } => Dep::Dispatch {
                     function: engine.function_name(f).ok()?.to_string(),
-                    argtypes: Identifier::types(engine.lattice(), &args)?,
+                    argtypes: self.ids.types(engine.lattice(), &args)?,
                     answer: match answer {
                         Ok(mi) => Answer::Method(
                             (*self.ids.method(compiler, engine, mi.method())?).clone(),
@@ -144,7 +143,7 @@ impl<C: PersistentCompiler<L>, L: PersistentLattice> PersistTier<C, L> {
     }
 }
 
-impl<C, L> PersistTier<C, L> {
+impl<C: PersistentCompiler<L>, L: PersistentLattice> PersistTier<C, L> {
     /// Waits until every record queued so far is written.
     fn flush(&self) -> Result<(), StoreError> {
         self.writer.flush()
@@ -322,7 +321,7 @@ impl<C: PersistentCompiler<L>, L: PersistentLattice> CompilerCache<C, L> {
     }
 }
 
-impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
+impl<C: PersistentCompiler<L>, L: PersistentLattice> CompilerCache<C, L> {
     /// Waits until every record this cache has queued for its store so far is written, and
     /// returns the first store error since the last flush, if any (each failed record is also
     /// counted in [`StatsSnapshot::persist_store_errors`](crate::StatsSnapshot::persist_store_errors)).

@@ -1,6 +1,9 @@
 //! Write-behind: records are handed to a thread of the cache's own, which writes them in
 //! batches (one store transaction, one sync to disk, for everything queued meanwhile), so a
-//! compilation never waits for the disk.
+//! compilation never waits for the disk. The thread lingers a little after the first record of a
+//! batch so that a burst of compilations (a cold start) is written in a few transactions rather
+//! than one per record: a durable commit takes milliseconds, and an embedded store's readers can
+//! wait on it.
 //!
 //! Records queued and not yet written when the process dies are lost, which costs only their
 //! recompilation next time; [`Writer::flush`] waits for everything queued so far, and dropping
@@ -8,6 +11,7 @@
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::store::{ArtifactStore, RecordKey, StoreError};
 use crate::sync::{Arc, Mutex};
@@ -16,6 +20,8 @@ use crate::sync::{Arc, Mutex};
 const BATCH_RECORDS: usize = 1024;
 /// At most about this many bytes per batch.
 const BATCH_BYTES: usize = 16 << 20;
+/// How long a batch waits for more records after its first one (unless flushed or full).
+const LINGER: Duration = Duration::from_millis(50);
 
 enum Message {
     Put(RecordKey, Vec<u8>),
@@ -132,6 +138,7 @@ fn write_loop(
         let mut batch: Vec<(RecordKey, Vec<u8>)> = Vec::new();
         let mut acks = Vec::new();
         let mut bytes = 0;
+        let deadline = Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
@@ -141,9 +148,19 @@ fn write_loop(
                 }
                 Message::Flush(ack) => acks.push(ack),
             }
-            if batch.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
-                next = receiver.try_recv().ok();
+            // Wait for more until the deadline, unless someone waits for this batch or it is
+            // full; then take only what is already queued.
+            if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
+                break;
             }
+            next = if acks.is_empty() {
+                // Timed out or disconnected: write what there is.
+                receiver
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok()
+            } else {
+                receiver.try_recv().ok()
+            };
         }
         if !batch.is_empty() {
             let result =
