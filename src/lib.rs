@@ -157,6 +157,9 @@ mod methods;
 #[cfg(not(loom))]
 mod types;
 
+#[cfg(feature = "persist")]
+pub mod persist;
+
 pub use crate::world::{World, WorldRange};
 
 /// The world counter, public only to the loom models.
