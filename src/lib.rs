@@ -99,8 +99,10 @@
 //!
 //! ## Layout
 //!
-//! Every public type is re-exported here, at the crate root; the modules are private and layered,
-//! each using only those below it (`.ci/layers.py` checks it):
+//! Every public type of the engine is re-exported here, at the crate root; those modules are
+//! private. The persistent artifact tier is the public module `persist` (feature `persist`,
+//! on by default). The modules are layered, each using only those below it (`.ci/layers.py`
+//! checks it):
 //!
 //! | layer | module | holds |
 //! |---|---|---|
@@ -114,6 +116,7 @@
 //! | 8 | `dispatch` | the dispatch algorithm, the dispatch caches and each function's registry |
 //! | 9 | `engine` | the [`Engine`]: names, mutations, pinning and the [`Guard`], reclamation |
 //! | 10 | `cache` | the code cache: [`CompilerCache`], [`CodeInstance`], the [`Compiler`] phases |
+//! | 11 | `persist` | artifact stores: the `ArtifactStore` trait, an in-memory store, a Redis store a fleet shares (feature `redis`), the layered store |
 //!
 //! [`semantics`] states the rules; `docs/semantics.md` is the same text.
 

@@ -731,3 +731,46 @@ mod log {
         fn exit(&self, _: &span::Id) {}
     }
 }
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn tls_to_a_server_with_a_private_certificate_authority() {
+    let dir = std::env::temp_dir().join(prefix("tls"));
+    let files = test_support::redis::tls_files(&dir);
+    let tls_port = free_port();
+    // The plain port answers the readiness check; the store talks TLS.
+    let _server = RedisServer::start_with(&files.server_args(tls_port));
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let ca = std::fs::read(&files.ca).unwrap();
+    let store = RedisStore::open(
+        &url,
+        RedisOptions {
+            tls_root_certificate: Some(ca),
+            ..fault_options(&prefix("tls"))
+        },
+    )
+    .unwrap();
+    store.put(&key(1), b"over TLS").unwrap();
+    assert_eq!(
+        store.get(&key(1)).unwrap().as_deref(),
+        Some(&b"over TLS"[..])
+    );
+
+    // Without the authority, the server's certificate is not trusted: unavailable, typed.
+    let untrusted = RedisStore::open(&url, fault_options(&prefix("tls"))).unwrap();
+    assert!(!untrusted.health().available);
+    let (result, took) = timed(|| untrusted.get(&key(1)));
+    assert!(matches!(result, Err(StoreError::Unavailable { .. })));
+    assert!(took < BOUND);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(not(feature = "redis-tls"))]
+#[test]
+fn tls_urls_need_the_redis_tls_feature() {
+    let error = RedisStore::open("rediss://127.0.0.1:1/", RedisOptions::new("x")).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable { reason } if reason.contains("redis-tls")),
+        "{error:?}"
+    );
+}

@@ -106,7 +106,7 @@ pub struct QueueStats {
 }
 
 /// An [`ArtifactStore`] made of an ordered list of stores, fastest first (say an embedded
-/// database, then a [`RedisStore`](super::redis_store::RedisStore) shared by a fleet).
+/// database, then a `RedisStore` shared by a fleet).
 ///
 /// - **Read-through**: `get` asks each tier in order; a record found in a slower tier is copied
 ///   into every faster one, so the next lookup is local.

@@ -3,8 +3,8 @@
 //!
 //! - [`store`]: the [`ArtifactStore`] trait, [`RecordKey`], [`StoreError`], [`StoreStats`];
 //! - [`memory_store`]: [`MemoryStore`], a store in a `Mutex<HashMap>`;
-//! - [`redis_store`] (feature `redis`): [`RedisStore`], a store a fleet of processes shares
-//!   through a Redis server;
+//! - `redis_store` (feature `redis`, on by default): `RedisStore`, a store a fleet of
+//!   processes shares through a Redis server;
 //! - [`layered`]: [`LayeredStore`], an ordered list of tiers (local first, then shared) with
 //!   read-through and write-behind.
 

@@ -292,7 +292,11 @@ impl RedisStore {
         secrets.retain(|s| !s.is_empty());
         // The longest first, so that a secret containing another is removed whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let info = info.set_redis_settings(settings);
+        // Commands are small writes each waiting for an answer: Nagle's algorithm would hold a
+        // write back until the previous segment's acknowledgement.
+        let info = info
+            .set_redis_settings(settings)
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
 
         let shown_url = redacted(&mut parsed);
 

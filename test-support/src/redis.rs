@@ -38,12 +38,12 @@ impl RedisServer {
     /// Starts a server on a free port. Panics, saying how to install one, if `redis-server` is
     /// not on the path.
     pub fn start() -> RedisServer {
-        RedisServer::start_with(&[])
+        RedisServer::start_with::<&str>(&[])
     }
 
     /// Starts a server on a free port with extra configuration arguments (`["--requirepass",
     /// "x"]`).
-    pub fn start_with(args: &[&str]) -> RedisServer {
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> RedisServer {
         let mut last = String::new();
         for _ in 0..5 {
             // Another process may take the port between the choice and the bind: try again.
@@ -57,11 +57,11 @@ impl RedisServer {
 
     /// Starts a server on `port` (to restart one where its clients expect it).
     pub fn start_on(port: u16) -> RedisServer {
-        RedisServer::try_start(port, &[])
+        RedisServer::try_start::<&str>(port, &[])
             .unwrap_or_else(|e| panic!("could not start redis-server: {e}"))
     }
 
-    fn try_start(port: u16, args: &[&str]) -> Result<RedisServer, String> {
+    fn try_start<S: AsRef<std::ffi::OsStr>>(port: u16, args: &[S]) -> Result<RedisServer, String> {
         let port_arg = port.to_string();
         let child = Command::new("redis-server")
             .args(["--port", &port_arg, "--bind", "127.0.0.1", "--save", ""])
@@ -279,5 +279,81 @@ fn read_reply(reader: &mut impl BufRead) -> Reply {
             Reply::Array((0..len.max(0)).map(|_| read_reply(reader)).collect())
         }
         _ => panic!("unexpected reply from redis-server: {line:?}"),
+    }
+}
+
+/// The files of a server's TLS setup (see [`tls_files`]).
+#[derive(Debug)]
+pub struct TlsFiles {
+    /// The certificate authority's certificate (PEM): what clients trust.
+    pub ca: std::path::PathBuf,
+    /// The server's certificate, for `127.0.0.1` and `localhost`, signed by the authority.
+    pub cert: std::path::PathBuf,
+    /// The server's private key.
+    pub key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    /// The `redis-server` arguments serving TLS on `port` with these files (clients need no
+    /// certificate of their own).
+    pub fn server_args(&self, port: u16) -> Vec<String> {
+        let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_owned();
+        vec![
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&self.cert),
+            "--tls-key-file".into(),
+            path(&self.key),
+            "--tls-ca-cert-file".into(),
+            path(&self.ca),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+}
+
+/// Makes a private certificate authority and a server certificate it signed, in `dir`, with
+/// the `openssl` command (P-256 keys, valid for two days).
+pub fn tls_files(dir: &std::path::Path) -> TlsFiles {
+    std::fs::create_dir_all(dir).expect("create the TLS directory");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e} (install it: apt-get install -y openssl)"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let ca = format!("req -x509 {key} -keyout ca.key -out ca.pem -days 2");
+    run(&[
+        &ca.split(' ').collect::<Vec<_>>()[..],
+        &["-subj", "/CN=compiler-caching test CA"],
+    ]
+    .concat());
+    let csr = format!("req {key} -keyout server.key -out server.csr");
+    run(&[
+        &csr.split(' ').collect::<Vec<_>>()[..],
+        &["-subj", "/CN=localhost"],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write server.ext");
+    let sign = "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -out server.pem -days 2 -extfile server.ext";
+    run(&sign.split_whitespace().collect::<Vec<_>>());
+    TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
     }
 }
