@@ -428,7 +428,7 @@ impl RedisStore {
                 Some(con) => con,
                 None => match self.connect() {
                     Ok(con) => con,
-                    Err(e) => return Err(self.failed(&e)),
+                    Err(e) => return Err(self.failed(&e, true)),
                 },
             };
             match op(&mut con) {
@@ -449,7 +449,7 @@ impl RedisStore {
                     self.lock_idle().clear();
                 }
                 // The connection may hold half an answer: never reuse it.
-                Err(e) => return Err(self.failed(&e)),
+                Err(e) => return Err(self.failed(&e, false)),
             }
         }
     }
@@ -468,10 +468,12 @@ impl RedisStore {
         }
     }
 
-    fn failed(&self, e: &RedisError) -> StoreError {
+    /// Counts a failed call; after a failure to connect or of the connection (`connecting`, or
+    /// as classified), starts the backoff.
+    fn failed(&self, e: &RedisError, connecting: bool) -> StoreError {
         bump(&self.counters.errors);
         let (error, connection_level) = classify(e, &self.secrets);
-        if connection_level {
+        if connecting || connection_level {
             self.lock_idle().clear();
             let reason = match &error {
                 StoreError::Unavailable { reason } => reason.clone(),
@@ -490,6 +492,9 @@ impl RedisStore {
                     "Redis artifact store unavailable; calls fail at once until the backoff ends"
                 );
             }
+        } else {
+            // The server answered (with an error about this command): it is available.
+            self.succeeded();
         }
         error
     }
