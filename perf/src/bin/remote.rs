@@ -204,7 +204,8 @@ fn main() {
             redis.put_batch(&batch).unwrap();
         });
         rows.push(Row {
-            what: "put_batch of 128 (one pipeline), 1 KiB; latency per batch".into(),
+            what: "put_batch of 128 (one pipeline), 1 KiB; ops/s in records, latency per batch"
+                .into(),
             store: "Redis (loopback)",
             threads: 1,
             ops_per_sec: calls * 128.0,
