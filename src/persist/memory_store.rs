@@ -1,5 +1,5 @@
-//! An [`ArtifactStore`] in memory: for tests, benchmarks, and as the fast layer in front of a
-//! slower store.
+//! [`MemoryStore`]: an [`ArtifactStore`] in memory, for tests, benchmarks, a process that keeps
+//! nothing on disk, and as the fast local tier of a [`LayeredStore`](super::LayeredStore).
 
 use std::collections::{BTreeMap, HashMap};
 

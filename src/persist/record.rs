@@ -16,6 +16,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::identity::{Fingerprint, Identity, InstanceId, MethodId, TypeId};
+use super::layered::Verifier;
+use super::store::RecordKey;
+use crate::sync::Arc;
 
 /// The version of the record format this build reads and writes. A record of another version is
 /// refused ([`StatsSnapshot::persist_refused_format`](crate::StatsSnapshot::persist_refused_format))
@@ -101,4 +104,42 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Body, Fingerprint), Unreadable> {
         Ok((body, [])) => Ok((body, digest)),
         _ => Err(Unreadable::Corrupt),
     }
+}
+
+/// Whether `bytes` are intact as far as a store can tell without the engine: a record header,
+/// and, for a record of this format version, a body that matches its checksum. A record of
+/// another format version passes (this build cannot check it; the engine refuses it on load and
+/// counts it).
+fn intact(bytes: &[u8]) -> bool {
+    if bytes.len() < HEADER || bytes[..4] != MAGIC {
+        return false;
+    }
+    if bytes[4..6] != RECORD_FORMAT_VERSION.to_le_bytes() {
+        return true;
+    }
+    bytes[8..HEADER] == Fingerprint::of(&bytes[HEADER..]).0
+}
+
+/// The engine's check of a record's integrity, for
+/// [`LayeredOptions::verify`](super::LayeredOptions::verify): a record that is truncated, not a
+/// record, or fails its checksum is rejected, so a [`LayeredStore`](super::LayeredStore) neither
+/// returns it nor copies it into a faster tier, and goes on to the next tier.
+///
+/// ```
+/// use std::sync::Arc;
+/// use compiler_caching::{record_verifier, LayeredOptions, LayeredStore, MemoryStore};
+///
+/// let local = Arc::new(MemoryStore::new());
+/// let shared = Arc::new(MemoryStore::new()); // a RedisStore, in a fleet
+/// let store = LayeredStore::new(
+///     vec![local, shared],
+///     LayeredOptions {
+///         verify: Some(record_verifier()),
+///         ..LayeredOptions::default()
+///     },
+/// );
+/// # drop(store);
+/// ```
+pub fn record_verifier() -> Verifier {
+    Arc::new(|_: &RecordKey, bytes: &[u8]| intact(bytes))
 }

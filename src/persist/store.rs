@@ -1,9 +1,11 @@
-//! The storage interface of the persistent tier: opaque records under content-addressed keys.
+//! The [`ArtifactStore`] trait every store of the persistent tier implements, its key, its errors
+//! and its counters: opaque records under content-addressed keys.
 //!
 //! A store knows nothing of compilers, identities or record formats: it keeps bytes under 32-byte
 //! keys. The engine encodes and decodes records (see `record.rs`), so every store — the embedded
-//! [`RedbStore`](crate::RedbStore), the in-memory [`MemoryStore`](crate::MemoryStore), a network
-//! store, a layered one — holds the same records and is checked the same way on load.
+//! [`RedbStore`](crate::RedbStore), the in-memory [`MemoryStore`](crate::MemoryStore), the
+//! `RedisStore` a fleet shares, a [`LayeredStore`](crate::LayeredStore) of several — holds the
+//! same records and is checked the same way on load.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -38,7 +40,9 @@ impl fmt::Display for RecordKey {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The store cannot be used at all (it could not be opened, or it was closed after a fault).
+    /// The store cannot be used now: it could not be opened, it was closed after a fault, or its
+    /// server is down, refused the connection, or is being backed off from after a failure (a
+    /// later call may then succeed).
     #[error("store unavailable: {reason}")]
     Unavailable {
         /// What made it unavailable.
@@ -94,9 +98,14 @@ pub struct StoreStats {
 
 /// Where compiled artifacts persist: bytes under content-addressed keys.
 ///
-/// Implementations must be safe to share between threads; a failure is a [`StoreError`], never a
-/// panic. The engine treats a store as a cache: anything may be missing, and whatever a record
-/// holds is checked before it is used.
+/// A store is shared by every compiling thread (its methods take `&self`), and may be shared by
+/// several processes; a failure is a [`StoreError`], never a panic. The engine treats a store as
+/// a cache: anything may be missing, and whatever a record holds is checked before it is used.
+///
+/// A key is a hash of a record's identity, not of its content: when an instance's dependencies
+/// changed, the engine compiles it again and writes a new record under the same key, which must
+/// replace the old one. Writers racing on one key each write a whole record; a store keeps
+/// either.
 pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
     /// The stored bytes for `key`, if any.
     fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError>;

@@ -10,11 +10,14 @@
 //! - [`setups`]: engines set up the same way by several users;
 //! - [`threads`]: staged signals, a spinning barrier and a watchdog;
 //! - [`model`]: the reference model the differential test and the `ops` fuzz target replay
-//!   operation sequences against.
+//!   operation sequences against;
+//! - [`redis`]: `redis-server` processes on free loopback ports, for the Redis artifact store's
+//!   tests and measurements.
 
 pub mod compilers;
 pub mod foreign;
 pub mod model;
 pub mod persisted;
+pub mod redis;
 pub mod setups;
 pub mod threads;
