@@ -21,6 +21,7 @@ LAYERS = [
     ["dispatch"],
     ["engine"],
     ["cache"],
+    ["persist"],
 ]
 LAYER = {module: i for i, modules in enumerate(LAYERS) for module in modules}
 

@@ -99,8 +99,10 @@
 //!
 //! ## Layout
 //!
-//! Every public type is re-exported here, at the crate root; the modules are private and layered,
-//! each using only those below it (`.ci/layers.py` checks it):
+//! Every public type is re-exported here, at the crate root; the engine's modules are private.
+//! The persistent artifact tier is also the public module [`persist`] (feature `persist`, on by
+//! default), whose store modules are public. The modules are layered, each using only those
+//! below it (`.ci/layers.py` checks it):
 //!
 //! | layer | module | holds |
 //! |---|---|---|
@@ -114,6 +116,7 @@
 //! | 8 | `dispatch` | the dispatch algorithm, the dispatch caches and each function's registry |
 //! | 9 | `engine` | the [`Engine`]: names, mutations, pinning and the [`Guard`], reclamation |
 //! | 10 | `cache` | the code cache: [`CompilerCache`], [`CodeInstance`], the [`Compiler`] phases |
+//! | 11 | `persist` | the persistent tier: records, identities and revalidation on load; artifact stores: the `ArtifactStore` trait, an in-memory store, the embedded redb store, a Redis store a fleet shares (feature `redis`), the layered store |
 //!
 //! [`semantics`] states the rules; `docs/semantics.md` is the same text.
 
@@ -154,6 +157,8 @@ mod engine;
 mod graph;
 #[cfg(not(loom))]
 mod methods;
+#[cfg(all(feature = "persist", not(loom)))]
+pub mod persist;
 #[cfg(not(loom))]
 mod types;
 
@@ -179,3 +184,13 @@ pub use crate::{
         TypeDeclKind, MAX_TYPE_DEPTH, MAX_UNION_SPLIT,
     },
 };
+
+#[cfg(all(feature = "persist", not(loom)))]
+pub use crate::persist::{
+    record_verifier, ArtifactStore, Fingerprint, LayeredOptions, LayeredStore, MemoryStore,
+    PersistentCompiler, PersistentLattice, QueueStats, RecordKey, RedbOptions, RedbStore,
+    StoreError, StoreStats, TierStats, TypeName, UnavailableStore, Verifier, WriteMode,
+    RECORD_FORMAT_VERSION,
+};
+#[cfg(all(feature = "redis", not(loom)))]
+pub use crate::persist::{RedisHealth, RedisOptions, RedisStore};

@@ -40,9 +40,19 @@ pub(crate) enum Counter {
     DispatchInvalidated,
     Reclaimed,
     UserCodePanic,
+    PersistLoad,
+    PersistMiss,
+    PersistStore,
+    PersistRefusedCorrupt,
+    PersistRefusedFormat,
+    PersistRefusedCompilerVersion,
+    PersistRefusedIdentity,
+    PersistRefusedDependencies,
+    PersistStoreError,
+    PersistUnstorable,
 }
 
-const COUNTERS: usize = 13;
+const COUNTERS: usize = 23;
 
 #[derive(Default)]
 struct Shard {
@@ -98,6 +108,16 @@ impl Stats {
             invalidated_dispatches: self.sum(Counter::DispatchInvalidated),
             reclaimed: self.sum(Counter::Reclaimed),
             user_code_panics: self.sum(Counter::UserCodePanic),
+            persist_loads: self.sum(Counter::PersistLoad),
+            persist_misses: self.sum(Counter::PersistMiss),
+            persist_stores: self.sum(Counter::PersistStore),
+            persist_refused_corrupt: self.sum(Counter::PersistRefusedCorrupt),
+            persist_refused_format: self.sum(Counter::PersistRefusedFormat),
+            persist_refused_compiler_version: self.sum(Counter::PersistRefusedCompilerVersion),
+            persist_refused_identity: self.sum(Counter::PersistRefusedIdentity),
+            persist_refused_dependencies: self.sum(Counter::PersistRefusedDependencies),
+            persist_store_errors: self.sum(Counter::PersistStoreError),
+            persist_unstorable: self.sum(Counter::PersistUnstorable),
         }
     }
 }
@@ -137,4 +157,33 @@ pub struct StatsSnapshot {
     /// during automatic reclamation, and descriptions it rendered for `tracing`. The operation
     /// stays in effect.
     pub user_code_panics: u64,
+    /// Code instances installed from a persistent store: revalidated, with no `infer` and no
+    /// `codegen` run (only `link`). Always 0 without a store (see the `persist` feature).
+    pub persist_loads: u64,
+    /// Misses for which the store held no record (never stored, evicted, or stored under another
+    /// identity: a changed source, compiler version or type declaration).
+    pub persist_misses: u64,
+    /// Records handed to the store after a compilation (written, or queued for writing; a write
+    /// that fails is counted in `persist_store_errors` too).
+    pub persist_stores: u64,
+    /// Records refused because they were truncated, failed their checksum or did not decode.
+    pub persist_refused_corrupt: u64,
+    /// Records refused because they were written in another record format version.
+    pub persist_refused_format: u64,
+    /// Records refused because another version of the compiler wrote them.
+    pub persist_refused_compiler_version: u64,
+    /// Records refused because the identity they carry is not the one looked up (a key
+    /// collision, or a record written under the wrong key).
+    pub persist_refused_identity: u64,
+    /// Records refused because a dependency no longer resolves as it did: a dispatch answers
+    /// another method (or none), a method was replaced or deleted, a callee's own record was
+    /// refused or differs, or a named type is declared differently.
+    pub persist_refused_dependencies: u64,
+    /// Store operations that failed (unavailable, locked, full, I/O, timeout): a failed read
+    /// falls back to compiling, a failed write loses only that record.
+    pub persist_store_errors: u64,
+    /// Compilations not stored because something they depend on has no stable identity (a
+    /// method whose source the compiler cannot fingerprint, a type or key that does not
+    /// serialize, a callee that is not stored).
+    pub persist_unstorable: u64,
 }

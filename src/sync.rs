@@ -150,6 +150,14 @@ impl<T> Mutex<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The value, through exclusive access (no locking needed).
+    #[cfg(not(loom))]
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.0
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The value, taken out of the mutex.
     #[cfg(not(loom))]
     pub(crate) fn into_inner(self) -> T {

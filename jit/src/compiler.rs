@@ -1,35 +1,47 @@
 //! The language's compiler, plugged into the engine as a [`Compiler`]:
 //! - **infer** type-checks a method instance's body for its concrete argument types, dispatching
 //!   every call through the context (which records the edge) and compiling the callee;
-//! - **codegen** lowers the typed body to Cranelift IR and keeps its textual form (serializable:
-//!   it could be written to disk and linked in another session);
-//! - **link** parses the text back, compiles it to machine code with `cranelift-jit`, and stores
-//!   the entry point in the call table.
+//! - **codegen** lowers the typed body to Cranelift IR and compiles it to machine code for the
+//!   host, keeping the callees' slot addresses as relocations: bytes that name no address of
+//!   this process, so they are stored by the persistent tier and linked in a later session;
+//! - **link** resolves the callees, copies the code into executable memory with `cranelift-jit`,
+//!   fills in the relocations, and stores the entry point in the call table.
 //!
 //! Calls between functions go through the call table: one slot per method instance, read at the
 //! time of the call. So recursion needs no special case (a callee still being compiled,
 //! `Callee::InProgress`, has its slot filled before anyone can run the caller), and a redefinition
 //! produces new method instances with new slots while the old code keeps serving older worlds.
+//! The inferred body and the code name each callee by its position in the instance's list of
+//! callees (a call `f(Int64)`), and the code reaches the callee's slot through a symbol `calleeN`
+//! that link binds to this session's slot: slots are session-local, the artifact is not.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use compiler_caching::{Callee, CompileError, Compiler, Error, InferCx, PhaseCx, Ty};
+use compiler_caching::{
+    Callee, CompileError, Compiler, Error, Fingerprint, InferCx, Method, MethodInstance,
+    PersistentCompiler, PhaseCx, TableStack, Ty,
+};
+use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::immediates::Imm64;
 use cranelift_codegen::ir::{
-    types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName,
+    types, AbiParam, ExternalName, Function, GlobalValue, GlobalValueData, InstBuilder,
+    MemFlagsData, Signature, UserExternalName, UserFuncName,
 };
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, Linkage, Module};
+use cranelift_module::{default_libcall_names, Linkage, Module, ModuleReloc, ModuleRelocTarget};
+use serde::{Deserialize, Serialize};
 
 use crate::syntax::{BinOp, Expr, FnDef, Pos, ScriptError};
 
 /// The machine-level types values have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scalar {
     /// `Int64`
     Int,
@@ -61,7 +73,7 @@ impl Scalar {
 }
 
 /// A runtime value.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// An `Int64`.
     Int(i64),
@@ -113,12 +125,14 @@ impl std::fmt::Display for Value {
 /// Slots of the call table: enough for a demo session; running out is a compile error.
 const TABLE_SLOTS: usize = 1 << 16;
 
-/// What every phase shares: the target, the call table, and a log of what was inferred.
+/// What every phase shares: the target, the call table, and logs of what was inferred and what
+/// was loaded from the store instead.
 pub struct Shared {
     isa: OwnedTargetIsa,
     table: Box<[AtomicUsize]>,
     slots: Mutex<HashMap<u64, usize>>,
     log: Mutex<Vec<String>>,
+    loaded: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -139,6 +153,7 @@ impl Shared {
             table: (0..TABLE_SLOTS).map(|_| AtomicUsize::new(0)).collect(),
             slots: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            loaded: Mutex::new(Vec::new()),
         })
     }
 
@@ -153,18 +168,28 @@ impl Shared {
         Ok(slot)
     }
 
-    fn slot_address(&self, slot: usize) -> i64 {
-        &self.table[slot] as *const AtomicUsize as i64
+    fn slot_address(&self, slot: usize) -> *const u8 {
+        &self.table[slot] as *const AtomicUsize as *const u8
     }
 
     /// What was inferred since the last call, in order.
     pub fn take_log(&self) -> Vec<String> {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// What was loaded from the store (not inferred) since the last call, in order.
+    pub fn take_loaded(&self) -> Vec<String> {
+        std::mem::take(&mut *self.loaded.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// What compiled code depends on besides the IR: the target and its settings.
+    fn target(&self) -> String {
+        format!("{} {}", self.isa.triple(), self.isa.flags())
+    }
 }
 
 /// A type-checked expression.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Typed {
     /// A constant.
     Const(Value),
@@ -180,8 +205,8 @@ pub enum Typed {
     If(Box<Typed>, Box<Typed>, Box<Typed>, Scalar),
     /// A call through the call table.
     Call {
-        /// The callee's slot.
-        slot: usize,
+        /// The callee, as an index into [`Inferred::callees`].
+        callee: usize,
         /// Arguments.
         args: Vec<Typed>,
         /// The callee's return type.
@@ -189,19 +214,52 @@ pub enum Typed {
     },
 }
 
+/// A call the body makes: a function and the argument types it is dispatched on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalleeRef {
+    /// The function's name.
+    pub function: String,
+    /// The argument types.
+    pub args: Vec<Scalar>,
+}
+
 /// The infer phase's result.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Inferred {
     /// `name(T1, T2)` of the instance.
     pub label: String,
-    /// The instance's slot in the call table.
-    pub slot: usize,
     /// Parameter types.
     pub params: Vec<Scalar>,
     /// Return type.
     pub ret: Scalar,
     /// The typed body.
     pub body: Typed,
+    /// The distinct calls the body makes, in order of first appearance.
+    pub callees: Vec<CalleeRef>,
+}
+
+/// What `codegen` produces: the instance's machine code for the host, and where it refers to its
+/// callees' call-table slots (absolute addresses, bound by link). Serializable, and valid in any
+/// session on the same target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Code {
+    /// The code.
+    pub bytes: Vec<u8>,
+    /// Its required alignment.
+    pub alignment: u64,
+    /// Where it needs the address of a callee's slot.
+    pub slots: Vec<SlotReloc>,
+}
+
+/// An 8-byte absolute address in [`Code`] to fill with a callee's slot address (plus `addend`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SlotReloc {
+    /// Where, from the start of the code.
+    pub offset: u32,
+    /// Which callee, as an index into [`Inferred::callees`].
+    pub callee: u32,
+    /// Added to the address.
+    pub addend: i64,
 }
 
 /// What `link` produces: a callable entry point.
@@ -215,11 +273,65 @@ pub struct Native {
     pub ret: Scalar,
 }
 
-/// The compiler.
+/// The compiler, for one table stack.
 pub struct Jit {
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// The stack its cache dispatches through, which link resolves callees through too.
+    pub stack: TableStack,
+    version: String,
 }
+
+impl Jit {
+    /// A compiler dispatching through `stack`.
+    pub fn new(shared: Arc<Shared>, stack: TableStack) -> Jit {
+        // Stored code is valid for this compiler's IR and this target only.
+        let version = format!("jit 3 (cranelift {}; {})", CRANELIFT, shared.target());
+        Jit {
+            shared,
+            stack,
+            version,
+        }
+    }
+
+    /// The calling convention of every compiled function: `arity` `i64` parameters, one `i64`
+    /// result.
+    fn signature(&self, arity: usize) -> Signature {
+        let mut sig = Signature::new(self.shared.isa.default_call_conv());
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        sig.returns.push(AbiParam::new(types::I64));
+        sig
+    }
+
+    /// The method instance `callee` names, through this compiler's stack in `world`.
+    fn resolve(
+        &self,
+        cx: &PhaseCx<'_, Self>,
+        callee: &CalleeRef,
+    ) -> Result<MethodInstance, String> {
+        let engine = cx.engine();
+        let f = engine
+            .function(&callee.function)
+            .map_err(|e| e.to_string())?;
+        let mut types = Vec::new();
+        for s in &callee.args {
+            types.push(
+                engine
+                    .lattice()
+                    .lookup(s.name())
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        engine
+            .method_instance(f, &types, cx.world(), self.stack)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The Cranelift release the IR text is written for.
+const CRANELIFT: &str = "0.135";
 
 fn scalar_of(t: &Ty) -> Option<Scalar> {
     Scalar::from_name(&t.to_string())
@@ -227,8 +339,8 @@ fn scalar_of(t: &Ty) -> Option<Scalar> {
 
 struct Checker<'c, 'a> {
     cx: &'c mut InferCx<'a, Jit>,
-    shared: &'c Shared,
     params: Vec<(String, Scalar)>,
+    callees: Vec<CalleeRef>,
 }
 
 impl Checker<'_, '_> {
@@ -329,10 +441,20 @@ impl Checker<'_, '_> {
                     Err(CompileError::Phase { error, .. }) => return Err((*error).clone()),
                     Err(e) => return Err(ScriptError::new(*pos, e.to_string())),
                 }
-                let slot = self.shared.slot(callee.id(), *pos)?;
+                let call = CalleeRef {
+                    function: name.clone(),
+                    args: types.iter().filter_map(scalar_of).collect(),
+                };
+                let callee = match self.callees.iter().position(|c| *c == call) {
+                    Some(i) => i,
+                    None => {
+                        self.callees.push(call);
+                        self.callees.len() - 1
+                    }
+                };
                 (
                     Typed::Call {
-                        slot,
+                        callee,
                         args: typed,
                         ret,
                     },
@@ -362,7 +484,7 @@ fn to_float(t: Typed, s: Scalar) -> Typed {
 impl Compiler for Jit {
     type Key = ();
     type Inferred = Inferred;
-    type Artifact = String;
+    type Artifact = Code;
     type Linked = Native;
     type Error = ScriptError;
 
@@ -392,12 +514,11 @@ impl Compiler for Jit {
                 format!("return type must be concrete, got {}", def.ret.0),
             )
         })?;
-        let slot = self.shared.slot(cx.instance().id(), def.pos)?;
         let scalars: Vec<Scalar> = params.iter().map(|p| p.1).collect();
         let mut checker = Checker {
             cx,
-            shared: &self.shared,
             params,
+            callees: Vec::new(),
         };
         let (body, s) = checker.check(&def.body)?;
         let body = match (s, ret) {
@@ -415,23 +536,22 @@ impl Compiler for Jit {
                 ))
             }
         };
+        let callees = checker.callees;
         Ok(Inferred {
             label,
-            slot,
             params: scalars,
             ret,
             body,
+            callees,
         })
     }
 
-    fn codegen(&self, _cx: &PhaseCx<'_, Self>, inferred: &Inferred) -> Result<String, ScriptError> {
-        let mut sig = Signature::new(self.shared.isa.default_call_conv());
-        for _ in &inferred.params {
-            sig.params.push(AbiParam::new(types::I64));
-        }
-        sig.returns.push(AbiParam::new(types::I64));
-        let mut func =
-            Function::with_name_signature(UserFuncName::user(0, inferred.slot as u32), sig.clone());
+    fn codegen(&self, _cx: &PhaseCx<'_, Self>, inferred: &Inferred) -> Result<Code, ScriptError> {
+        let fail = |what: &str, e: String| {
+            ScriptError::new(Pos::default(), format!("{what} {}: {e}", inferred.label))
+        };
+        let sig = self.signature(inferred.params.len());
+        let mut func = Function::with_name_signature(UserFuncName::user(0, 0), sig);
         let mut fctx = FunctionBuilderContext::new();
         let mut b = FunctionBuilder::new(&mut func, &mut fctx);
         let entry = b.create_block();
@@ -440,7 +560,7 @@ impl Compiler for Jit {
         let raw: Vec<_> = b.block_params(entry).to_vec();
         let mut lower = Lower {
             b,
-            shared: &self.shared,
+            callees: HashMap::new(),
             params: inferred
                 .params
                 .iter()
@@ -454,35 +574,97 @@ impl Compiler for Jit {
         lower.b.ins().return_(&[bits]);
         lower.b.seal_all_blocks();
         lower.b.finalize(self.shared.isa.frontend_config());
-        Ok(func.display().to_string())
+        // Compile to machine code for the host; what refers outside the function (the callees'
+        // slots) stays a relocation, resolved by link.
+        let mut ctx = cranelift_codegen::Context::for_function(func);
+        let compiled = ctx
+            .compile(&*self.shared.isa, &mut Default::default())
+            .map_err(|e| fail("compiling", format!("{:?}", e.inner)))?;
+        let bytes = compiled.code_buffer().to_vec();
+        let alignment = u64::from(compiled.buffer.alignment);
+        let relocs: Vec<_> = compiled
+            .buffer
+            .relocs()
+            .iter()
+            .map(|r| (r.offset, r.kind, r.target.clone(), r.addend))
+            .collect();
+        let names = ctx.func.params.user_named_funcs();
+        let mut slots = Vec::new();
+        for (offset, kind, target, addend) in relocs {
+            match (kind, target) {
+                (Reloc::Abs8, FinalizedRelocTarget::ExternalName(ExternalName::User(name)))
+                    if names[name].namespace == 1 =>
+                {
+                    slots.push(SlotReloc {
+                        offset,
+                        callee: names[name].index,
+                        addend,
+                    });
+                }
+                (kind, target) => {
+                    return Err(fail(
+                        "compiling",
+                        format!("unexpected relocation {kind:?} to {target:?}"),
+                    ))
+                }
+            }
+        }
+        Ok(Code {
+            bytes,
+            alignment,
+            slots,
+        })
     }
 
-    fn link(&self, cx: &PhaseCx<'_, Self>, clif: &String) -> Result<Native, ScriptError> {
+    fn link(&self, cx: &PhaseCx<'_, Self>, code: &Code) -> Result<Native, ScriptError> {
         let inferred = cx.inferred();
         let fail = |what: &str, e: String| {
             ScriptError::new(Pos::default(), format!("{what} {}: {e}", inferred.label))
         };
-        let mut funcs = cranelift_reader::parse_functions(clif)
-            .map_err(|e| fail("parsing CLIF of", e.to_string()))?;
-        let func = funcs
-            .pop()
-            .ok_or_else(|| fail("no function in CLIF of", String::new()))?;
-        let mut module = JITModule::new(JITBuilder::with_isa(
-            self.shared.isa.clone(),
-            default_libcall_names(),
-        ));
+        // Bind each `calleeN` symbol to the callee's slot in this session.
+        let mut builder = JITBuilder::with_isa(self.shared.isa.clone(), default_libcall_names());
+        for (i, callee) in inferred.callees.iter().enumerate() {
+            let mi = self
+                .resolve(cx, callee)
+                .map_err(|e| fail("resolving a callee of", e))?;
+            let slot = self.shared.slot(mi.id(), Pos::default())?;
+            builder.symbol(format!("callee{i}"), self.shared.slot_address(slot));
+        }
+        let own_slot = self.shared.slot(cx.instance().id(), Pos::default())?;
+        let mut module = JITModule::new(builder);
         let id = module
             .declare_function(
-                &format!("f{}", inferred.slot),
+                &format!("f{own_slot}"),
                 Linkage::Local,
-                &func.signature,
+                &self.signature(inferred.params.len()),
             )
             .map_err(|e| fail("declaring", e.to_string()))?;
-        let mut ctx = module.make_context();
-        ctx.func = func;
+        // Declared in order, so that data id `i` is the symbol `u1:i` the code refers to.
+        for i in 0..inferred.callees.len() {
+            module
+                .declare_data(&format!("callee{i}"), Linkage::Import, false, false)
+                .map_err(|e| fail("declaring a callee of", e.to_string()))?;
+        }
+        if let Some(bad) = code
+            .slots
+            .iter()
+            .find(|r| r.callee as usize >= inferred.callees.len())
+        {
+            return Err(fail("linking", format!("no callee {}", bad.callee)));
+        }
+        let relocs: Vec<ModuleReloc> = code
+            .slots
+            .iter()
+            .map(|r| ModuleReloc {
+                offset: r.offset,
+                kind: Reloc::Abs8,
+                name: ModuleRelocTarget::user(1, r.callee),
+                addend: r.addend,
+            })
+            .collect();
         module
-            .define_function(id, &mut ctx)
-            .map_err(|e| fail("compiling", e.to_string()))?;
+            .define_function_bytes(id, code.alignment, &code.bytes, &relocs)
+            .map_err(|e| fail("loading", e.to_string()))?;
         module
             .finalize_definitions()
             .map_err(|e| fail("finalizing", e.to_string()))?;
@@ -490,7 +672,7 @@ impl Compiler for Jit {
         // The code must outlive every caller that may still jump to it (older worlds included),
         // so its module is kept for the life of the process.
         std::mem::forget(module);
-        self.shared.table[inferred.slot].store(entry, Ordering::Release);
+        self.shared.table[own_slot].store(entry, Ordering::Release);
         Ok(Native {
             entry,
             arity: inferred.params.len(),
@@ -499,16 +681,57 @@ impl Compiler for Jit {
     }
 }
 
-struct Lower<'f, 's> {
+impl PersistentCompiler for Jit {
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The definition's canonical text: positions and comments do not count.
+    fn source_fingerprint(&self, method: &Method) -> Option<Fingerprint> {
+        Some(Fingerprint::of(
+            method.source::<FnDef>()?.canonical().as_bytes(),
+        ))
+    }
+
+    fn loaded(&self, instance: &MethodInstance, _: &()) {
+        self.shared
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(instance.to_string());
+    }
+}
+
+struct Lower<'f> {
     b: FunctionBuilder<'f>,
-    shared: &'s Shared,
+    /// The symbol of each callee's slot, declared on first use.
+    callees: HashMap<usize, GlobalValue>,
     params: Vec<(Scalar, cranelift_codegen::ir::Value)>,
     call_conv: cranelift_codegen::isa::CallConv,
 }
 
 type V = cranelift_codegen::ir::Value;
 
-impl Lower<'_, '_> {
+impl Lower<'_> {
+    /// The symbol `u1:callee`: the address of the callee's call-table slot, bound at link.
+    fn callee_slot(&mut self, callee: usize) -> GlobalValue {
+        if let Some(gv) = self.callees.get(&callee) {
+            return *gv;
+        }
+        let name = self
+            .b
+            .func
+            .declare_imported_user_function(UserExternalName::new(1, callee as u32));
+        let gv = self.b.create_global_value(GlobalValueData::Symbol {
+            name: ExternalName::user(name),
+            offset: Imm64::new(0),
+            colocated: false,
+            tls: false,
+        });
+        self.callees.insert(callee, gv);
+        gv
+    }
+
     fn clif_type(s: Scalar) -> types::Type {
         match s {
             Scalar::Int => types::I64,
@@ -606,7 +829,7 @@ impl Lower<'_, '_> {
                 self.b.switch_to_block(join);
                 result
             }
-            Typed::Call { slot, args, ret } => {
+            Typed::Call { callee, args, ret } => {
                 let mut bits = Vec::new();
                 for (a, s) in args.iter().map(|a| (a, scalar_of_typed(a))) {
                     let v = self.expr(a);
@@ -618,10 +841,8 @@ impl Lower<'_, '_> {
                 }
                 sig.returns.push(AbiParam::new(types::I64));
                 let sig = self.b.import_signature(sig);
-                let address = self
-                    .b
-                    .ins()
-                    .iconst(types::I64, self.shared.slot_address(*slot));
+                let slot = self.callee_slot(*callee);
+                let address = self.b.ins().symbol_value(types::I64, slot);
                 let target = self
                     .b
                     .ins()

@@ -1,12 +1,15 @@
 //! A session: one engine, the built-in types, the global table and overlays, and a code cache per
-//! table stack. Runs scripts statement by statement.
+//! table stack, optionally backed by a persistent store of compiled code in a cache directory.
+//! Runs scripts statement by statement.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use compiler_caching::{
-    CodeInstance, CompileError, CompilerCache, Engine, MethodTable, TableStack, TypeDecl,
+    ArtifactStore, CodeInstance, CompileError, CompilerCache, Engine, MethodTable, RedbOptions,
+    RedbStore, StoreStats, TableStack, TypeDecl, UnavailableStore,
 };
 
 use crate::compiler::{at, Jit, Native, Scalar, Shared, Value};
@@ -19,11 +22,19 @@ struct Target {
     cache: CompilerCache<Jit>,
 }
 
+/// The persistent store a session keeps compiled code in.
+struct Store {
+    store: Arc<dyn ArtifactStore>,
+    /// Where it is, or why there is none.
+    describe: String,
+}
+
 /// A running program.
 pub struct Session {
     /// The engine.
     pub engine: Engine,
     shared: Arc<Shared>,
+    store: Option<Store>,
     global: Target,
     overlays: Mutex<HashMap<String, (MethodTable, Target)>>,
     /// Top-level calls compiled so far, to report what a redefinition invalidated.
@@ -34,8 +45,37 @@ pub struct Session {
 
 impl Session {
     /// A session with the built-in types: `Any > Number > Real > {Integer > {Int64, Bool},
-    /// Float64}`.
+    /// Float64}`, whose compiled code lives as long as it does.
     pub fn new() -> Result<Session, String> {
+        Session::open(None)
+    }
+
+    /// A session that keeps compiled code in a store in `dir` (created if missing), so that a
+    /// later session over the same directory loads what did not change instead of compiling it.
+    /// A store that cannot be opened (held by other processes, unreadable, on a full disk) does
+    /// not stop the session: it compiles everything, and says why in [`Session::store`].
+    pub fn with_cache(dir: &Path) -> Result<Session, String> {
+        Session::open(Some(dir))
+    }
+
+    fn open(cache: Option<&Path>) -> Result<Session, String> {
+        let store = cache.map(|dir| {
+            let options = RedbOptions {
+                byte_budget: 256 << 20,
+                recreate_if_corrupt: true,
+                ..RedbOptions::default()
+            };
+            match RedbStore::open_in_dir(dir, options) {
+                Ok(store) => Store {
+                    describe: format!("{}", store.path().display()),
+                    store: Arc::new(store),
+                },
+                Err(e) => Store {
+                    describe: format!("unavailable ({e}); compiling everything"),
+                    store: Arc::new(UnavailableStore::new(e)),
+                },
+            }
+        });
         let engine = Engine::new();
         engine
             .lattice()
@@ -49,20 +89,22 @@ impl Session {
             ])
             .map_err(|e| e.to_string())?;
         let shared = Arc::new(Shared::new()?);
+        let stack = engine.global_stack();
         let global = Target {
-            stack: engine.global_stack(),
-            cache: CompilerCache::new(
+            stack,
+            cache: cache_for(
                 &engine,
+                &store,
                 "jit",
-                Jit {
-                    shared: shared.clone(),
-                },
+                stack,
+                Jit::new(shared.clone(), stack),
             )
             .map_err(|e| e.to_string())?,
         };
         Ok(Session {
             engine,
             shared,
+            store,
             global,
             overlays: Mutex::new(HashMap::new()),
             entries: Mutex::new(Vec::new()),
@@ -82,12 +124,15 @@ impl Session {
                 .engine
                 .stack(&[table, self.engine.global_table()])
                 .map_err(at(Pos::default()))?;
-            let compiler = Jit {
-                shared: self.shared.clone(),
-            };
-            let cache =
-                CompilerCache::with_stack(&self.engine, &format!("jit@{name}"), stack, compiler)
-                    .map_err(at(Pos::default()))?;
+            let compiler = Jit::new(self.shared.clone(), stack);
+            let cache = cache_for(
+                &self.engine,
+                &self.store,
+                &format!("jit@{name}"),
+                stack,
+                compiler,
+            )
+            .map_err(at(Pos::default()))?;
             overlays.insert(name.to_owned(), (table, Target { stack, cache }));
         }
         Ok(overlays[name].clone())
@@ -239,6 +284,28 @@ impl Session {
         self.shared.take_log()
     }
 
+    /// What was loaded from the store (neither inferred nor generated) since the last call, in
+    /// order.
+    pub fn take_loaded(&self) -> Vec<String> {
+        self.shared.take_loaded()
+    }
+
+    /// The store's location (or why it is unavailable) and counters, if the session has one.
+    pub fn store(&self) -> Option<(String, StoreStats)> {
+        self.store
+            .as_ref()
+            .map(|s| (s.describe.clone(), s.store.stats()))
+    }
+
+    /// Writes everything compiled so far to the store (also done when the session ends).
+    pub fn flush(&self) {
+        let _ = self.global.cache.flush_store();
+        let overlays = self.overlays.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, target) in overlays.values() {
+            let _ = target.cache.flush_store();
+        }
+    }
+
     /// Runs a script, writing what it prints to `out`.
     pub fn run(&self, src: &str, out: &mut dyn Write) -> Result<(), ScriptError> {
         // Definitions before the first `print` are the program's setup; after it, each one is
@@ -274,9 +341,15 @@ impl Session {
                     let via = overlay
                         .as_deref()
                         .map_or(String::new(), |o| format!(" @{o}"));
+                    let loaded = self.take_loaded();
+                    let loaded = if loaded.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; loaded: {}", loaded.join(", "))
+                    };
                     let _ = writeln!(
                         out,
-                        "{}{via} = {v}    [compiled: {}]",
+                        "{}{via} = {v}    [compiled: {}{loaded}]",
                         render(&e),
                         list(&self.take_compiled())
                     );
@@ -284,6 +357,22 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// A cache of `compiler` through `stack`, backed by `store` if there is one.
+fn cache_for(
+    engine: &Engine,
+    store: &Option<Store>,
+    tag: &str,
+    stack: TableStack,
+    compiler: Jit,
+) -> Result<CompilerCache<Jit>, compiler_caching::Error> {
+    match store {
+        Some(store) => {
+            CompilerCache::with_stack_and_store(engine, tag, stack, compiler, store.store.clone())
+        }
+        None => CompilerCache::with_stack(engine, tag, stack, compiler),
     }
 }
 

@@ -58,7 +58,7 @@ impl fmt::Display for ScriptError {
 impl std::error::Error for ScriptError {}
 
 /// A binary operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BinOp {
     /// `+`
     Add,
@@ -132,6 +132,79 @@ pub struct FnDef {
     pub body: Expr,
     /// Where the definition starts.
     pub pos: Pos,
+}
+
+impl FnDef {
+    /// The definition as text, without positions or comments: what its meaning depends on, so
+    /// that moving a definition or reformatting it does not make it another method's source.
+    pub fn canonical(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(name, ty, _)| format!("{name}: {ty}"))
+            .collect();
+        let overlay = self
+            .overlay
+            .as_deref()
+            .map_or(String::new(), |o| format!("@{o} "));
+        let mut body = String::new();
+        canonical_expr(&self.body, &mut body);
+        format!(
+            "fn {overlay}{}({}) -> {} = {body}",
+            self.name,
+            params.join(", "),
+            self.ret.0
+        )
+    }
+}
+
+fn canonical_expr(e: &Expr, out: &mut String) {
+    use std::fmt::Write;
+    match e {
+        Expr::Int(i, _) => {
+            let _ = write!(out, "{i}");
+        }
+        // By bits: every float, however it was written, has one rendering.
+        Expr::Float(x, _) => {
+            let _ = write!(out, "f{:#x}", x.to_bits());
+        }
+        Expr::Bool(b, _) => {
+            let _ = write!(out, "{b}");
+        }
+        Expr::Var(name, _) => out.push_str(name),
+        Expr::Neg(inner, _) => {
+            out.push_str("(-");
+            canonical_expr(inner, out);
+            out.push(')');
+        }
+        Expr::Bin(op, a, b, _) => {
+            out.push('(');
+            canonical_expr(a, out);
+            let _ = write!(out, " {op:?} ");
+            canonical_expr(b, out);
+            out.push(')');
+        }
+        Expr::If(c, a, b, _) => {
+            out.push_str("(if ");
+            canonical_expr(c, out);
+            out.push_str(" then ");
+            canonical_expr(a, out);
+            out.push_str(" else ");
+            canonical_expr(b, out);
+            out.push(')');
+        }
+        Expr::Call(name, args, _) => {
+            out.push_str(name);
+            out.push('(');
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                canonical_expr(a, out);
+            }
+            out.push(')');
+        }
+    }
 }
 
 /// A statement.

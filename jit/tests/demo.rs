@@ -105,15 +105,12 @@ fn readers_on_many_threads_see_each_redefinition() {
 }
 
 fn run_binary(script: &str) -> (bool, String) {
-    let dir =
-        std::env::temp_dir().join(format!("jit-test-{}-{}", std::process::id(), script.len()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!(
-        "s{}.jl",
-        script.bytes().map(u64::from).sum::<u64>()
-    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("script.jl");
     std::fs::write(&path, script).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jit"))
+        .arg("--cache")
+        .arg(dir.path().join("cache"))
         .arg(&path)
         .output()
         .unwrap();
@@ -159,9 +156,12 @@ fn bad_scripts_fail_with_a_position_and_no_panic() {
 
 #[test]
 fn the_example_scripts_run() {
+    let cache = tempfile::tempdir().unwrap();
     for script in ["tour.jl", "numbers.jl", "overlay.jl"] {
         let path = format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR"));
         let out = Command::new(env!("CARGO_BIN_EXE_jit"))
+            .arg("--cache")
+            .arg(cache.path())
             .arg(&path)
             .output()
             .unwrap();

@@ -42,6 +42,9 @@ pub(crate) struct CiData<C: Compiler<L>, L: Lattice> {
     pub(crate) stats: Arc<Stats>,
     /// The graph its node is in, to explain its invalidation.
     pub(crate) graph: Arc<Graph>,
+    /// The digest of the content a tier below the cache holds this result as (see
+    /// [`super::tier`]): set when it was loaded from there or stored there.
+    pub(crate) digest: OnceLock<[u8; 32]>,
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for CiData<C, L> {

@@ -8,6 +8,7 @@ use std::hash::Hash;
 use super::code_instance::{CiData, CodeInstance};
 use super::miss::Compiled;
 use super::slot::{valid_in, Slot};
+use super::tier::Trail;
 use super::CacheInner;
 use crate::dispatch::DispatchNode;
 use crate::engine::Engine;
@@ -105,6 +106,32 @@ pub struct InferCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
     pub(super) dispatched: Vec<Arc<DispatchNode<L>>>,
     /// What has been recorded already, by address.
     pub(super) seen: HashSet<usize>,
+    /// What was asked, for a tier to record (`None` when the cache has no tier).
+    pub(super) trail: Option<Vec<Trail<C, L>>>,
+}
+
+impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
+    /// A context for compiling `mi` with `key` in `world` as the code instance `ci` (its slot's
+    /// pending version), with nothing recorded yet.
+    pub(crate) fn new(
+        cache: &'a CacheInner<C, L>,
+        mi: &'a MethodInstance<L>,
+        key: &'a C::Key,
+        world: World,
+        ci: &'a Arc<CiData<C, L>>,
+    ) -> Self {
+        InferCx {
+            cache,
+            mi,
+            key,
+            world,
+            ci,
+            min: mi.method().0.defined,
+            dispatched: Vec::new(),
+            seen: HashSet::new(),
+            trail: None,
+        }
+    }
 }
 
 impl<C: Compiler<L>, L: Lattice> fmt::Debug for PhaseCx<'_, C, L> {
@@ -213,6 +240,13 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
             self.min = self.min.max(node.validity.min());
             self.dispatched.push(node);
             self.close_at(max);
+            if let Some(trail) = &mut self.trail {
+                trail.push(Trail::Dispatch {
+                    f,
+                    args: argtypes.into(),
+                    answer: result.clone(),
+                });
+            }
         }
         result
     }
@@ -236,7 +270,11 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                 .or_else(|| running_in(state.pending(), world))
                 .cloned()
         });
-        self.record_slot(slot, version);
+        if self.record_slot(slot, version) {
+            if let Some(trail) = &mut self.trail {
+                trail.push(Trail::DependOn(mi.clone()));
+            }
+        }
         Ok(())
     }
 
@@ -262,7 +300,9 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         match compiled {
             Compiled::Ready(ci) => {
                 let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
-                self.record_slot(slot, Some(Arc::clone(&ci)));
+                if self.record_slot(slot, Some(Arc::clone(&ci))) {
+                    self.trail_compiled(mi, Some(Arc::clone(&ci)));
+                }
                 Ok(Callee::Ready(CodeInstance(ci)))
             }
             Compiled::Cycle => {
@@ -273,7 +313,9 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                 let (slot, pending) = self.cache.hold(mi, self.key, &seize, |state| {
                     running_in(state.pending(), world).cloned()
                 });
-                self.record_slot(slot, pending);
+                if self.record_slot(slot, pending) {
+                    self.trail_compiled(mi, None);
+                }
                 Ok(Callee::InProgress)
             }
         }
@@ -301,7 +343,8 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// `version` (published, or the slot's pending one) if there is one: registers this instance
     /// on the version's backedges (or the slot's, with no version), reading under the same lock
     /// the upper bound it must respect (see `crate::raw::edges`), then ends the hold.
-    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) {
+    /// Returns `false` if it was recorded already.
+    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) -> bool {
         let key = match &version {
             Some(v) => Arc::as_ptr(v) as *const () as usize,
             None => Arc::as_ptr(&slot) as *const () as usize,
@@ -327,8 +370,21 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                 None => slot.mi.method().0.defined,
             });
             self.close_at(max);
+            slot.cell.release();
+            true
+        } else {
+            slot.cell.release();
+            false
         }
-        slot.cell.release();
+    }
+
+    fn trail_compiled(&mut self, mi: &MethodInstance<L>, callee: Option<Arc<CiData<C, L>>>) {
+        if let Some(trail) = &mut self.trail {
+            trail.push(Trail::Compiled {
+                instance: mi.clone(),
+                callee,
+            });
+        }
     }
 }
 

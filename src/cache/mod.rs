@@ -39,7 +39,10 @@ mod maintenance;
 mod miss;
 mod phases;
 mod slot;
+pub(crate) mod tier;
 
+#[cfg(feature = "persist")]
+pub(crate) use code_instance::CiData;
 pub use code_instance::CodeInstance;
 pub use compiler::{Callee, Compiler, InferCx, PhaseCx, STACK_RED_ZONE, STACK_SEGMENT};
 
@@ -76,6 +79,8 @@ pub(crate) struct CacheInner<C: Compiler<L>, L: Lattice> {
     pub(crate) compiler: C,
     pub(crate) stack: TableStack,
     pub(crate) slots: Map<SlotKey<C::Key>, SlotEntry<C, L>>,
+    /// A tier below this cache that misses consult (see [`tier`]), if one is attached.
+    pub(crate) tier: Option<Box<dyn tier::Tier<C, L>>>,
 }
 
 impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
@@ -94,6 +99,17 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         stack: TableStack,
         compiler: C,
     ) -> Result<Self, Error> {
+        CompilerCache::with_tier(engine, tag, stack, compiler, None)
+    }
+
+    /// [`CompilerCache::with_stack`], with a tier below the cache.
+    pub(crate) fn with_tier(
+        engine: &Engine<L>,
+        tag: &str,
+        stack: TableStack,
+        compiler: C,
+        tier: Option<Box<dyn tier::Tier<C, L>>>,
+    ) -> Result<Self, Error> {
         check_name(tag)?;
         engine.check_stack(stack)?;
         let inner = Arc::new(CacheInner {
@@ -102,6 +118,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
             compiler,
             stack,
             slots: shared_map(engine.collector()),
+            tier,
         });
         let weak: Weak<dyn CacheMaintenance> =
             Arc::downgrade(&(Arc::clone(&inner) as Arc<dyn CacheMaintenance>));

@@ -1,6 +1,5 @@
 //! Running the phases, and publishing the code instance `infer` produced.
 
-use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::code_instance::CiData;
@@ -92,6 +91,7 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
             artifact: OnceLock::new(),
             linked: OnceLock::new(),
             deps: OnceLock::new(),
+            digest: OnceLock::new(),
             stats: Arc::clone(self.engine.counters()),
             graph: Arc::clone(graph),
         });
@@ -108,24 +108,39 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         version: Started<Arc<CiData<C, L>>>,
     ) -> Result<Arc<CiData<C, L>>, CompileError<C::Error>> {
         let mi = &slot.mi;
+        // What `infer` asked, when this job runs it and a tier is to store the result.
+        let mut trail = None;
         let ci = match version {
             Started::Existing(ci) => ci,
             Started::New(ci) => {
-                let mut cx = InferCx {
-                    cache: self,
-                    mi,
-                    key: &slot.key,
-                    world,
-                    ci: &ci,
-                    min: mi.method().0.defined,
-                    dispatched: Vec::new(),
-                    seen: HashSet::new(),
-                };
-                let inferred =
-                    self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
-                let (min, dispatched) = (cx.min, std::mem::take(&mut cx.dispatched));
-                let _ = ci.inferred.set(inferred);
-                self.publish(seize, world, slot, &ci, min, dispatched)?;
+                // A tier's valid result is installed with the dependencies it re-issued, in
+                // place of `infer` and `codegen`. Those it re-issued before finding the result
+                // stale stay registered: at worst they invalidate the instance needlessly.
+                let mut loaded = None;
+                if let Some(tier) = &self.tier {
+                    let mut cx = InferCx::new(self, mi, &slot.key, world, &ci);
+                    loaded = tier
+                        .load(self, &mut cx)
+                        .map(|l| (l, cx.min, std::mem::take(&mut cx.dispatched)));
+                }
+                match loaded {
+                    Some((loaded, min, dispatched)) => {
+                        let _ = ci.inferred.set(loaded.inferred);
+                        let _ = ci.digest.set(loaded.digest);
+                        let _ = ci.artifact.set(loaded.artifact);
+                        self.publish(seize, world, slot, &ci, min, dispatched)?;
+                    }
+                    None => {
+                        let mut cx = InferCx::new(self, mi, &slot.key, world, &ci);
+                        cx.trail = self.tier.as_ref().map(|_| Vec::new());
+                        let inferred = self
+                            .phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
+                        let (min, dispatched) = (cx.min, std::mem::take(&mut cx.dispatched));
+                        trail = cx.trail.take();
+                        let _ = ci.inferred.set(inferred);
+                        self.publish(seize, world, slot, &ci, min, dispatched)?;
+                    }
+                }
                 ci
             }
         };
@@ -141,7 +156,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                 let artifact = self.phase(Phase::Codegen, slot, world, || {
                     self.compiler.codegen(&cx, ci.inferred())
                 })?;
-                ci.artifact.get_or_init(|| artifact)
+                let artifact = ci.artifact.get_or_init(|| artifact);
+                if let (Some(tier), Some(trail)) = (&self.tier, trail) {
+                    if let Some(digest) = tier.store(self, &ci, artifact, trail) {
+                        let _ = ci.digest.set(digest);
+                    }
+                }
+                artifact
             }
         };
         if ci.linked.get().is_none() {

@@ -8,6 +8,8 @@
 
 mod guard;
 mod host;
+#[cfg(feature = "persist")]
+mod identity;
 mod mutation;
 mod reclaim;
 

@@ -209,6 +209,29 @@ impl Ty {
         }
     }
 
+    /// The declared parent of a named type (`Any` for a type declared under `Any`); `None` for
+    /// `Any`, `Bottom`, unions and tuples.
+    ///
+    /// ```
+    /// use compiler_caching::{DefaultLattice, Ty};
+    ///
+    /// let lattice = DefaultLattice::new();
+    /// let real = lattice.declare_abstract("Real", &Ty::any()).unwrap();
+    /// let int = lattice.declare_concrete("Int", &real).unwrap();
+    /// assert_eq!(int.parent(), Some(real.clone()));
+    /// assert_eq!(real.parent(), Some(Ty::any()));
+    /// assert_eq!(Ty::any().parent(), None);
+    /// ```
+    pub fn parent(&self) -> Option<Ty> {
+        match &self.0 {
+            Repr::Named(n) => Some(match &n.parent {
+                Some(p) => Ty(Repr::Named(Arc::clone(p))),
+                None => Ty::any(),
+            }),
+            _ => None,
+        }
+    }
+
     /// How deeply unions and tuples nest in this type (0 for `Any`, `Bottom` and named types).
     pub fn depth(&self) -> u32 {
         match &self.0 {

@@ -5,13 +5,19 @@
 //!   [`compilers::Sum`]) whose phases cost next to nothing, for measuring the engine;
 //! - [`foreign`]: a compiler of a small foreign IR whose compiled value shows any stale result,
 //!   with fault injection and phase-run counts, for the integration tests;
+//! - [`persisted`]: a compiler whose results persist ([`persisted::Chain`]) and a store that
+//!   fails, blocks and counts on command ([`persisted::FaultyStore`]), for the persistent tier;
 //! - [`setups`]: engines set up the same way by several users;
 //! - [`threads`]: staged signals, a spinning barrier and a watchdog;
 //! - [`model`]: the reference model the differential test and the `ops` fuzz target replay
-//!   operation sequences against.
+//!   operation sequences against;
+//! - [`redis`]: `redis-server` processes on free loopback ports, for the Redis artifact store's
+//!   tests and measurements.
 
 pub mod compilers;
 pub mod foreign;
 pub mod model;
+pub mod persisted;
+pub mod redis;
 pub mod setups;
 pub mod threads;

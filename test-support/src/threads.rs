@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// A staged signal: a count threads raise and wait on, so a test states "all eight waiters are
 /// blocked before the owner fails" as a fact rather than a hope about timing.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Signal {
     count: Mutex<usize>,
     changed: Condvar,
