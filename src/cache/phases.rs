@@ -133,8 +133,8 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                     None => {
                         let mut cx = InferCx::new(self, mi, &slot.key, world, &ci);
                         cx.trail = self.tier.as_ref().map(|_| Vec::new());
-                        let inferred = self
-                            .phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
+                        let inferred =
+                            self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
                         let (min, dispatched) = (cx.min, std::mem::take(&mut cx.dispatched));
                         trail = cx.trail.take();
                         let _ = ci.inferred.set(inferred);
