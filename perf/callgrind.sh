@@ -20,13 +20,14 @@ count() { # loop iterations -> instructions collected inside measured_<loop>
 }
 
 printf '%-14s %12s   %s\n' "loop" "instr/op" "what"
-for loop in code_hit papaya_u64 dispatch_hit papaya_key std_key full_hit miss; do
+for loop in code_hit papaya_u64 dispatch_hit dispatch_signature papaya_key std_key full_hit miss; do
   a=$(count "$loop" "$n")
   b=$(count "$loop" "$((2 * n))")
   case $loop in
     code_hit) what="CompilerCache::compile, hit in the current world" ;;
     papaya_u64) what="floor: pinned papaya get of a u64 key" ;;
     dispatch_hit) what="Guard::dispatch, cached, 2 argument types" ;;
+    dispatch_signature) what="Guard::dispatch_signature, cached, the same call interned" ;;
     papaya_key) what="floor: pinned papaya get of a (u32, u32, [Ty; 2]) key" ;;
     std_key) what="floor: std HashMap (Fx) get of the same key" ;;
     full_hit) what="dispatch then code-cache hit" ;;

@@ -174,6 +174,7 @@ pub use crate::{
         Callee, CodeInstance, Compiler, CompilerCache, InferCx, PhaseCx, STACK_RED_ZONE,
         STACK_SEGMENT,
     },
+    dispatch::Signature,
     engine::{Census, Engine, Guard},
     error::{CompileError, Error, Phase, TypeError},
     graph::Invalidation,

@@ -575,3 +575,62 @@ fn an_old_world_answer_that_changed_later_is_computed_once_and_then_served_from_
         Err(Error::WorldNotRetained { .. })
     ));
 }
+
+/// Dispatch by an interned signature answers exactly as by slice: in the current world after each
+/// mutation, in an older pinned world, through an overlay, and with a signature interned by
+/// another engine (a plain tuple there, compared by value).
+#[test]
+fn dispatch_by_signature_answers_as_by_slice_across_mutations_worlds_and_engines() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let f = engine.declare_function("f").unwrap();
+    let any = engine.add_method(f, &[Ty::any()], "any").unwrap();
+    let site = engine.signature(&[t.int.clone()]);
+    assert_eq!(site, engine.signature(&[t.int.clone()]), "interned once");
+    assert_ne!(site, engine.signature(&[t.float.clone()]));
+    assert_eq!(site.types(), &[t.int.clone()]);
+
+    let before = engine.pin();
+    assert_eq!(before.dispatch_signature(f, &site).unwrap().method(), &any);
+    let int = engine.add_method(f, &[t.int.clone()], "int").unwrap();
+    // The answer cached above (by signature) is invalidated like any other.
+    let now = engine.pin();
+    assert_eq!(now.dispatch_signature(f, &site).unwrap().method(), &int);
+    assert_eq!(now.dispatch(f, &[t.int.clone()]).unwrap().method(), &int);
+    // The older world still answers as it stood, by either path.
+    assert_eq!(before.dispatch_signature(f, &site).unwrap().method(), &any);
+    assert_eq!(before.dispatch(f, &[t.int.clone()]).unwrap().method(), &any);
+    drop((before, now));
+
+    // Cached by slice first, then found by signature (and the other way round for `Float`).
+    let float_site = engine.signature(&[t.float.clone()]);
+    let g = engine.pin();
+    assert_eq!(g.dispatch(f, &[t.int.clone()]).unwrap().method(), &int);
+    assert_eq!(g.dispatch_signature(f, &site).unwrap().method(), &int);
+    assert_eq!(g.dispatch_signature(f, &float_site).unwrap().method(), &any);
+    assert_eq!(g.dispatch(f, &[t.float.clone()]).unwrap().method(), &any);
+
+    // Deleting the method the answer names brings the general one back.
+    drop(g);
+    engine.delete_method(&int).unwrap();
+    assert_eq!(
+        engine.pin().dispatch_signature(f, &site).unwrap().method(),
+        &any
+    );
+
+    // Errors are the same errors.
+    let two = engine.signature(&[t.int.clone(), t.int.clone()]);
+    let g = engine.pin();
+    assert_eq!(
+        g.dispatch_signature(f, &two).unwrap_err(),
+        g.dispatch(f, &[t.int.clone(), t.int.clone()]).unwrap_err()
+    );
+
+    // A signature interned by another engine with the same lattice types.
+    let other = Engine::new();
+    let foreign_site = other.signature(&[t.int.clone()]);
+    assert_eq!(
+        g.dispatch_signature(f, &foreign_site).unwrap().method(),
+        &any
+    );
+}

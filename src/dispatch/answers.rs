@@ -26,6 +26,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use papaya::{Compute, Operation};
 
 use super::node::DispatchNode;
+use super::signature::{args_hash, Signature};
 use crate::sync::Arc;
 use crate::types::Lattice;
 
@@ -86,6 +87,9 @@ pub(super) struct Query<'a, T> {
     func: u32,
     stack: u32,
     args: &'a [T],
+    /// The interned tuple `args` is, when the call came with a signature: recognized in a key by
+    /// address, and shared by the key a miss caches.
+    interned: Option<&'a Arc<[T]>>,
     hash: u64,
 }
 
@@ -93,21 +97,38 @@ impl<'a, T: Hash + Eq> Query<'a, T> {
     /// The query for `f(args...)` through `stack`, hashing the argument types (user code) once.
     #[inline]
     pub(super) fn new(func: u32, stack: u32, args: &'a [T]) -> Self {
-        let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
-        hasher.write_u64(u64::from(func) << 32 | u64::from(stack));
-        args.hash(&mut hasher);
         Query {
             func,
             stack,
             args,
-            hash: hasher.finish(),
+            interned: None,
+            hash: call_hash(func, stack, args_hash(args)),
         }
     }
 
-    /// Whether `key` is this call's key. Compares argument types (user code).
+    /// The query for `f` called with an interned signature: hashes two integers, no user code.
+    #[inline]
+    pub(super) fn interned<L: Lattice<Type = T>>(
+        func: u32,
+        stack: u32,
+        signature: &'a Signature<L>,
+    ) -> Self {
+        Query {
+            func,
+            stack,
+            args: &signature.args,
+            interned: Some(&signature.args),
+            hash: call_hash(func, stack, signature.hash),
+        }
+    }
+
+    /// Whether `key` is this call's key. Compares argument types (user code) unless the key holds
+    /// this query's interned tuple itself.
     #[inline]
     fn matches(&self, key: &Key<T>) -> bool {
-        self.func == key.func && self.stack == key.stack && *self.args == *key.args
+        self.func == key.func
+            && self.stack == key.stack
+            && (self.interned.is_some_and(|i| Arc::ptr_eq(i, &key.args)) || *self.args == *key.args)
     }
 
     fn key(&self) -> Key<T>
@@ -117,9 +138,24 @@ impl<'a, T: Hash + Eq> Query<'a, T> {
         Key {
             func: self.func,
             stack: self.stack,
-            args: self.args.into(),
+            args: match self.interned {
+                Some(interned) => Arc::clone(interned),
+                None => self.args.into(),
+            },
         }
     }
+}
+
+/// The hash of a call: function and stack mixed into the hash of its argument types, so that a
+/// call by slice and one by signature of the same types hash alike. One multiply and rotate, as a
+/// step of Fx: the rotation brings the product's best-mixed high bits down to the low bits the
+/// table indexes by, so calls of different functions with the same types spread.
+#[inline]
+fn call_hash(func: u32, stack: u32, args_hash: u64) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    (args_hash ^ (u64::from(func) << 32 | u64::from(stack)))
+        .wrapping_mul(K)
+        .rotate_left(26)
 }
 
 /// One cached answer, and the rest of its chain: the answers whose keys hash alike.

@@ -18,9 +18,12 @@ mod miss;
 mod node;
 pub(crate) mod recheck;
 mod select;
+mod signature;
 
 pub(crate) use node::DispatchNode;
 pub(crate) use recheck::Registry;
+pub(crate) use signature::Interner;
+pub use signature::Signature;
 
 use answers::{Answers, Query};
 
@@ -69,7 +72,7 @@ impl<L: Lattice> Dispatcher<L> {
     }
 
     /// The answer to `call`: from the cache if it holds one valid in the call's world, or
-    /// computed (and cached) otherwise.
+    /// computed (and cached) otherwise. With `interned`, the signature `call.args` came from.
     #[inline]
     pub(crate) fn dispatch<'g>(
         &'g self,
@@ -77,18 +80,19 @@ impl<L: Lattice> Dispatcher<L> {
         tables: &Tables<L>,
         lattice: &L,
         call: Call<'_, L::Type>,
+        interned: Option<&Signature<L>>,
     ) -> Result<Lookup<'g, L>, Error> {
         let Call {
-            world,
-            stack,
-            f,
-            args,
+            world, stack, f, ..
         } = call;
         // A handle of another engine could name ids that exist here too.
         if f.engine != tables.engine() || stack.engine != tables.engine() {
             return Err(foreign(tables, f, stack));
         }
-        let query = Query::new(f.id, stack.id, args);
+        let query = match interned {
+            Some(signature) => Query::interned(f.id, stack.id, signature),
+            None => Query::new(f.id, stack.id, call.args),
+        };
         if let Some(node) = self.answers.find(seize, &query, world) {
             return Ok(Lookup::Hit(node));
         }

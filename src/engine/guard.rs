@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use super::{Engine, EngineInner};
-use crate::dispatch::{Call, DispatchNode, Lookup};
+use crate::dispatch::{Call, DispatchNode, Lookup, Signature};
 use crate::error::Error;
 use crate::methods::{Function, MethodInstance, TableStack};
 use crate::raw::pins::{PinError, PinSlot};
@@ -106,6 +106,38 @@ impl<'e, L: Lattice> Guard<'e, L> {
         self.dispatch_node(stack, f, argtypes)?.result()
     }
 
+    /// Like [`Guard::dispatch`], with the argument types interned once
+    /// ([`Engine::signature`](crate::Engine::signature)): a cached answer is found without running
+    /// the types' `Hash` or `Eq`. The answer is the same as for the slice of the same types.
+    #[inline]
+    pub fn dispatch_signature(
+        &self,
+        f: Function,
+        signature: &Signature<L>,
+    ) -> Result<&MethodInstance<L>, Error> {
+        self.dispatch_signature_in(
+            TableStack {
+                engine: self.engine.id,
+                id: 0,
+            },
+            f,
+            signature,
+        )
+    }
+
+    /// Like [`Guard::dispatch_in`], with an interned signature (see
+    /// [`Guard::dispatch_signature`]).
+    #[inline]
+    pub fn dispatch_signature_in(
+        &self,
+        stack: TableStack,
+        f: Function,
+        signature: &Signature<L>,
+    ) -> Result<&MethodInstance<L>, Error> {
+        self.lookup(stack, f, signature.types(), Some(signature))?
+            .result()
+    }
+
     /// The dispatch node answering the call in this world: from the cache, or computed. Hits
     /// are tallied in the guard.
     #[inline]
@@ -115,6 +147,17 @@ impl<'e, L: Lattice> Guard<'e, L> {
         f: Function,
         args: &[L::Type],
     ) -> Result<&Arc<DispatchNode<L>>, Error> {
+        self.lookup(stack, f, args, None)
+    }
+
+    #[inline]
+    fn lookup(
+        &self,
+        stack: TableStack,
+        f: Function,
+        args: &[L::Type],
+        interned: Option<&Signature<L>>,
+    ) -> Result<&Arc<DispatchNode<L>>, Error> {
         let engine = self.engine;
         let call = Call {
             world: self.world.get(),
@@ -122,10 +165,13 @@ impl<'e, L: Lattice> Guard<'e, L> {
             f,
             args,
         };
-        let lookup =
-            engine
-                .dispatcher
-                .dispatch(&self.seize, &engine.tables, &engine.lattice, call)?;
+        let lookup = engine.dispatcher.dispatch(
+            &self.seize,
+            &engine.tables,
+            &engine.lattice,
+            call,
+            interned,
+        )?;
         Ok(match lookup {
             Lookup::Hit(node) => {
                 self.dispatch_hits.set(self.dispatch_hits.get() + 1);

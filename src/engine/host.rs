@@ -110,7 +110,7 @@ impl<L: Lattice> Engine<L> {
         };
         let lookup = inner
             .dispatcher
-            .dispatch(seize, &inner.tables, &inner.lattice, call)?;
+            .dispatch(seize, &inner.tables, &inner.lattice, call, None)?;
         let counter = match lookup {
             Lookup::Hit(_) => Counter::DispatchHit,
             Lookup::Miss(_) => Counter::DispatchMiss,

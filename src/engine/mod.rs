@@ -20,7 +20,7 @@ pub use reclaim::Census;
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Interner, Signature};
 use crate::error::Error;
 use crate::graph::Graph;
 use crate::methods::{
@@ -56,6 +56,7 @@ pub(crate) struct EngineInner<L: Lattice> {
     tables: Tables<L>,
     names: Mutex<Names>,
     dispatcher: Dispatcher<L>,
+    signatures: Interner<L>,
     pins: Pins,
     waits: WaitGraph,
     /// Shared with every code instance, which counts the panics of its phase results'
@@ -158,6 +159,7 @@ impl<L: Lattice> Engine<L> {
                 stacks: HashMap::from([(Box::from([0u32]), 0u32)]),
             }),
             dispatcher: Dispatcher::new(&collector),
+            signatures: Interner::new(),
             pins: Pins::new(),
             waits: WaitGraph::new(),
             stats: Arc::new(Stats::new()),
@@ -176,6 +178,13 @@ impl<L: Lattice> Engine<L> {
     /// The engine's type lattice (for the default lattice: where types are declared).
     pub fn lattice(&self) -> &L {
         &self.inner.lattice
+    }
+
+    /// Interns an argument-type tuple, for dispatching a call site's calls by identity
+    /// ([`Guard::dispatch_signature`]): equal tuples give the same [`Signature`]. Interned
+    /// signatures live as long as the engine.
+    pub fn signature(&self, argtypes: &[L::Type]) -> Signature<L> {
+        self.inner.signatures.intern(argtypes)
     }
 
     /// The newest world. Monotonic: a thread that observed `w` never later observes less.

@@ -951,7 +951,23 @@ impl<'e> Driver<'e> {
         let w = guard.world().get();
         let (stack_handle, tables) = &self.u.stacks[stack];
         let expected = self.model.dispatch(self.lattice(), f, args, w, tables);
-        let got = match guard.dispatch_in(*stack_handle, self.u.funcs[f], args) {
+        let by_slice = guard.dispatch_in(*stack_handle, self.u.funcs[f], args);
+        // The same call by interned signature gives the same answer (the cache is shared, so
+        // this also checks answers cached by one path and found by the other).
+        let signature = self.u.engine.signature(args);
+        let by_signature = guard.dispatch_signature_in(*stack_handle, self.u.funcs[f], &signature);
+        let same = match (&by_slice, &by_signature) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "f{f}{args:?} via stack {stack} in world {w}: by slice {by_slice:?}, by signature \
+                 {by_signature:?}"
+            ));
+        }
+        let got = match by_slice {
             Ok(mi) => match self.ids.get(&mi.method().id()) {
                 Some(&m) => Answer::Method(m),
                 None => return Err(format!("unknown method {}", mi.method())),

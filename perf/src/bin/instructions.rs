@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Run directly, `instructions LOOP N` runs one loop N times (LOOP is one of `code_hit`,
-//! `dispatch_hit`, `full_hit`, `miss`, `papaya_u64`, `papaya_key`, `std_key`; `miss` dispatches
+//! `dispatch_hit`, `dispatch_signature`, `full_hit`, `miss`, `papaya_u64`, `papaya_key`, `std_key`; `miss` dispatches
 //! and compiles N fresh functions, one miss each).
 
 use std::collections::HashMap;
@@ -34,6 +34,18 @@ fn measured_code_hit(
 ) {
     for _ in 0..n {
         black_box(cache.compile(guard, black_box(mi), black_box(&0)).unwrap());
+    }
+}
+
+#[inline(never)]
+fn measured_dispatch_signature(
+    guard: &compiler_caching::Guard<'_>,
+    f: Function,
+    signature: &compiler_caching::Signature,
+    n: u64,
+) {
+    for _ in 0..n {
+        black_box(guard.dispatch_signature(f, black_box(signature)).unwrap());
     }
 }
 
@@ -99,7 +111,7 @@ fn main() {
     let (which, n) = match (args.next(), args.next().and_then(|n| n.parse::<u64>().ok())) {
         (Some(w), Some(n)) => (w, n),
         _ => {
-            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit full_hit miss papaya_u64 papaya_key std_key)");
+            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit dispatch_signature full_hit miss papaya_u64 papaya_key std_key)");
             std::process::exit(2);
         }
     };
@@ -145,6 +157,15 @@ fn main() {
         "miss" => measured_miss(engine, &cache, &fresh, &argtypes),
         "code_hit" => measured_code_hit(&cache, &guard, &mi, n),
         "dispatch_hit" => measured_dispatch_hit(&guard, f, &argtypes, n),
+        "dispatch_signature" => {
+            // A function of its own, whose answer this path caches, as a JIT's call site would.
+            let g = engine.declare_function("by_signature").unwrap();
+            engine.add_method(g, &[Ty::any(), Ty::any()], ()).unwrap();
+            let signature = engine.signature(&argtypes);
+            let guard = engine.pin();
+            guard.dispatch_signature(g, &signature).unwrap();
+            measured_dispatch_signature(&guard, g, &signature, n)
+        }
         "full_hit" => measured_full_hit(&cache, &guard, f, &argtypes, n),
         "papaya_u64" => measured_papaya_u64(&papaya_u64, mi.id(), n),
         "papaya_key" => measured_papaya_key(&papaya_key, &key, n),
