@@ -90,6 +90,28 @@ fn hit_path(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // One call as a JIT makes it: pin, dispatch the call site's interned signature, hit the code
+    // cache, unpin; the floor is one seize pin and two pinned papaya gets of u64 keys.
+    let site = engine.signature(&args);
+    // No pin may be held across this group: each iteration pins afresh.
+    drop((guard, papaya_guard, papaya_int_guard));
+    let mut group = c.benchmark_group("one_call");
+    group.bench_function("engine_pin_dispatch_signature_hit", |b| {
+        b.iter(|| {
+            let guard = engine.pin();
+            let mi = guard.dispatch_signature(f, black_box(&site)).unwrap();
+            black_box(*cache.compile(&guard, mi, &0).unwrap());
+        })
+    });
+    group.bench_function("seize_pin_two_papaya_u64_gets", |b| {
+        b.iter(|| {
+            let guard = papaya_int.guard();
+            black_box(papaya_int.get(black_box(&mi.id()), &guard));
+            black_box(papaya_int.get(black_box(&mi.id()), &guard));
+        })
+    });
+    group.finish();
 }
 
 fn config() -> Criterion {
