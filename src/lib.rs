@@ -14,7 +14,9 @@
 //!   *in that world*: older worlds answer as the engine stood then.
 //! - **Dispatch** ([`Guard::dispatch_in`]) walks a [`TableStack`] such as `[overlay, global]`; the
 //!   first table with an applicable live method decides, and its most specific applicable method
-//!   wins. The result is an interned [`MethodInstance`].
+//!   wins. The result is an interned [`MethodInstance`]. A JIT can intern a call site's
+//!   argument types once ([`Engine::signature`]) and dispatch with the [`Signature`]
+//!   ([`Guard::dispatch_signature`]), skipping the types' `Hash` and `Eq` on a cached answer.
 //! - A [`CompilerCache`] runs a [`Compiler`]'s three phases — `infer`, `codegen`, `link` — at most
 //!   once per [`CodeInstance`], keyed by method instance and owner key, and deduplicates
 //!   concurrent compilations of the same key.
@@ -111,9 +113,9 @@
 //! | 3 | `error`, `names`, `stats` | typed errors; the rule every name follows; counters |
 //! | 4 | `raw` | the small concurrent protocols the loom models check: validity, backedges, compile jobs, slots, pins |
 //! | 5 | `types` | the [`Lattice`] trait, the [`DefaultLattice`], specificity |
-//! | 6 | `graph` | the dependency graph: dependents, backedges, causes, the invalidation walk |
+//! | 6 | `graph` | the dependency graph: an arena of code-instance nodes with their backedges, causes and why-chains, the invalidation walk |
 //! | 7 | `methods` | functions, methods, method tables and method instances |
-//! | 8 | `dispatch` | the dispatch algorithm, the dispatch caches and each function's registry |
+//! | 8 | `dispatch` | the dispatch algorithm, the dispatch caches, each function's registry, interned signatures |
 //! | 9 | `engine` | the [`Engine`]: names, mutations, pinning and the [`Guard`], reclamation |
 //! | 10 | `cache` | the code cache: [`CompilerCache`], [`CodeInstance`], the [`Compiler`] phases |
 //! | 11 | `persist` | the persistent tier: records, identities and revalidation on load; artifact stores: the `ArtifactStore` trait, an in-memory store, the embedded redb store, a Redis store a fleet shares (feature `redis`), the layered store |
