@@ -475,11 +475,11 @@ impl Compiler for ArmsKey {
     }
 }
 
-/// The key's `Hash` panics while the new instance is published: the compile fails with a
-/// `Panicked` error and leaves the slot as it was, so the next compile succeeds (before, the
-/// version was kept but never published, and every later compile of the key failed).
+/// The key's `Hash` panics in the compile that follows `infer` (the map never hashes a key
+/// itself: the lookup after publication does): the compile fails with a `Panicked` error, the
+/// instance stays published exactly once, and later compiles hit it without running `infer`.
 #[test]
-fn a_key_hash_panic_while_publishing_fails_that_compile_only() {
+fn a_key_hash_panic_during_a_compile_fails_that_compile_only() {
     use compiler_caching::{CompileError, Ty};
     let engine = Engine::new();
     let int = engine
@@ -501,14 +501,102 @@ fn a_key_hash_panic_while_publishing_fails_that_compile_only() {
         first.map(|r| r.map_err(|e| e.to_string()))
     );
     assert!(!HASH_ARMED.load(Ordering::SeqCst), "the armed hash ran");
-    assert!(cache.versions(mi, &TouchyKey(1)).is_empty());
+    let misses = engine.stats().code_misses;
     for _ in 0..3 {
         assert_eq!(
             cache.compile(&guard, mi, &TouchyKey(1)).copied().ok(),
             Some(42)
         );
     }
+    assert_eq!(engine.stats().code_misses, misses, "later compiles hit");
     assert_eq!(cache.versions(mi, &TouchyKey(1)).len(), 1);
+}
+
+thread_local! {
+    /// Hashes of [`CountdownKey`] left on this thread before one panics (negative: never).
+    static HASHES_LEFT: std::cell::Cell<i64> = const { std::cell::Cell::new(-1) };
+}
+
+/// An owner key whose `Hash` panics at the n-th call on this thread, as armed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct CountdownKey(u32);
+
+impl std::hash::Hash for CountdownKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        HASHES_LEFT.with(|left| match left.get() {
+            0 => {
+                left.set(-1);
+                panic!("Hash bug (countdown)");
+            }
+            n if n > 0 => left.set(n - 1),
+            _ => {}
+        });
+        self.0.hash(state)
+    }
+}
+
+struct CountdownCompiler;
+
+impl Compiler for CountdownCompiler {
+    type Key = CountdownKey;
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = u32;
+    type Error = String;
+    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
+        Ok(())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
+        Ok(7)
+    }
+}
+
+/// A key's `Hash` panicking at any point of a compile, hundreds of times while the cache's map
+/// grows, never wedges the map: every compile either succeeds or fails with a typed error, the
+/// next one of the same key succeeds, and reclamation (which walks the map) always returns.
+/// Before, a panic inside the map's cooperative resize left it unfinished and the next
+/// `reclaim` waited on it forever.
+#[test]
+fn key_hash_panics_while_the_cache_grows_never_wedge_it() {
+    test_support::threads::watchdog(120, || {
+        use compiler_caching::Ty;
+        let engine = Engine::new();
+        let int = engine
+            .lattice()
+            .declare_concrete("Int", &Ty::any())
+            .unwrap();
+        let f = engine.declare_function("f").unwrap();
+        engine.add_method(f, &[int.clone()], ()).unwrap();
+        let cache = CompilerCache::new(&engine, "C", CountdownCompiler).unwrap();
+        let mi = engine.pin().dispatch(f, &[int.clone()]).unwrap().clone();
+        let mut failed = 0;
+        for key in 0..600u32 {
+            let guard = engine.pin();
+            HASHES_LEFT.with(|left| left.set(i64::from(key % 8)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                cache.compile(&guard, &mi, &CountdownKey(key)).copied()
+            }));
+            HASHES_LEFT.with(|left| left.set(-1));
+            match outcome {
+                Ok(Ok(7)) => {}
+                Ok(Err(compiler_caching::CompileError::Panicked { .. })) => failed += 1,
+                other => panic!(
+                    "key {key}: {:?}",
+                    other.map(|r| r.map_err(|e| e.to_string()))
+                ),
+            }
+            assert_eq!(
+                cache.compile(&guard, &mi, &CountdownKey(key)).copied().ok(),
+                Some(7)
+            );
+            drop(guard);
+            engine.reclaim();
+        }
+        assert!(failed > 0, "no injected panic reached a compile");
+    });
 }
 
 /// Which trait method of [`Touchy`] panics, on the current thread, while set.

@@ -1,11 +1,13 @@
 //! The hit path, and the slot lookups every path starts from.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use super::code_instance::CodeInstance;
 use super::miss::{reentered, Compiled, Held};
-use super::slot::{Slot, SlotEntry, SlotKey, SlotQuery, SlotState, Version};
+use super::slot::{Slot, SlotEntry, SlotQuery, SlotState, Version};
 use super::{CacheInner, Compiler, CompilerCache};
 use crate::engine::Guard;
-use crate::error::{describe_debug, CompileError, Error};
+use crate::error::{describe, describe_debug, CompileError, Error, Phase};
 use crate::graph::SlotNode;
 use crate::methods::MethodInstance;
 use crate::stats::Counter;
@@ -29,7 +31,12 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         if !guard.belongs_to(&inner.engine) {
             return Err(foreign_guard());
         }
-        if let Some(linked) = inner.hit(guard.seize(), guard.world().get(), mi, key) {
+        // The key's `Hash` is user code: a panic there fails this call only.
+        let query = match catch_unwind(AssertUnwindSafe(|| SlotQuery::new(mi.address(), key))) {
+            Ok(query) => query,
+            Err(payload) => return Err(key_panicked(mi, &*payload)),
+        };
+        if let Some(linked) = inner.hit(guard.seize(), guard.world().get(), &query) {
             guard.count_code_hit();
             return Ok(linked);
         }
@@ -45,6 +52,20 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         mi: &MethodInstance<L>,
         key: &C::Key,
     ) -> Result<&'g C::Linked, CompileError<C::Error>> {
+        // Phases catch their own panics; what reaches here is the key's `Hash` or `Eq` (user
+        // code) in a lookup outside any job, which leaves nothing half done.
+        catch_unwind(AssertUnwindSafe(|| {
+            self.compile_miss_unguarded(guard, mi, key)
+        }))
+        .unwrap_or_else(|payload| Err(key_panicked(mi, &*payload)))
+    }
+
+    fn compile_miss_unguarded<'g>(
+        &'g self,
+        guard: &'g Guard<'_, L>,
+        mi: &MethodInstance<L>,
+        key: &C::Key,
+    ) -> Result<&'g C::Linked, CompileError<C::Error>> {
         let inner = &*self.inner;
         inner.engine.counters().add(Counter::CodeMiss, 1);
         match inner.compile_slow(guard.seize(), guard.world(), mi, key)? {
@@ -52,13 +73,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
             // which lists every version valid in a pinned world.
             Compiled::Ready(ci) => inner
                 .slots
-                .get(
-                    &SlotQuery {
-                        mi: mi.address(),
-                        key,
-                    },
-                    guard.seize(),
-                )
+                .get(&SlotQuery::new(mi.address(), key), guard.seize())
                 .and_then(|entry| entry.versions().find(|v| Arc::ptr_eq(v, &ci)))
                 .and_then(|v| v.linked.get())
                 .ok_or_else(|| {
@@ -102,16 +117,31 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         if !guard.belongs_to(&self.inner.engine) {
             return Err(Error::ForeignGuard);
         }
-        let entry = self.inner.slots.get(
-            &SlotQuery {
-                mi: mi.address(),
-                key,
-            },
-            guard.seize(),
-        );
+        let entry = self
+            .inner
+            .slots
+            .get(&SlotQuery::new(mi.address(), key), guard.seize());
         Ok(entry
             .and_then(|entry| entry.valid_in(guard.world().get()))
             .map(|v| CodeInstance(Arc::clone(v))))
+    }
+}
+
+/// The error for a panic of the owner key's `Hash` or `Eq` while `mi` was looked up.
+#[cold]
+fn key_panicked<E, L: Lattice>(
+    mi: &MethodInstance<L>,
+    payload: &(dyn std::any::Any + Send),
+) -> CompileError<E> {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    CompileError::Panicked {
+        phase: Phase::Infer,
+        instance: describe(mi),
+        message: format!("the owner key's Hash or Eq panicked: {message}").into(),
     }
 }
 
@@ -127,20 +157,9 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         &'g self,
         seize: &'g seize::LocalGuard<'_>,
         world: u64,
-        mi: &MethodInstance<L>,
-        key: &C::Key,
+        query: &SlotQuery<'_, C::Key>,
     ) -> Option<&'g C::Linked> {
-        self.slots
-            .get(
-                &SlotQuery {
-                    mi: mi.address(),
-                    key,
-                },
-                seize,
-            )?
-            .valid_in(world)?
-            .linked
-            .get()
+        self.slots.get(query, seize)?.valid_in(world)?.linked.get()
     }
 
     /// The slot for `(mi, key)`, created (and registered with `mi`) if missing.
@@ -150,22 +169,19 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         key: &C::Key,
         seize: &seize::LocalGuard<'_>,
     ) -> Arc<Slot<C, L>> {
-        if let Some(entry) = self.slots.get(
-            &SlotQuery {
-                mi: mi.address(),
-                key,
-            },
-            seize,
-        ) {
+        let query = SlotQuery::new(mi.address(), key);
+        if let Some(entry) = self.slots.get(&query, seize) {
             return Arc::clone(&entry.slot);
         }
         let entry = self.slots.get_or_insert_with(
-            SlotKey {
-                mi: mi.address(),
-                key: key.clone(),
-            },
+            query.to_key(),
             || {
-                let slot = Arc::new(Slot::new(mi.clone(), key.clone(), Arc::clone(&self.tag)));
+                let slot = Arc::new(Slot::new(
+                    mi.clone(),
+                    key.clone(),
+                    query.hash(),
+                    Arc::clone(&self.tag),
+                ));
                 // Registered before the slot can be found, so a replacement of the method always
                 // reaches it (an entry that loses the insertion race leaves a dead weak behind).
                 let weak = Arc::downgrade(&(Arc::clone(&slot) as Arc<dyn SlotNode>));

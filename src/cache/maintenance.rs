@@ -1,7 +1,6 @@
 //! Reclamation and census of one cache.
 
 use super::compiler::Compiler;
-use super::slot::SlotQuery;
 use super::CacheInner;
 use crate::engine::CacheMaintenance;
 use crate::sync::Arc;
@@ -46,10 +45,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
                 || slot.edges.is_empty(),
                 || {
                     let _ = self.slots.remove_if(
-                        &SlotQuery {
-                            mi: slot.mi.address(),
-                            key: &slot.key,
-                        },
+                        &slot.query(),
                         |_, entry| Arc::ptr_eq(&entry.slot, &slot),
                         &guard,
                     );

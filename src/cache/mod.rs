@@ -149,13 +149,11 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
     /// Every version held for `(mi, key)`, oldest first, whatever their phases.
     pub fn versions(&self, mi: &MethodInstance<L>, key: &C::Key) -> Vec<CodeInstance<C, L>> {
         let guard = self.inner.engine.enter();
-        match self.inner.slots.get(
-            &SlotQuery {
-                mi: mi.address(),
-                key,
-            },
-            &guard,
-        ) {
+        match self
+            .inner
+            .slots
+            .get(&SlotQuery::new(mi.address(), key), &guard)
+        {
             Some(entry) => {
                 let mut versions: Vec<_> = entry.versions().cloned().map(CodeInstance).collect();
                 versions.reverse();

@@ -12,43 +12,79 @@ use crate::raw::slot::SlotCell;
 use crate::sync::Arc;
 use crate::types::Lattice;
 
+/// A slot's key in the cache's map: method instance (by address) and owner key, with their hash.
+///
+/// The hash is computed once, outside the map, and the map only ever hashes that integer: the
+/// owner key's `Hash` is user code, and a panic inside the lock-free map's resize (which rehashes
+/// entries cooperatively, each thread copying a share) would leave its share uncopied and every
+/// later pass over the map waiting for it. Only `Eq` runs inside the map, while probing, where a
+/// panic leaves nothing half done.
 pub(crate) struct SlotKey<K> {
     pub(crate) mi: usize,
     pub(crate) key: K,
+    hash: u64,
 }
 
+/// A lookup of a [`SlotKey`].
 pub(crate) struct SlotQuery<'a, K> {
     pub(crate) mi: usize,
     pub(crate) key: &'a K,
+    hash: u64,
 }
 
-impl<K: Hash> Hash for SlotKey<K> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
+impl<'a, K: Hash> SlotQuery<'a, K> {
+    /// The query for `key` of the instance at `mi`: runs the key's `Hash` (user code) here.
+    #[inline]
+    pub(crate) fn new(mi: usize, key: &'a K) -> Self {
+        let mut state = rustc_hash::FxHasher::default();
+        state.write_usize(mi);
+        key.hash(&mut state);
         SlotQuery {
-            mi: self.mi,
-            key: &self.key,
+            mi,
+            key,
+            hash: state.finish(),
         }
-        .hash(state)
+    }
+
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The key this query looks up, owning a clone of the owner key.
+    pub(crate) fn to_key(&self) -> SlotKey<K>
+    where
+        K: Clone,
+    {
+        SlotKey {
+            mi: self.mi,
+            key: self.key.clone(),
+            hash: self.hash,
+        }
     }
 }
 
-impl<K: Hash> Hash for SlotQuery<'_, K> {
+impl<K> Hash for SlotKey<K> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.mi);
-        self.key.hash(state);
+        state.write_u64(self.hash);
+    }
+}
+
+impl<K> Hash for SlotQuery<'_, K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
 impl<K: Eq> PartialEq for SlotKey<K> {
     fn eq(&self, other: &Self) -> bool {
-        self.mi == other.mi && self.key == other.key
+        self.mi == other.mi && self.hash == other.hash && self.key == other.key
     }
 }
 impl<K: Eq> Eq for SlotKey<K> {}
 
 impl<K: Eq> papaya::Equivalent<SlotKey<K>> for SlotQuery<'_, K> {
     fn equivalent(&self, key: &SlotKey<K>) -> bool {
-        self.mi == key.mi && *self.key == key.key
+        self.mi == key.mi && self.hash == key.hash && *self.key == key.key
     }
 }
 
@@ -165,6 +201,8 @@ pub(crate) fn valid_in<C: Compiler<L>, L: Lattice>(
 pub(crate) struct Slot<C: Compiler<L>, L: Lattice> {
     pub(crate) mi: MethodInstance<L>,
     pub(crate) key: C::Key,
+    /// The hash of its map key, computed once when the slot was made.
+    hash: u64,
     pub(crate) tag: Arc<str>,
     /// Versions and the running job, behind the slot's lock (see [`crate::raw::slot`]).
     pub(crate) cell: SlotCell<Arc<CiData<C, L>>, JobOutcome<C, L>>,
@@ -177,10 +215,12 @@ pub(crate) type Version<C, L> = Arc<CiData<C, L>>;
 pub(crate) type SlotState<C, L> = crate::raw::slot::SlotState<Arc<CiData<C, L>>, JobOutcome<C, L>>;
 
 impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
-    pub(crate) fn new(mi: MethodInstance<L>, key: C::Key, tag: Arc<str>) -> Self {
+    /// A slot for `mi` and `key`, whose map key hashes to `hash` (see [`SlotQuery::new`]).
+    pub(crate) fn new(mi: MethodInstance<L>, key: C::Key, hash: u64, tag: Arc<str>) -> Self {
         Slot {
             mi,
             key,
+            hash,
             tag,
             cell: SlotCell::new(),
             edges: Arc::new(Edges::new()),
@@ -188,9 +228,15 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
     }
 
     fn key(&self) -> SlotKey<C::Key> {
-        SlotKey {
+        self.query().to_key()
+    }
+
+    /// The query for this slot's own key, with the hash it was made with: no user `Hash` runs.
+    pub(crate) fn query(&self) -> SlotQuery<'_, C::Key> {
+        SlotQuery {
             mi: self.mi.address(),
-            key: self.key.clone(),
+            key: &self.key,
+            hash: self.hash,
         }
     }
 
@@ -204,11 +250,7 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
         version: Version<C, L>,
         guard: &seize::LocalGuard<'_>,
     ) {
-        let query = SlotQuery {
-            mi: self.mi.address(),
-            key: &self.key,
-        };
-        let entry = match cache.slots.get(&query, guard) {
+        let entry = match cache.slots.get(&self.query(), guard) {
             Some(previous) if Arc::ptr_eq(&previous.slot, self) => previous.with(version),
             // Not published (or published for a slot since replaced): list it all.
             _ => SlotEntry::listing(Arc::clone(self), &state.versions),
