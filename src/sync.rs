@@ -127,6 +127,55 @@ where
         .build()
 }
 
+/// A lock-free map whose keys hash themselves to a hash computed beforehand (their `Hash` writes
+/// one `u64`, see [`Prehashed`]): the map runs no hashing of its own, and so no user code.
+#[cfg(not(loom))]
+pub(crate) type PrehashedMap<K, V> = papaya::HashMap<K, V, Prehashed>;
+
+/// A [`PrehashedMap`] reclaimed through `collector`, like [`shared_map`].
+#[cfg(not(loom))]
+pub(crate) fn shared_prehashed_map<K, V>(collector: &Arc<seize::Collector>) -> PrehashedMap<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    papaya::HashMap::builder()
+        .hasher(Prehashed)
+        .shared_collector(Arc::clone(collector))
+        .build()
+}
+
+/// Hashes a key that is a hash already to itself: the table uses it as it is. The keys are Fx
+/// hashes, whose last step rotates the best-mixed bits of a product into the low bits a table
+/// indexes by.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Prehashed;
+
+impl std::hash::BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+/// See [`Prehashed`].
+pub(crate) struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; anything else is folded in, to stay a hash.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[cfg(loom)]
 use loom::sync as imp;
 #[cfg(not(loom))]

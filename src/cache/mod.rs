@@ -53,7 +53,7 @@ use slot::{SlotEntry, SlotKey, SlotQuery};
 use crate::engine::{check_name, CacheMaintenance, Engine};
 use crate::error::Error;
 use crate::methods::{MethodInstance, TableStack};
-use crate::sync::{shared_map, Arc, Map, Weak};
+use crate::sync::{shared_prehashed_map, Arc, PrehashedMap, Weak};
 use crate::types::{DefaultLattice, Lattice};
 
 /// A cache of compiled code for one compiler, identified by its owner tag, bound to a table stack.
@@ -78,7 +78,7 @@ pub(crate) struct CacheInner<C: Compiler<L>, L: Lattice> {
     pub(crate) tag: Arc<str>,
     pub(crate) compiler: C,
     pub(crate) stack: TableStack,
-    pub(crate) slots: Map<SlotKey<C::Key>, SlotEntry<C, L>>,
+    pub(crate) slots: PrehashedMap<SlotKey<C::Key>, SlotEntry<C, L>>,
     /// A tier below this cache that misses consult (see [`tier`]), if one is attached.
     pub(crate) tier: Option<Box<dyn tier::Tier<C, L>>>,
 }
@@ -117,7 +117,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
             tag: tag.into(),
             compiler,
             stack,
-            slots: shared_map(engine.collector()),
+            slots: shared_prehashed_map(engine.collector()),
             tier,
         });
         let weak: Weak<dyn CacheMaintenance> =

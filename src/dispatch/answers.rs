@@ -21,48 +21,17 @@
 //! adding an answer costs the same however long the chain; reclamation rebuilds the chains that
 //! hold answers no retained world can be given.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::Hash;
 
 use papaya::{Compute, Operation};
 
 use super::node::DispatchNode;
 use super::signature::{args_hash, Signature};
-use crate::sync::Arc;
+use crate::sync::{Arc, Prehashed};
 use crate::types::Lattice;
 
 /// The lock-free table of chains, by the hash of their calls' keys.
 type Chains<L> = papaya::HashMap<u64, Link<L>, Prehashed>;
-
-/// Hashes a key that is a hash already to itself: the table uses it as it is. The keys are the
-/// crate's Fx hash of a call, whose last step rotates the best-mixed bits of its product into the
-/// low bits the table indexes by.
-#[derive(Clone, Copy, Default)]
-struct Prehashed;
-
-impl BuildHasher for Prehashed {
-    type Hasher = PrehashedHasher;
-    fn build_hasher(&self) -> PrehashedHasher {
-        PrehashedHasher(0)
-    }
-}
-
-/// See [`Prehashed`].
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed; anything else is folded in, to stay a hash.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// The key of a cached answer: function, stack and argument types.
 struct Key<T> {
