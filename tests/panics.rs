@@ -555,8 +555,9 @@ impl Compiler for CountdownCompiler {
 }
 
 /// A key's `Hash` panicking at any point of a compile, hundreds of times while the cache's map
-/// grows, never wedges the map: every compile either succeeds or fails with a typed error, the
-/// next one of the same key succeeds, and reclamation (which walks the map) always returns.
+/// grows, never wedges the map: every compile succeeds, fails with a typed error, or (a panic in
+/// the first probe, which carries no unwinding guard) lets the panic through; the next compile of
+/// the same key succeeds, and reclamation (which walks the map) always returns.
 /// Before, a panic inside the map's cooperative resize left it unfinished and the next
 /// `reclaim` waited on it forever.
 #[test]
@@ -582,7 +583,7 @@ fn key_hash_panics_while_the_cache_grows_never_wedge_it() {
             HASHES_LEFT.with(|left| left.set(-1));
             match outcome {
                 Ok(Ok(7)) => {}
-                Ok(Err(compiler_caching::CompileError::Panicked { .. })) => failed += 1,
+                Ok(Err(compiler_caching::CompileError::Panicked { .. })) | Err(_) => failed += 1,
                 other => panic!(
                     "key {key}: {:?}",
                     other.map(|r| r.map_err(|e| e.to_string()))
@@ -597,6 +598,79 @@ fn key_hash_panics_while_the_cache_grows_never_wedge_it() {
         }
         assert!(failed > 0, "no injected panic reached a compile");
     });
+}
+
+thread_local! {
+    /// Whether [`EqKey`]'s `Eq` panics, on this thread.
+    static EQ_ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// An owner key whose `Eq` panics while armed on the current thread.
+#[derive(Clone, Hash, Debug)]
+struct EqKey(u32);
+
+impl PartialEq for EqKey {
+    fn eq(&self, other: &Self) -> bool {
+        if EQ_ARMED.with(|armed| armed.replace(false)) {
+            panic!("Eq bug (once)");
+        }
+        self.0 == other.0
+    }
+}
+impl Eq for EqKey {}
+
+struct EqCompiler;
+
+impl Compiler for EqCompiler {
+    type Key = EqKey;
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = u32;
+    type Error = String;
+    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
+        Ok(())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
+        Ok(9)
+    }
+}
+
+/// The key's `Eq` panics while a cached instance is looked up (the hit path, which carries no
+/// unwinding guard): the panic reaches the caller, the cache is intact, and the next call hits.
+#[test]
+fn a_key_eq_panic_on_the_hit_path_leaves_the_cache_intact() {
+    use compiler_caching::Ty;
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[int.clone()], ()).unwrap();
+    let cache = CompilerCache::new(&engine, "C", EqCompiler).unwrap();
+    let guard = engine.pin();
+    let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+    assert_eq!(cache.compile(&guard, mi, &EqKey(1)).copied().ok(), Some(9));
+    EQ_ARMED.with(|armed| armed.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        cache.compile(&guard, mi, &EqKey(1)).copied()
+    }));
+    assert!(
+        !EQ_ARMED.with(|armed| armed.get()),
+        "the armed Eq did not run"
+    );
+    assert!(outcome.is_err(), "the panic reached the caller");
+    let misses = engine.stats().code_misses;
+    for _ in 0..3 {
+        assert_eq!(cache.compile(&guard, mi, &EqKey(1)).copied().ok(), Some(9));
+    }
+    assert_eq!(engine.stats().code_misses, misses, "later calls hit");
+    assert_eq!(cache.versions(mi, &EqKey(1)).len(), 1);
+    drop(guard);
+    engine.reclaim();
 }
 
 /// Which trait method of [`Touchy`] panics, on the current thread, while set.

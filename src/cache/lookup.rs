@@ -31,11 +31,10 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
         if !guard.belongs_to(&inner.engine) {
             return Err(foreign_guard());
         }
-        // The key's `Hash` is user code: a panic there fails this call only.
-        let query = match catch_unwind(AssertUnwindSafe(|| SlotQuery::new(mi.address(), key))) {
-            Ok(query) => query,
-            Err(payload) => return Err(key_panicked(mi, &*payload)),
-        };
+        // No unwinding guard here: it would cost the hit a third of its instructions. A panic of
+        // the key's `Hash` or `Eq` in this probe reaches the caller, with the cache intact (the
+        // hash is computed outside the map, and the map runs `Eq` only while probing).
+        let query = SlotQuery::new(mi.address(), key);
         if let Some(linked) = inner.hit(guard.seize(), guard.world().get(), &query) {
             guard.count_code_hit();
             return Ok(linked);
