@@ -605,9 +605,15 @@ thread_local! {
     static EQ_ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// An owner key whose `Eq` panics while armed on the current thread.
-#[derive(Clone, Hash, Debug)]
+/// An owner key whose `Eq` panics while armed on the current thread. (Equal keys hash alike.)
+#[derive(Clone, Debug)]
 struct EqKey(u32);
+
+impl std::hash::Hash for EqKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
 
 impl PartialEq for EqKey {
     fn eq(&self, other: &Self) -> bool {
