@@ -20,6 +20,7 @@ pub(crate) mod recheck;
 mod select;
 mod signature;
 
+use node::Answer;
 pub(crate) use node::DispatchNode;
 pub(crate) use recheck::Registry;
 pub(crate) use signature::Interner;
@@ -29,7 +30,7 @@ use answers::{Answers, Query};
 
 use crate::error::Error;
 use crate::graph::Graph;
-use crate::methods::{Function, TableStack, Tables};
+use crate::methods::{Function, MethodInstance, TableStack, Tables};
 use crate::sync::{shared_map, Arc, Map};
 use crate::types::Lattice;
 
@@ -98,6 +99,33 @@ impl<L: Lattice> Dispatcher<L> {
         }
         self.miss(seize, tables, lattice, call, &query)
             .map(Lookup::Miss)
+    }
+
+    /// The method instance a cached answer gives `call` in its world, if the cache holds a found
+    /// answer for it. No miss, no error: anything else is left to [`Dispatcher::dispatch`], so
+    /// that this path inlines into the caller as a hash, a probe and a few compares.
+    #[inline(always)]
+    pub(crate) fn hit<'g>(
+        &'g self,
+        seize: &'g seize::LocalGuard<'_>,
+        engine: u32,
+        call: Call<'_, L::Type>,
+        interned: Option<&Signature<L>>,
+    ) -> Option<&'g MethodInstance<L>> {
+        let Call {
+            world, stack, f, ..
+        } = call;
+        if f.engine != engine || stack.engine != engine {
+            return None;
+        }
+        let query = match interned {
+            Some(signature) => Query::interned(f.id, stack.id, signature),
+            None => Query::new(f.id, stack.id, call.args),
+        };
+        match &self.answers.find(seize, &query, world)?.answer {
+            Answer::Found(mi) => Some(mi),
+            _ => None,
+        }
     }
 
     /// Gives a newly declared function its registry.

@@ -82,7 +82,7 @@ impl<'e, L: Lattice> Guard<'e, L> {
     }
 
     /// Dispatches a call of `f` with `argtypes` through the global table.
-    #[inline]
+    #[inline(always)]
     pub fn dispatch(&self, f: Function, argtypes: &[L::Type]) -> Result<&MethodInstance<L>, Error> {
         self.dispatch_in(
             TableStack {
@@ -96,20 +96,23 @@ impl<'e, L: Lattice> Guard<'e, L> {
 
     /// Dispatches a call of `f` with `argtypes` through `stack`, in the pinned world. A repeated
     /// call is answered from the dispatch cache: one hash-map probe, no lock, no allocation.
-    #[inline]
+    #[inline(always)]
     pub fn dispatch_in(
         &self,
         stack: TableStack,
         f: Function,
         argtypes: &[L::Type],
     ) -> Result<&MethodInstance<L>, Error> {
-        self.dispatch_node(stack, f, argtypes)?.result()
+        match self.hit(stack, f, argtypes, None) {
+            Some(mi) => Ok(mi),
+            None => self.dispatch_slow(stack, f, argtypes, None),
+        }
     }
 
     /// Like [`Guard::dispatch`], with the argument types interned once
     /// ([`Engine::signature`](crate::Engine::signature)): a cached answer is found without running
     /// the types' `Hash` or `Eq`. The answer is the same as for the slice of the same types.
-    #[inline]
+    #[inline(always)]
     pub fn dispatch_signature(
         &self,
         f: Function,
@@ -127,27 +130,54 @@ impl<'e, L: Lattice> Guard<'e, L> {
 
     /// Like [`Guard::dispatch_in`], with an interned signature (see
     /// [`Guard::dispatch_signature`]).
-    #[inline]
+    #[inline(always)]
     pub fn dispatch_signature_in(
         &self,
         stack: TableStack,
         f: Function,
         signature: &Signature<L>,
     ) -> Result<&MethodInstance<L>, Error> {
-        self.lookup(stack, f, signature.types(), Some(signature))?
-            .result()
+        match self.hit(stack, f, signature.types(), Some(signature)) {
+            Some(mi) => Ok(mi),
+            None => self.dispatch_slow(stack, f, signature.types(), Some(signature)),
+        }
     }
 
-    /// The dispatch node answering the call in this world: from the cache, or computed. Hits
-    /// are tallied in the guard.
-    #[inline]
-    pub(super) fn dispatch_node(
+    /// A cached answer that found a method: what most dispatches are. Everything else (a miss, a
+    /// cached error, a foreign handle) takes [`Guard::dispatch_slow`], which keeps the error
+    /// values and the miss out of the caller's code.
+    #[inline(always)]
+    fn hit(
         &self,
         stack: TableStack,
         f: Function,
         args: &[L::Type],
-    ) -> Result<&Arc<DispatchNode<L>>, Error> {
-        self.lookup(stack, f, args, None)
+        interned: Option<&Signature<L>>,
+    ) -> Option<&MethodInstance<L>> {
+        let engine = self.engine;
+        let call = Call {
+            world: self.world.get(),
+            stack,
+            f,
+            args,
+        };
+        let mi = engine
+            .dispatcher
+            .hit(&self.seize, engine.tables.engine(), call, interned)?;
+        self.dispatch_hits.set(self.dispatch_hits.get() + 1);
+        Some(mi)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn dispatch_slow(
+        &self,
+        stack: TableStack,
+        f: Function,
+        args: &[L::Type],
+        interned: Option<&Signature<L>>,
+    ) -> Result<&MethodInstance<L>, Error> {
+        self.lookup(stack, f, args, interned)?.result()
     }
 
     #[inline]
