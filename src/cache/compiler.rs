@@ -1,7 +1,8 @@
 //! The [`Compiler`] trait, and what its phases are told: [`InferCx`] (where `infer` records what
 //! its result depends on) and [`PhaseCx`].
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
+use smallvec::SmallVec;
 use std::fmt;
 use std::hash::Hash;
 
@@ -105,7 +106,7 @@ pub struct InferCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {
     /// The dispatch answers recorded, kept by the instance once published.
     pub(super) dispatched: Vec<Arc<DispatchNode<L>>>,
     /// What has been recorded already, by address.
-    pub(super) seen: HashSet<usize>,
+    pub(super) seen: Seen,
     /// What was asked, for a tier to record (`None` when the cache has no tier).
     pub(super) trail: Option<Vec<Trail<C, L>>>,
 }
@@ -128,9 +129,38 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
             ci,
             min: mi.method().0.defined,
             dispatched: Vec::new(),
-            seen: HashSet::new(),
+            seen: Seen::default(),
             trail: None,
         }
+    }
+}
+
+/// The addresses of what a compilation recorded so far: most record a few, scanned inline with
+/// no allocation; past that, hashed.
+#[derive(Default)]
+pub(super) struct Seen {
+    few: SmallVec<[usize; 8]>,
+    many: FxHashSet<usize>,
+}
+
+impl Seen {
+    /// Adds `address`; whether it was new.
+    pub(super) fn insert(&mut self, address: usize) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&address) {
+                return false;
+            }
+            if self.few.len() < self.few.inline_size() {
+                self.few.push(address);
+                return true;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.insert(address)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.few.len() + self.many.len()
     }
 }
 
@@ -394,4 +424,22 @@ fn running_in<C: Compiler<L>, L: Lattice>(
     world: u64,
 ) -> Option<&Arc<CiData<C, L>>> {
     pending.filter(|p| p.valid().compile_world() == world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn seen_answers_alike_inline_and_after_spilling_to_the_set() {
+        let mut seen = Seen::default();
+        // Past the inline capacity, with every earlier address asked again after each insertion.
+        for n in 0..40usize {
+            assert!(seen.insert(n * 8), "{n} is new");
+            for earlier in 0..=n {
+                assert!(!seen.insert(earlier * 8), "{earlier} was recorded");
+            }
+            assert_eq!(seen.len(), n + 1);
+        }
+    }
 }

@@ -172,24 +172,24 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         if let Some(entry) = self.slots.get(&query, seize) {
             return Arc::clone(&entry.slot);
         }
-        let entry = self.slots.get_or_insert_with(
-            query.to_key(),
-            || {
-                let slot = Arc::new(Slot::new(
-                    mi.clone(),
-                    key.clone(),
-                    query.hash(),
-                    Arc::clone(&self.tag),
-                ));
-                // Registered before the slot can be found, so a replacement of the method always
-                // reaches it (an entry that loses the insertion race leaves a dead weak behind).
-                let weak = Arc::downgrade(&(Arc::clone(&slot) as Arc<dyn SlotNode>));
-                mi.register_slot(weak);
-                SlotEntry::empty(slot)
-            },
-            seize,
-        );
-        Arc::clone(&entry.slot)
+        let slot = Arc::new(Slot::new(
+            mi.clone(),
+            key.clone(),
+            query.hash(),
+            Arc::clone(&self.tag),
+        ));
+        // Registered before the slot can be found, so a replacement of the method always reaches
+        // it (a slot that loses the insertion race leaves a dead weak behind). Inserted rather
+        // than computed: papaya's insertion is the cheaper of the two, and a miss pays for it.
+        let weak = Arc::downgrade(&(Arc::clone(&slot) as Arc<dyn SlotNode>));
+        mi.register_slot(weak);
+        match self
+            .slots
+            .try_insert(query.to_key(), SlotEntry::empty(slot), seize)
+        {
+            Ok(entry) => Arc::clone(&entry.slot),
+            Err(occupied) => Arc::clone(&occupied.current.slot),
+        }
     }
 
     /// Takes a hold (see [`crate::raw::slot`]) on the live slot for `(mi, key)`, so that it stays

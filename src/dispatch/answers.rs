@@ -93,24 +93,31 @@ impl<'a, T: Hash + Eq> Query<'a, T> {
 
     /// Whether `key` is this call's key. Compares argument types (user code) unless the key holds
     /// this query's interned tuple itself.
-    #[inline]
+    #[inline(always)]
     fn matches(&self, key: &Key<T>) -> bool {
         self.func == key.func
             && self.stack == key.stack
             && (self.interned.is_some_and(|i| Arc::ptr_eq(i, &key.args)) || *self.args == *key.args)
     }
 
-    fn key(&self) -> Key<T>
+    /// The argument types as a shared tuple: the interned one, or a copy of the slice.
+    pub(super) fn shared_args(&self) -> Arc<[T]>
     where
         T: Clone,
     {
+        match self.interned {
+            Some(interned) => Arc::clone(interned),
+            None => self.args.into(),
+        }
+    }
+
+    /// The key of an answer to this query: it holds the interned tuple if the query came with
+    /// one (so that later calls with it match by address), or else the answer's copy of the types.
+    fn key<L: Lattice<Type = T>>(&self, node: &DispatchNode<L>) -> Key<T> {
         Key {
             func: self.func,
             stack: self.stack,
-            args: match self.interned {
-                Some(interned) => Arc::clone(interned),
-                None => self.args.into(),
-            },
+            args: Arc::clone(self.interned.unwrap_or(&node.args)),
         }
     }
 }
@@ -176,7 +183,7 @@ impl<L: Lattice> Answers<L> {
     }
 
     /// The cached answer to `query` valid in `world`, if there is one.
-    #[inline]
+    #[inline(always)]
     pub(super) fn find<'g>(
         &'g self,
         guard: &'g seize::LocalGuard<'_>,
@@ -289,7 +296,7 @@ impl<L: Lattice> Answers<L> {
         query: &Query<'_, L::Type>,
         node: &Arc<DispatchNode<L>>,
     ) -> Result<&'g Link<L>, Key<L::Type>> {
-        let key = query.key();
+        let key = query.key(node);
         if self.chains.get(&query.hash, guard).is_some() {
             return Err(key);
         }

@@ -41,6 +41,8 @@ impl<L: Lattice> Dispatcher<L> {
         func.check_signature(lattice, args)?;
         let stack_data = tables.stack_in(stack, seize)?;
         let registry = self.registry_in(f.id, seize);
+        // One copy of the tuple for everything the answer keeps: the node, its keys, the instance.
+        let shared = query.shared_args();
         loop {
             let generation = registry.generation();
             let lists = func.lists.load();
@@ -52,8 +54,8 @@ impl<L: Lattice> Dispatcher<L> {
             let node = Arc::new(DispatchNode {
                 function_name: Arc::clone(&func.name),
                 stack: Arc::clone(stack_data),
-                args: args.into(),
-                answer: select::answer(selection, args),
+                args: Arc::clone(&shared),
+                answer: select::answer(selection, &shared),
                 validity: Validity::new(world, min),
                 edges: Edges::new(),
             });
@@ -61,7 +63,7 @@ impl<L: Lattice> Dispatcher<L> {
                 node.validity.lower(max);
                 return Ok(self.answers.insert_older(seize, query, world, node));
             }
-            let Some(node) = registry.register(generation, stack.id, args, node, min) else {
+            let Some(node) = registry.register(generation, stack.id, node, min) else {
                 continue; // a mutation of `f` slipped in since the methods were read
             };
             return Ok(self.answers.insert_current(seize, query, node));

@@ -24,7 +24,8 @@ pub(crate) enum Answer<L: Lattice> {
 pub(crate) struct DispatchNode<L: Lattice> {
     pub(crate) function_name: Arc<str>,
     pub(crate) stack: Arc<StackData>,
-    pub(crate) args: Box<[L::Type]>,
+    /// Shared with the answer's keys and the instance it found.
+    pub(crate) args: Arc<[L::Type]>,
     pub(crate) answer: Answer<L>,
     pub(crate) validity: Validity,
     pub(crate) edges: Edges,
@@ -84,4 +85,4 @@ impl<L: Lattice> fmt::Display for DispatchNode<L> {
 }
 
 /// A registered node's key within its function: the stack and the argument types.
-pub(crate) type NodeKey<T> = (u32, Box<[T]>);
+pub(crate) type NodeKey<T> = (u32, Arc<[T]>);

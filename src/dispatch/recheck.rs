@@ -13,7 +13,7 @@
 //! the registry (the pass `changed_by` made already), and hands back the entries it removed,
 //! keys included, for the engine to drop once the mutation is published.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::node::{DispatchNode, NodeKey};
 use super::select;
@@ -30,7 +30,7 @@ pub(crate) type Registered<L> = (NodeKey<<L as Lattice>::Type>, Arc<DispatchNode
 pub(crate) type Unregistered<L> = Vec<Registered<L>>;
 
 /// Registered answers by `(stack, argument types)`.
-type Nodes<L> = HashMap<NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>>;
+type Nodes<L> = FxHashMap<NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>>;
 
 /// One function's answers valid in the newest world.
 pub(crate) struct Registry<L: Lattice> {
@@ -42,7 +42,7 @@ pub(crate) struct Registry<L: Lattice> {
 impl<L: Lattice> Default for Registry<L> {
     fn default() -> Self {
         Registry {
-            nodes: Mutex::new(HashMap::new()),
+            nodes: Mutex::default(),
             generation: AtomicU64::new(0),
         }
     }
@@ -64,7 +64,6 @@ impl<L: Lattice> Registry<L> {
         &self,
         generation: u64,
         stack: u32,
-        args: &[L::Type],
         node: Arc<DispatchNode<L>>,
         min: u64,
     ) -> Option<Arc<DispatchNode<L>>> {
@@ -72,7 +71,7 @@ impl<L: Lattice> Registry<L> {
         if self.generation.load(Ordering::Acquire) != generation {
             return None;
         }
-        let key: NodeKey<L::Type> = (stack, args.into());
+        let key: NodeKey<L::Type> = (stack, Arc::clone(&node.args));
         Some(match nodes.get(&key) {
             Some(existing) if existing.validity.max() == crate::world::OPEN => {
                 // It may have been computed in a later world with a later `min`, which must not

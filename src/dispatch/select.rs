@@ -3,9 +3,11 @@
 //! applicable one. Along the way it computes the exact world range over which the answer holds,
 //! from the `defined`/`deleted` worlds of the applicable methods.
 
+use smallvec::SmallVec;
+
 use super::node::Answer;
 use crate::methods::{Lineage, Method, MethodLists, StackData};
-use crate::sync::Ordering;
+use crate::sync::{Arc, Ordering};
 use crate::types::{sig_subtype, Lattice};
 use crate::world::OPEN;
 
@@ -64,7 +66,7 @@ pub(crate) fn compute_with<L: Lattice>(
         }
     };
     for &table in stack.tables.iter() {
-        let mut live: Vec<&Method<L>> = Vec::new();
+        let mut live: SmallVec<[&Method<L>; 8]> = SmallVec::new();
         for lineage in lists.lineages(table) {
             if !sig_subtype(lattice, args, lineage.signature()) {
                 continue;
@@ -249,7 +251,7 @@ pub(crate) fn exact_max<L: Lattice>(
 }
 
 /// Turns a selection into an answer, interning the method instance.
-pub(crate) fn answer<L: Lattice>(selection: Selection<L>, args: &[L::Type]) -> Answer<L> {
+pub(crate) fn answer<L: Lattice>(selection: Selection<L>, args: &Arc<[L::Type]>) -> Answer<L> {
     match selection {
         Selection::Found(m) => Answer::Found(m.instance(args)),
         Selection::NoMethod => Answer::NoMethod,

@@ -12,7 +12,6 @@
 //! looked up by their argument types, and everything it lets go of is dropped after the world is
 //! published, where a panicking destructor is caught and counted. See [`crate::semantics`] §1.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::{Engine, EngineInner};
@@ -88,7 +87,7 @@ impl<L: Lattice> Engine<L> {
                 source: Arc::new(source),
                 defined: world,
                 deleted: AtomicU64::new(OPEN),
-                instances: Mutex::new(HashMap::new()),
+                instances: Mutex::default(),
             }));
             let edit = Edit {
                 added: Some(method.clone()),

@@ -1,8 +1,9 @@
 //! Methods and their interned instances. The two refer to each other (a method interns its
 //! instances; an instance names its method), so they live together.
 
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -101,16 +102,19 @@ impl<L: Lattice> Method<L> {
     }
 
     /// The interned method instance of this method for `argtypes`.
-    pub(crate) fn instance(&self, argtypes: &[L::Type]) -> MethodInstance<L> {
+    ///
+    /// A new instance shares `argtypes` (the tuple a dispatch miss made once) instead of copying
+    /// it.
+    pub(crate) fn instance(&self, argtypes: &Arc<[L::Type]>) -> MethodInstance<L> {
         let mut map = self.0.instances.lock();
-        if let Some(mi) = map.get(argtypes).and_then(Weak::upgrade) {
+        if let Some(mi) = map.get(&**argtypes).and_then(Weak::upgrade) {
             return MethodInstance(mi);
         }
         if map.len() >= 16 && map.len().is_power_of_two() {
             map.retain(|_, w| w.strong_count() > 0);
         }
-        let mi = MethodInstance::new(self.clone(), argtypes.into());
-        map.insert(argtypes.into(), Arc::downgrade(&mi.0));
+        let mi = MethodInstance::new(self.clone(), Arc::clone(argtypes));
+        map.insert(Arc::clone(argtypes), Arc::downgrade(&mi.0));
         mi
     }
 
@@ -148,7 +152,7 @@ impl<L: Lattice> fmt::Debug for Method<L> {
 }
 
 /// A method's interned instances, by argument types.
-pub(crate) type InstanceMap<L> = HashMap<Box<[<L as Lattice>::Type]>, Weak<MiData<L>>>;
+pub(crate) type InstanceMap<L> = FxHashMap<Arc<[<L as Lattice>::Type]>, Weak<MiData<L>>>;
 
 /// A method specialized on argument types: the unit code is compiled for.
 ///
@@ -159,22 +163,23 @@ pub struct MethodInstance<L: Lattice = DefaultLattice>(pub(crate) Arc<MiData<L>>
 pub(crate) struct MiData<L: Lattice> {
     pub(crate) id: u64,
     pub(crate) method: Method<L>,
-    pub(crate) argtypes: Box<[L::Type]>,
+    pub(crate) argtypes: Arc<[L::Type]>,
     /// The code-cache slots made for this instance, one per cache and owner key, so that replacing
     /// or deleting the method can invalidate what was compiled for it in every cache.
-    pub(crate) slots: Mutex<Vec<Weak<dyn SlotNode>>>,
+    /// Inline for the usual one or two caches, so a new instance's first slot allocates nothing.
+    pub(crate) slots: Mutex<SmallVec<[Weak<dyn SlotNode>; 2]>>,
 }
 
 /// Process-unique instance ids.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 impl<L: Lattice> MethodInstance<L> {
-    pub(crate) fn new(method: Method<L>, argtypes: Box<[L::Type]>) -> Self {
+    pub(crate) fn new(method: Method<L>, argtypes: Arc<[L::Type]>) -> Self {
         MethodInstance(Arc::new(MiData {
             id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             method,
             argtypes,
-            slots: Mutex::new(Vec::new()),
+            slots: Mutex::new(SmallVec::new()),
         }))
     }
 

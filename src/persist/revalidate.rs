@@ -63,7 +63,7 @@ fn resolve<C: PersistentCompiler<L>, L: PersistentLattice>(
         _ => return Err(format!("method {method} was redefined")),
     }
     let argtypes = import(ids, lattice, &id.argtypes)?;
-    Ok(method.instance(&argtypes))
+    Ok(method.instance(&argtypes.into()))
 }
 
 /// Re-issues `deps` through `cx`, in order. `Ok` if every one resolves as it did.
