@@ -22,44 +22,16 @@
 //! `--quick` divides the large sizes by ten (for CI). Times are wall-clock on a shared machine:
 //! compare the two sizes of one row, not rows of different runs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use compiler_caching::{CompilerCache, Engine, Ty};
+use test_support::alloc::CountingAlloc;
 use test_support::foreign::{Foreign, Ir};
 use test_support::setups::{calls, types};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's own arguments, which
-// meet `GlobalAlloc`'s contract because the caller's do; the counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc::new();
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
@@ -190,7 +162,7 @@ fn overlays(n: usize) -> (Duration, Duration) {
 
 /// Bytes per declared type, and the time of one subtype query leaf <: root, in a chain `n` deep.
 fn hierarchy(n: usize) -> (f64, Duration) {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = ALLOCATOR.live_bytes();
     let engine = Engine::new();
     let l = engine.lattice();
     let root = l.declare_abstract("A0", &Ty::any()).unwrap();
@@ -198,7 +170,7 @@ fn hierarchy(n: usize) -> (f64, Duration) {
     for i in 1..n {
         leaf = l.declare_abstract(&format!("A{i}"), &leaf).unwrap();
     }
-    let bytes = (LIVE.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    let bytes = (ALLOCATOR.live_bytes() - before) as f64 / n as f64;
     let (_, query) = timed(|| {
         for _ in 0..1000 {
             black_box(black_box(&leaf).is_subtype(black_box(&root)));
