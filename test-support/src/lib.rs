@@ -4,7 +4,8 @@
 //! - [`alloc`]: a global allocator that counts the bytes live ([`alloc::CountingAlloc`]), for
 //!   the memory tests and measurements;
 //! - [`compilers`]: throwaway compilers ([`compilers::Const`], [`compilers::Ids`],
-//!   [`compilers::Sum`]) whose phases cost next to nothing, for measuring the engine;
+//!   [`compilers::Sum`]) whose phases cost next to nothing, for measuring the engine, and
+//!   [`compilers::Linking`], generic in its owner key, for tests of misbehaving keys;
 //! - [`foreign`]: a compiler of a small foreign IR whose compiled value shows any stale result,
 //!   with fault injection and phase-run counts, for the integration tests;
 //! - [`persisted`]: a compiler whose results persist ([`persisted::Chain`]) and a store that
