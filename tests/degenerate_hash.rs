@@ -5,41 +5,13 @@
 //! within a probe limit of its home slot, which keys with one hash never are: a few dozen of them
 //! exhausted memory. A counting allocator measures the bytes live.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use compiler_caching::{Engine, Lattice};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's own arguments, which
-// meet `GlobalAlloc`'s contract because the caller's do; the counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use test_support::alloc::CountingAlloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc::new();
 
 /// A type whose every value hashes alike: legal (equal values hash alike), and as bad as a hash
 /// can be.
@@ -106,16 +78,16 @@ fn cache_answers(n: u32) -> (isize, Engine<Flat>) {
     drop(old);
     let census = engine.reclaim();
     assert_eq!(census.dispatch_entries, n as usize, "{census:?}");
-    (LIVE.load(Ordering::Relaxed), engine)
+    (ALLOCATOR.live_bytes(), engine)
 }
 
 #[test]
 fn argument_types_that_all_hash_alike_cost_memory_linear_in_the_answers_cached() {
-    let start = LIVE.load(Ordering::Relaxed);
+    let start = ALLOCATOR.live_bytes();
     let (small, engine) = cache_answers(250);
     let small = small - start;
     drop(engine);
-    let start = LIVE.load(Ordering::Relaxed);
+    let start = ALLOCATOR.live_bytes();
     let (large, engine) = cache_answers(1000);
     let large = large - start;
     drop(engine);

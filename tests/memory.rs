@@ -4,42 +4,13 @@
 //! used to copy the slot's whole version list, and the copies could not be freed while the guard
 //! lived, so memory grew with `n²`. A counting allocator measures the bytes live.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use compiler_caching::{CompilerCache, Engine};
+use test_support::alloc::CountingAlloc;
 use test_support::foreign::{Foreign, Ir};
 use test_support::setups::{calls, types};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's own arguments, which
-// meet `GlobalAlloc`'s contract because the caller's do; the counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc::new();
 
 #[test]
 fn memory_held_by_a_long_lived_guard_grows_linearly_with_redefinitions() {
@@ -71,7 +42,7 @@ fn memory_held_by_a_long_lived_guard_grows_linearly_with_redefinitions() {
                 cache.compile(&guard, mi, &0).unwrap();
             }
         }
-        LIVE.load(Ordering::Relaxed)
+        ALLOCATOR.live_bytes()
     };
     let start = redefine(0, 100);
     let at_1000 = redefine(100, 1100);
@@ -88,7 +59,7 @@ fn memory_held_by_a_long_lived_guard_grows_linearly_with_redefinitions() {
     drop(long_lived);
     engine.reclaim();
     engine.reclaim();
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = ALLOCATOR.live_bytes();
     assert!(
         after < start + first / 4,
         "{after} bytes after release, {start} at the start"

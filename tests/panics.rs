@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use compiler_caching::{Compiler, CompilerCache, Engine, Error, InferCx, Lattice, PhaseCx};
+use test_support::compilers::Linking;
 
 /// `0` is the top type, every other number a concrete leaf under it. Specificity panics while
 /// `armed` is set, and so does subtyping while `armed_subtype` is.
@@ -453,25 +454,11 @@ impl std::hash::Hash for TouchyKey {
     }
 }
 
-struct ArmsKey;
-
-impl Compiler for ArmsKey {
-    type Key = TouchyKey;
-    type Inferred = ();
-    type Artifact = ();
-    type Linked = u32;
-    type Error = String;
-    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
-        if ARM_NEXT.swap(false, Ordering::SeqCst) {
-            HASH_ARMED.store(true, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
-        Ok(())
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
-        Ok(42)
+/// The `infer` hook of the next test's compiler: arms the key's `Hash` if [`ARM_NEXT`] asks
+/// for it.
+fn arm_the_key_if_asked() {
+    if ARM_NEXT.swap(false, Ordering::SeqCst) {
+        HASH_ARMED.store(true, Ordering::SeqCst);
     }
 }
 
@@ -488,7 +475,8 @@ fn a_key_hash_panic_during_a_compile_fails_that_compile_only() {
         .unwrap();
     let f = engine.declare_function("f").unwrap();
     engine.add_method(f, &[int.clone()], ()).unwrap();
-    let cache = CompilerCache::new(&engine, "C", ArmsKey).unwrap();
+    let compiler = Linking::<TouchyKey>::to(42).on_infer(arm_the_key_if_asked);
+    let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
     let guard = engine.pin();
     let mi = guard.dispatch(f, &[int.clone()]).unwrap();
     ARM_NEXT.store(true, Ordering::SeqCst);
@@ -535,25 +523,6 @@ impl std::hash::Hash for CountdownKey {
     }
 }
 
-struct CountdownCompiler;
-
-impl Compiler for CountdownCompiler {
-    type Key = CountdownKey;
-    type Inferred = ();
-    type Artifact = ();
-    type Linked = u32;
-    type Error = String;
-    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
-        Ok(())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
-        Ok(())
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
-        Ok(7)
-    }
-}
-
 /// A key's `Hash` panicking at any point of a compile, hundreds of times while the cache's map
 /// grows, never wedges the map: every compile succeeds, fails with a typed error, or (a panic in
 /// the first probe, which carries no unwinding guard) lets the panic through; the next compile of
@@ -571,7 +540,7 @@ fn key_hash_panics_while_the_cache_grows_never_wedge_it() {
             .unwrap();
         let f = engine.declare_function("f").unwrap();
         engine.add_method(f, &[int.clone()], ()).unwrap();
-        let cache = CompilerCache::new(&engine, "C", CountdownCompiler).unwrap();
+        let cache = CompilerCache::new(&engine, "C", Linking::<CountdownKey>::to(7)).unwrap();
         let mi = engine.pin().dispatch(f, &[int.clone()]).unwrap().clone();
         let mut failed = 0;
         for key in 0..600u32 {
@@ -625,25 +594,6 @@ impl PartialEq for EqKey {
 }
 impl Eq for EqKey {}
 
-struct EqCompiler;
-
-impl Compiler for EqCompiler {
-    type Key = EqKey;
-    type Inferred = ();
-    type Artifact = ();
-    type Linked = u32;
-    type Error = String;
-    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
-        Ok(())
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
-        Ok(())
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
-        Ok(9)
-    }
-}
-
 /// The key's `Eq` panics while a cached instance is looked up (the hit path, which carries no
 /// unwinding guard): the panic reaches the caller, the cache is intact, and the next call hits.
 #[test]
@@ -656,7 +606,7 @@ fn a_key_eq_panic_on_the_hit_path_leaves_the_cache_intact() {
         .unwrap();
     let f = engine.declare_function("f").unwrap();
     engine.add_method(f, &[int.clone()], ()).unwrap();
-    let cache = CompilerCache::new(&engine, "C", EqCompiler).unwrap();
+    let cache = CompilerCache::new(&engine, "C", Linking::<EqKey>::to(9)).unwrap();
     let guard = engine.pin();
     let mi = guard.dispatch(f, &[int.clone()]).unwrap();
     assert_eq!(cache.compile(&guard, mi, &EqKey(1)).copied().ok(), Some(9));

@@ -1,5 +1,10 @@
 //! Throwaway compilers whose phases cost next to nothing (or a chosen amount), so that what the
-//! benchmarks and the perf harness measure is the engine.
+//! benchmarks and the perf harness measure is the engine; and one generic in its owner key, so
+//! that what a test exercises is the key.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::marker::PhantomData;
 
 use compiler_caching::{Callee, Compiler, Function, InferCx, PhaseCx};
 
@@ -21,6 +26,52 @@ impl Compiler for Const {
     }
     fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
         Ok(*v)
+    }
+}
+
+/// Links every instance to one number, with owner keys of type `K`: for tests whose subject is
+/// the key (a `Hash` or `Eq` that misbehaves), not the compiler. `infer` does nothing but run
+/// the hook given to [`Linking::on_infer`], if any (to arm a fault at that point of a compile).
+pub struct Linking<K> {
+    linked: u32,
+    on_infer: fn(),
+    key: PhantomData<fn() -> K>,
+}
+
+impl<K> Linking<K> {
+    /// Links every instance to `linked`.
+    pub fn to(linked: u32) -> Linking<K> {
+        Linking {
+            linked,
+            on_infer: || {},
+            key: PhantomData,
+        }
+    }
+
+    /// Runs `hook` at the start of every `infer`.
+    pub fn on_infer(self, hook: fn()) -> Linking<K> {
+        Linking {
+            on_infer: hook,
+            ..self
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone + Debug + Send + Sync + 'static> Compiler for Linking<K> {
+    type Key = K;
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = u32;
+    type Error = String;
+    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<(), String> {
+        (self.on_infer)();
+        Ok(())
+    }
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<u32, String> {
+        Ok(self.linked)
     }
 }
 

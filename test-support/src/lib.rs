@@ -1,8 +1,11 @@
 //! Compilers, engine setups and thread helpers shared by the tests, benchmarks, perf harness and
 //! fuzz targets of `compiler-caching`. Not published; not part of the crate.
 //!
+//! - [`alloc`]: a global allocator that counts the bytes live ([`alloc::CountingAlloc`]), for
+//!   the memory tests and measurements;
 //! - [`compilers`]: throwaway compilers ([`compilers::Const`], [`compilers::Ids`],
-//!   [`compilers::Sum`]) whose phases cost next to nothing, for measuring the engine;
+//!   [`compilers::Sum`]) whose phases cost next to nothing, for measuring the engine, and
+//!   [`compilers::Linking`], generic in its owner key, for tests of misbehaving keys;
 //! - [`foreign`]: a compiler of a small foreign IR whose compiled value shows any stale result,
 //!   with fault injection and phase-run counts, for the integration tests;
 //! - [`persisted`]: a compiler whose results persist ([`persisted::Chain`]) and a store that
@@ -14,6 +17,7 @@
 //! - [`redis`]: `redis-server` processes on free loopback ports, for the Redis artifact store's
 //!   tests and measurements.
 
+pub mod alloc;
 pub mod compilers;
 pub mod foreign;
 pub mod model;

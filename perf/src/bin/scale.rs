@@ -22,44 +22,16 @@
 //! `--quick` divides the large sizes by ten (for CI). Times are wall-clock on a shared machine:
 //! compare the two sizes of one row, not rows of different runs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use compiler_caching::{CompilerCache, Engine, Ty};
+use test_support::alloc::CountingAlloc;
 use test_support::foreign::{Foreign, Ir};
 use test_support::setups::{calls, types};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's own arguments, which
-// meet `GlobalAlloc`'s contract because the caller's do; the counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc::new();
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
@@ -71,12 +43,84 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// One line of the report: a quantity at the small and at the large size, and their ratio
+/// beside the target.
 struct Row {
     case: String,
     small: String,
     large: String,
     ratio: f64,
     target: &'static str,
+}
+
+/// What a row compares: a time, or a number of bytes.
+trait Quantity: Copy {
+    /// The number whose ratio (large / small) the row shows.
+    fn value(self) -> f64;
+}
+
+impl Quantity for Duration {
+    fn value(self) -> f64 {
+        self.as_secs_f64()
+    }
+}
+
+impl Quantity for f64 {
+    fn value(self) -> f64 {
+        self
+    }
+}
+
+impl Row {
+    /// The row of `case` for the measurements at the small and the large size, each shown by
+    /// `show`.
+    fn new<Q: Quantity>(
+        case: String,
+        [small, large]: [Q; 2],
+        show: fn(Q) -> String,
+        target: &'static str,
+    ) -> Row {
+        Row {
+            case,
+            small: show(small),
+            large: show(large),
+            ratio: large.value() / small.value(),
+            target,
+        }
+    }
+}
+
+// How a row shows a time or a number of bytes.
+
+fn us_0(d: Duration) -> String {
+    format!("{:.0} us", us(d))
+}
+
+fn us_2(d: Duration) -> String {
+    format!("{:.2} us", us(d))
+}
+
+fn ns_0(d: Duration) -> String {
+    format!("{:.0} ns", us(d) * 1e3)
+}
+
+fn ms_1(d: Duration) -> String {
+    format!("{:.1} ms", us(d) / 1e3)
+}
+
+fn bytes(b: f64) -> String {
+    format!("{b:.0} B")
+}
+
+/// Announces `what` on stderr, then runs `measure` at the small and then at the large size.
+fn at_two_sizes<T>(
+    what: &str,
+    [small, large]: [usize; 2],
+    mut measure: impl FnMut(usize) -> T,
+) -> [T; 2] {
+    eprintln!("{what}...");
+    let at_small = measure(small);
+    [at_small, measure(large)]
 }
 
 /// The time to add one method to a function that already has `n` (averaged over 100 additions
@@ -190,7 +234,7 @@ fn overlays(n: usize) -> (Duration, Duration) {
 
 /// Bytes per declared type, and the time of one subtype query leaf <: root, in a chain `n` deep.
 fn hierarchy(n: usize) -> (f64, Duration) {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = ALLOCATOR.live_bytes();
     let engine = Engine::new();
     let l = engine.lattice();
     let root = l.declare_abstract("A0", &Ty::any()).unwrap();
@@ -198,7 +242,7 @@ fn hierarchy(n: usize) -> (f64, Duration) {
     for i in 1..n {
         leaf = l.declare_abstract(&format!("A{i}"), &leaf).unwrap();
     }
-    let bytes = (LIVE.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    let bytes = (ALLOCATOR.live_bytes() - before) as f64 / n as f64;
     let (_, query) = timed(|| {
         for _ in 0..1000 {
             black_box(black_box(&leaf).is_subtype(black_box(&root)));
@@ -312,147 +356,95 @@ fn main() {
     let scale = |n: usize| if quick { n / 10 } else { n };
     let mut rows = Vec::new();
 
-    eprintln!("define...");
-    let (small_next, _) = define(1_000);
-    let (large_next, large_all) = define(scale(100_000));
-    rows.push(Row {
-        case: format!(
-            "add one method beside 10^3 / {} methods (all {} added in {:.2} s)",
-            scale(100_000),
-            scale(100_000),
-            large_all.as_secs_f64()
+    let (s, l) = (1_000, scale(100_000));
+    let [(small, _), (large, all)] = at_two_sizes("define", [s, l], define);
+    rows.push(Row::new(
+        format!(
+            "add one method beside 10^3 / {l} methods (all {l} added in {:.2} s)",
+            all.as_secs_f64()
         ),
-        small: format!("{:.2} us", us(small_next)),
-        large: format!("{:.2} us", us(large_next)),
-        ratio: large_next.as_secs_f64() / small_next.as_secs_f64(),
-        target: "<= 10x",
-    });
+        [small, large],
+        us_2,
+        "<= 10x",
+    ));
 
-    eprintln!("old-world...");
-    let (a_first, _) = old_world(scale(10_000));
-    let (b_first, b_second) = old_world(scale(20_000));
-    rows.push(Row {
-        case: format!(
-            "first old-world dispatch after {} / {} redefinitions (again: {:.2} us)",
-            scale(10_000),
-            scale(20_000),
-            us(b_second)
+    let (s, l) = (scale(10_000), scale(20_000));
+    let [(small, _), (large, again)] = at_two_sizes("old-world", [s, l], old_world);
+    rows.push(Row::new(
+        format!(
+            "first old-world dispatch after {s} / {l} redefinitions (again: {:.2} us)",
+            us(again)
         ),
-        small: format!("{:.0} us", us(a_first)),
-        large: format!("{:.0} us", us(b_first)),
-        ratio: b_first.as_secs_f64() / a_first.as_secs_f64(),
-        target: "~2x (n log n)",
-    });
+        [small, large],
+        us_0,
+        "~2x (n log n)",
+    ));
 
-    eprintln!("old-world cycles...");
-    let (a_first, _) = old_world_cycles(scale(10_000));
-    let (b_first, b_second) = old_world_cycles(scale(20_000));
-    rows.push(Row {
-        case: format!(
-            "first old-world dispatch after {} / {} delete/re-add cycles (again: {:.2} us)",
-            scale(10_000),
-            scale(20_000),
-            us(b_second)
+    let [(small, _), (large, again)] = at_two_sizes("old-world cycles", [s, l], old_world_cycles);
+    rows.push(Row::new(
+        format!(
+            "first old-world dispatch after {s} / {l} delete/re-add cycles (again: {:.2} us)",
+            us(again)
         ),
-        small: format!("{:.0} us", us(a_first)),
-        large: format!("{:.0} us", us(b_first)),
-        ratio: b_first.as_secs_f64() / a_first.as_secs_f64(),
-        target: "~2x (n log^2 n)",
-    });
+        [small, large],
+        us_0,
+        "~2x (n log^2 n)",
+    ));
 
-    eprintln!("overlays...");
-    let (a_create, a_define) = overlays(scale(10_000));
-    let (b_create, b_define) = overlays(scale(40_000));
-    rows.push(Row {
-        case: format!(
-            "create one overlay beside {} / {} overlays",
-            scale(10_000),
-            scale(40_000)
-        ),
-        small: format!("{:.2} us", us(a_create)),
-        large: format!("{:.2} us", us(b_create)),
-        ratio: b_create.as_secs_f64() / a_create.as_secs_f64(),
-        target: "~1x",
-    });
-    rows.push(Row {
-        case: format!(
-            "add f's method to one more overlay, f in {} / {} overlays",
-            scale(10_000),
-            scale(40_000)
-        ),
-        small: format!("{:.2} us", us(a_define)),
-        large: format!("{:.2} us", us(b_define)),
-        ratio: b_define.as_secs_f64() / a_define.as_secs_f64(),
-        target: "<= 2x (log n)",
-    });
+    let (s, l) = (scale(10_000), scale(40_000));
+    let [small, large] = at_two_sizes("overlays", [s, l], overlays);
+    rows.push(Row::new(
+        format!("create one overlay beside {s} / {l} overlays"),
+        [small.0, large.0],
+        us_2,
+        "~1x",
+    ));
+    rows.push(Row::new(
+        format!("add f's method to one more overlay, f in {s} / {l} overlays"),
+        [small.1, large.1],
+        us_2,
+        "<= 2x (log n)",
+    ));
 
-    eprintln!("hierarchy...");
-    let (a_bytes, a_query) = hierarchy(scale(10_000));
-    let (b_bytes, b_query) = hierarchy(scale(30_000));
-    rows.push(Row {
-        case: format!(
-            "bytes per type, chain {} / {} deep",
-            scale(10_000),
-            scale(30_000)
-        ),
-        small: format!("{a_bytes:.0} B"),
-        large: format!("{b_bytes:.0} B"),
-        ratio: b_bytes / a_bytes,
-        target: "~1x (linear memory)",
-    });
-    rows.push(Row {
-        case: format!(
-            "leaf <: root, chain {} / {} deep",
-            scale(10_000),
-            scale(30_000)
-        ),
-        small: format!("{:.0} ns", us(a_query) * 1e3),
-        large: format!("{:.0} ns", us(b_query) * 1e3),
-        ratio: b_query.as_secs_f64() / a_query.as_secs_f64(),
-        target: "O(log depth)",
-    });
+    let (s, l) = (scale(10_000), scale(30_000));
+    let [small, large] = at_two_sizes("hierarchy", [s, l], hierarchy);
+    rows.push(Row::new(
+        format!("bytes per type, chain {s} / {l} deep"),
+        [small.0, large.0],
+        bytes,
+        "~1x (linear memory)",
+    ));
+    rows.push(Row::new(
+        format!("leaf <: root, chain {s} / {l} deep"),
+        [small.1, large.1],
+        ns_0,
+        "O(log depth)",
+    ));
 
-    eprintln!("union...");
-    let (a_build, a_first) = union(scale(10_000));
-    let (b_build, b_first) = union(scale(20_000));
-    rows.push(Row {
-        case: format!(
-            "build a union of {} / {} members",
-            scale(10_000),
-            scale(20_000)
-        ),
-        small: format!("{:.1} ms", us(a_build) / 1e3),
-        large: format!("{:.1} ms", us(b_build) / 1e3),
-        ratio: b_build.as_secs_f64() / a_build.as_secs_f64(),
-        target: "~2x (n log n)",
-    });
-    rows.push(Row {
-        case: format!(
-            "first dispatch on it, {} / {} members",
-            scale(10_000),
-            scale(20_000)
-        ),
-        small: format!("{:.0} us", us(a_first)),
-        large: format!("{:.0} us", us(b_first)),
-        ratio: b_first.as_secs_f64() / a_first.as_secs_f64(),
-        target: "~2x",
-    });
+    let (s, l) = (scale(10_000), scale(20_000));
+    let [small, large] = at_two_sizes("union", [s, l], union);
+    rows.push(Row::new(
+        format!("build a union of {s} / {l} members"),
+        [small.0, large.0],
+        ms_1,
+        "~2x (n log n)",
+    ));
+    rows.push(Row::new(
+        format!("first dispatch on it, {s} / {l} members"),
+        [small.1, large.1],
+        us_0,
+        "~2x",
+    ));
 
-    eprintln!("chain...");
-    let a = chain(scale(1_000));
-    let b = chain(scale(10_000));
+    let (s, l) = (scale(1_000), scale(10_000));
+    let times = at_two_sizes("chain", [s, l], chain);
     let per_level = stack_per_level();
-    rows.push(Row {
-        case: format!(
-            "cold compile of a call chain {} / {} deep ({per_level} B of stack per level)",
-            scale(1_000),
-            scale(10_000)
-        ),
-        small: format!("{:.1} ms", us(a) / 1e3),
-        large: format!("{:.1} ms", us(b) / 1e3),
-        ratio: b.as_secs_f64() / a.as_secs_f64(),
-        target: "~10x, no overflow",
-    });
+    rows.push(Row::new(
+        format!("cold compile of a call chain {s} / {l} deep ({per_level} B of stack per level)"),
+        times,
+        ms_1,
+        "~10x, no overflow",
+    ));
 
     println!(
         "{:<88} {:>12} {:>12} {:>8}   target",
