@@ -20,7 +20,7 @@ count() { # loop iterations -> instructions collected inside measured_<loop>
 }
 
 printf '%-14s %12s   %s\n' "loop" "instr/op" "what"
-for loop in code_hit papaya_u64 dispatch_hit dispatch_signature papaya_key std_key full_hit miss; do
+for loop in code_hit papaya_u64 dispatch_hit dispatch_signature papaya_key std_key full_hit one_call one_call_floor miss; do
   a=$(count "$loop" "$n")
   b=$(count "$loop" "$((2 * n))")
   case $loop in
@@ -31,6 +31,8 @@ for loop in code_hit papaya_u64 dispatch_hit dispatch_signature papaya_key std_k
     papaya_key) what="floor: pinned papaya get of a (u32, u32, [Ty; 2]) key" ;;
     std_key) what="floor: std HashMap (Fx) get of the same key" ;;
     full_hit) what="dispatch then code-cache hit" ;;
+    one_call) what="Engine::pin, dispatch_signature, code-cache hit, unpin" ;;
+    one_call_floor) what="floor: papaya (seize) pin and two pinned papaya gets of a u64 key" ;;
     miss) what="dispatch miss then compilation of a fresh instance (trivial phases)" ;;
   esac
   awk -v a="$a" -v b="$b" -v n="$n" -v l="$loop" -v w="$what" \

@@ -7,8 +7,9 @@
 //! counter is spread over cache-padded shards and a thread adds to the shard it was assigned on
 //! first use, so threads do not share a line. Everything off the hit path is added with an atomic
 //! add, and is exact; a guard adds its hits with a plain load and store (a locked add on every
-//! guard drop would cost more than the hits it reports), so with more than 32 threads counting at
-//! once two may share a shard and, rarely, a batch of hits is lost. Reading sums the shards: a
+//! guard drop would cost more than the hits it reports) to the shard of the pin slot its thread
+//! holds, so with more than 32 threads pinned at once two may share a shard and, rarely, a batch of
+//! hits is lost. Reading sums the shards: a
 //! snapshot is exact once the counting threads have dropped their guards, and a lower bound while
 //! they run.
 
@@ -78,12 +79,18 @@ impl Stats {
         self.shards[shard()].counts[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Adds a guard's tally of hits: cheaper than [`Stats::add`], exact unless two threads
-    /// counting at the same moment share a shard.
+    /// Adds a guard's tally of hits to the shard of its pin slot (`slot`): cheaper than
+    /// [`Stats::add`], and no thread-local lookup, since live threads hold distinct slots. Exact
+    /// unless two threads whose slots share a shard count at the same moment.
     #[inline]
-    pub(crate) fn add_hits(&self, counter: Counter, n: u64) {
-        let cell = &self.shards[shard()].counts[counter as usize];
-        cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    pub(crate) fn add_guard_hits(&self, slot: usize, dispatch: u64, code: u64) {
+        let counts = &self.shards[slot % SHARDS].counts;
+        for (counter, n) in [(Counter::DispatchHit, dispatch), (Counter::CodeHit, code)] {
+            if n > 0 {
+                let cell = &counts[counter as usize];
+                cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            }
+        }
     }
 
     fn sum(&self, counter: Counter) -> u64 {

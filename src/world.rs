@@ -114,6 +114,7 @@ impl WorldCounter {
 
     /// The newest published world. `Acquire` pairs with [`WorldCounter::publish`], so everything a
     /// mutation did before publishing is visible to whoever observes its world.
+    #[inline]
     pub fn current(&self) -> World {
         World(self.current.load(Ordering::Acquire))
     }

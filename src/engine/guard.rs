@@ -240,15 +240,11 @@ impl<L: Lattice> Guard<'_, L> {
 impl<L: Lattice> Drop for Guard<'_, L> {
     fn drop(&mut self) {
         self.engine.pins.unpin(self.world.get(), self.slot);
-        let stats = &self.engine.stats;
-        for (counter, n) in [
-            (Counter::DispatchHit, self.dispatch_hits.get()),
-            (Counter::CodeHit, self.code_hits.get()),
-        ] {
-            if n > 0 {
-                stats.add_hits(counter, n);
-            }
-        }
+        self.engine.stats.add_guard_hits(
+            self.slot.index(),
+            self.dispatch_hits.get(),
+            self.code_hits.get(),
+        );
     }
 }
 

@@ -93,11 +93,14 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Worlds(Vec<(u64, u32)>);
 
+// Inlined: a pin and an unpin each run one or two of these on a list of one or two entries.
 impl Worlds {
+    #[inline]
     fn oldest(&self) -> u64 {
         self.0.iter().map(|&(w, _)| w).min().unwrap_or(UNPINNED)
     }
 
+    #[inline]
     fn add(&mut self, world: u64) {
         match self.0.iter_mut().find(|(w, _)| *w == world) {
             Some((_, n)) => *n += 1,
@@ -105,6 +108,7 @@ impl Worlds {
         }
     }
 
+    #[inline]
     fn remove(&mut self, world: u64) {
         if let Some(i) = self.0.iter().position(|(w, _)| *w == world) {
             self.0[i].1 -= 1;
@@ -119,7 +123,16 @@ impl Slot {
     /// Releases one pin of `world` from `worlds` (the slot's own pins) and announces what is left.
     /// Raising the announcement only lets reclamation go further, so it needs no barrier;
     /// `Release` orders what the thread read under the pin before it.
+    #[inline]
     fn unpin(&self, worlds: &mut Worlds, world: u64) {
+        // The usual case, a thread's only guard, without the general bookkeeping below.
+        if let [(only, 1)] = worlds.0[..] {
+            if only == world {
+                worlds.0.clear();
+                self.announced.store(UNPINNED, Ordering::Release);
+                return;
+            }
+        }
         let before = worlds.oldest();
         worlds.remove(world);
         let after = worlds.oldest();
@@ -193,6 +206,13 @@ thread_local! {
 /// Which slot a pin was announced in; needed to release it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinSlot(u32);
+
+impl PinSlot {
+    /// The slot's index: distinct for every thread pinned at the same time.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// Pinned worlds and the reclamation floor (see the module docs).
 #[derive(Debug)]
@@ -290,19 +310,20 @@ impl Pins {
     #[inline]
     pub fn pin_current(&self, current: impl Fn() -> u64) -> (u64, PinSlot) {
         self.with_slot(|slot, worlds| {
-            let world = if worlds.0.is_empty() {
-                loop {
+            if worlds.0.is_empty() {
+                let world = loop {
                     let world = current();
                     slot.announced.store(world, Ordering::Relaxed);
                     light_barrier();
                     if current() == world {
                         break world;
                     }
-                }
-            } else {
-                // The slot already announces a world no newer than any this thread reads now.
-                current()
-            };
+                };
+                worlds.0.push((world, 1));
+                return (world, PinSlot(slot.index));
+            }
+            // The slot already announces a world no newer than any this thread reads now.
+            let world = current();
             worlds.add(world);
             (world, PinSlot(slot.index))
         })

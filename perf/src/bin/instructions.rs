@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Run directly, `instructions LOOP N` runs one loop N times (LOOP is one of `code_hit`,
-//! `dispatch_hit`, `dispatch_signature`, `full_hit`, `miss`, `papaya_u64`, `papaya_key`, `std_key`; `miss` dispatches
-//! and compiles N fresh functions, one miss each).
+//! `dispatch_hit`, `dispatch_signature`, `full_hit`, `one_call`, `one_call_floor`, `miss`,
+//! `papaya_u64`, `papaya_key`, `std_key`; `miss` dispatches and compiles N fresh functions, one
+//! miss each; `one_call` pins and unpins a world around each call).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -100,6 +101,30 @@ fn measured_papaya_key(
 }
 
 #[inline(never)]
+fn measured_one_call(
+    engine: &Engine,
+    cache: &CompilerCache<Const>,
+    f: Function,
+    signature: &compiler_caching::Signature,
+    n: u64,
+) {
+    for _ in 0..n {
+        let guard = engine.pin();
+        let mi = guard.dispatch_signature(f, black_box(signature)).unwrap();
+        black_box(*cache.compile(&guard, mi, &0).unwrap());
+    }
+}
+
+#[inline(never)]
+fn measured_one_call_floor(map: &papaya::HashMap<u64, u64, FxBuildHasher>, key: u64, n: u64) {
+    for _ in 0..n {
+        let guard = map.guard();
+        black_box(map.get(black_box(&key), &guard));
+        black_box(map.get(black_box(&key), &guard));
+    }
+}
+
+#[inline(never)]
 fn measured_std_key(map: &HashMap<DispatchKey, u64, FxBuildHasher>, key: &DispatchKey, n: u64) {
     for _ in 0..n {
         black_box(map.get(black_box(key)));
@@ -111,7 +136,7 @@ fn main() {
     let (which, n) = match (args.next(), args.next().and_then(|n| n.parse::<u64>().ok())) {
         (Some(w), Some(n)) => (w, n),
         _ => {
-            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit dispatch_signature full_hit miss papaya_u64 papaya_key std_key)");
+            eprintln!("usage: instructions LOOP N  (LOOP: code_hit dispatch_hit dispatch_signature full_hit one_call one_call_floor miss papaya_u64 papaya_key std_key)");
             std::process::exit(2);
         }
     };
@@ -120,6 +145,16 @@ fn main() {
     let setup = HitSetup::new();
     let (engine, f, argtypes) = (&setup.engine, setup.f, setup.args.clone());
     let cache = setup.cache("instructions");
+    if which == "one_call" {
+        // Pins its own guards: no other guard of this thread may be alive, as in a JIT's call.
+        let signature = engine.signature(&argtypes);
+        {
+            let guard = engine.pin();
+            let mi = guard.dispatch_signature(f, &signature).unwrap();
+            cache.compile(&guard, mi, &0).unwrap();
+        }
+        return measured_one_call(engine, &cache, f, &signature, n);
+    }
     let guard = engine.pin();
     let mi = guard.dispatch(f, &argtypes).unwrap().clone();
     cache.compile(&guard, &mi, &0).unwrap();
@@ -168,6 +203,7 @@ fn main() {
         }
         "full_hit" => measured_full_hit(&cache, &guard, f, &argtypes, n),
         "papaya_u64" => measured_papaya_u64(&papaya_u64, mi.id(), n),
+        "one_call_floor" => measured_one_call_floor(&papaya_u64, mi.id(), n),
         "papaya_key" => measured_papaya_key(&papaya_key, &key, n),
         "std_key" => measured_std_key(&std_map, &key, n),
         other => {
