@@ -231,3 +231,64 @@ fn a_cold_compile_of_a_ten_thousand_deep_call_chain_completes() {
             .expect("no stack overflow");
     });
 }
+
+/// Dispatches the function its method's source names, then fails inference unless `succeed`.
+struct DispatchThenFail {
+    succeed: bool,
+}
+
+impl Compiler for DispatchThenFail {
+    type Key = ();
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = ();
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<(), String> {
+        let callee = *cx
+            .instance()
+            .method()
+            .source::<compiler_caching::Function>()
+            .unwrap();
+        cx.dispatch(callee, &[Ty::any()])
+            .map_err(|e| e.to_string())?;
+        if self.succeed {
+            Ok(())
+        } else {
+            Err("inference failed after recording a dependency".into())
+        }
+    }
+
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_inference_is_not_counted_as_an_invalidated_code_instance() {
+    for succeed in [false, true] {
+        let engine = Engine::new();
+        let g = engine.declare_function("g").unwrap();
+        engine.add_method(g, &[Ty::any()], ()).unwrap();
+        let f = engine.declare_function("f").unwrap();
+        engine.add_method(f, &[Ty::any()], g).unwrap();
+        let cache = CompilerCache::new(&engine, "C", DispatchThenFail { succeed }).unwrap();
+        let mi = engine.pin().dispatch(f, &[Ty::any()]).unwrap().clone();
+        for _ in 0..5 {
+            let guard = engine.pin();
+            assert_eq!(cache.compile(&guard, &mi, &()).is_ok(), succeed);
+        }
+        let before = engine.stats().invalidated_code_instances;
+        // Redefining the callee reaches whatever registered on its dispatch answer.
+        engine.add_method(g, &[Ty::any()], ()).unwrap();
+        let invalidated = engine.stats().invalidated_code_instances - before;
+        // Five failed attempts published nothing; one success published one instance.
+        assert_eq!(invalidated, u64::from(succeed), "succeed = {succeed}");
+        let guard = engine.pin();
+        assert_eq!(cache.compile(&guard, &mi, &()).is_ok(), succeed);
+    }
+}

@@ -128,17 +128,20 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                         let _ = ci.inferred.set(loaded.inferred);
                         let _ = ci.digest.set(loaded.digest);
                         let _ = ci.artifact.set(loaded.artifact);
-                        self.publish(seize, world, slot, &ci, min, dispatched)?;
+                        self.publish(seize, world, slot, &ci, min, dispatched)
+                            .inspect_err(|_| close_unpublished(&ci))?;
                     }
                     None => {
                         let mut cx = InferCx::new(self, mi, &slot.key, world, &ci);
                         cx.trail = self.tier.as_ref().map(|_| Vec::new());
-                        let inferred =
-                            self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))?;
+                        let inferred = self
+                            .phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))
+                            .inspect_err(|_| close_unpublished(&ci))?;
                         let (min, dispatched) = (cx.min, std::mem::take(&mut cx.dispatched));
                         trail = cx.trail.take();
                         let _ = ci.inferred.set(inferred);
-                        self.publish(seize, world, slot, &ci, min, dispatched)?;
+                        self.publish(seize, world, slot, &ci, min, dispatched)
+                            .inspect_err(|_| close_unpublished(&ci))?;
                     }
                 }
                 ci
@@ -245,4 +248,13 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         }
         Ok(())
     }
+}
+
+/// Closes the validity of a new instance whose inference or publication failed: it is never
+/// published, but the dependencies it recorded before failing stay registered, and a later
+/// invalidation through them must neither count it as an invalidated code instance nor walk on
+/// from it.
+fn close_unpublished<C: Compiler<L>, L: Lattice>(ci: &CiData<C, L>) {
+    let node = ci.valid();
+    node.lower(node.compile_world());
 }
