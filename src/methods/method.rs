@@ -106,22 +106,23 @@ impl<L: Lattice> Method<L> {
     /// A new instance shares `argtypes` (the tuple a dispatch miss made once) instead of copying
     /// it.
     pub(crate) fn instance(&self, argtypes: &Arc<[L::Type]>) -> MethodInstance<L> {
-        let mut map = self.0.instances.lock();
-        if let Some(mi) = map.get(&**argtypes).and_then(Weak::upgrade) {
+        let mut instances = self.0.instances.lock();
+        if let Some(mi) = instances.get(argtypes) {
             return MethodInstance(mi);
         }
-        if map.len() >= 16 && map.len().is_power_of_two() {
-            map.retain(|_, w| w.strong_count() > 0);
-        }
         let mi = MethodInstance::new(self.clone(), Arc::clone(argtypes));
-        map.insert(Arc::clone(argtypes), Arc::downgrade(&mi.0));
+        instances.insert(Arc::clone(argtypes), Arc::downgrade(&mi.0));
         mi
     }
 
     /// Every instance of this method still held by someone.
     pub(crate) fn live_instances(&self) -> Vec<MethodInstance<L>> {
-        let map = self.0.instances.lock();
-        map.values()
+        let instances = self.0.instances.lock();
+        instances
+            .first
+            .iter()
+            .map(|(_, w)| w)
+            .chain(instances.rest.values())
             .filter_map(Weak::upgrade)
             .map(MethodInstance)
             .collect()
@@ -151,8 +152,55 @@ impl<L: Lattice> fmt::Debug for Method<L> {
     }
 }
 
-/// A method's interned instances, by argument types.
-pub(crate) type InstanceMap<L> = FxHashMap<Arc<[<L as Lattice>::Type]>, Weak<MiData<L>>>;
+/// A method's interned instances, by argument types: the first inline, since most methods are
+/// compiled for one tuple (a new method's first instance then allocates no table), the others in
+/// a hash map.
+pub(crate) struct InstanceMap<L: Lattice> {
+    first: Option<Interned<L>>,
+    rest: FxHashMap<Arc<[L::Type]>, Weak<MiData<L>>>,
+}
+
+/// An argument tuple and its instance, held weakly.
+type Interned<L> = (Arc<[<L as Lattice>::Type]>, Weak<MiData<L>>);
+
+impl<L: Lattice> Default for InstanceMap<L> {
+    fn default() -> Self {
+        InstanceMap {
+            first: None,
+            rest: FxHashMap::default(),
+        }
+    }
+}
+
+impl<L: Lattice> InstanceMap<L> {
+    /// The live instance for `argtypes`. The inline entry is checked first: while it is live, no
+    /// entry for its types is made in the map.
+    fn get(&self, argtypes: &[L::Type]) -> Option<Arc<MiData<L>>> {
+        if let Some((types, weak)) = &self.first {
+            if **types == *argtypes {
+                if let Some(mi) = weak.upgrade() {
+                    return Some(mi);
+                }
+            }
+        }
+        self.rest.get(argtypes).and_then(Weak::upgrade)
+    }
+
+    /// Records `mi` as the instance for `argtypes`, which has no live instance.
+    fn insert(&mut self, argtypes: Arc<[L::Type]>, mi: Weak<MiData<L>>) {
+        match &self.first {
+            Some((_, weak)) if weak.strong_count() > 0 => {
+                let rest = &mut self.rest;
+                if rest.len() >= 16 && rest.len().is_power_of_two() {
+                    rest.retain(|_, w| w.strong_count() > 0);
+                }
+                rest.insert(argtypes, mi);
+            }
+            // Empty, or its instance is gone: the slot is free.
+            _ => self.first = Some((argtypes, mi)),
+        }
+    }
+}
 
 /// A method specialized on argument types: the unit code is compiled for.
 ///
@@ -252,5 +300,49 @@ impl<L: Lattice> fmt::Display for MethodInstance<L> {
 impl<L: Lattice> fmt::Debug for MethodInstance<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MethodInstance({self} of {})", self.0.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sync::Arc;
+    use crate::{Engine, Ty};
+
+    #[test]
+    fn instances_are_interned_whether_inline_or_in_the_map_and_remade_once_dropped() {
+        let engine = Engine::new();
+        let lattice = engine.lattice();
+        let f = engine.declare_function("f").unwrap();
+        let m = engine.add_method(f, &[Ty::any()], ()).unwrap();
+        let tuples: Vec<Arc<[Ty]>> = (0..40)
+            .map(|i| {
+                let t = lattice
+                    .declare_concrete(&format!("T{i}"), &Ty::any())
+                    .unwrap();
+                Arc::from(vec![t])
+            })
+            .collect();
+        // The first tuple goes inline, the others to the map (past its pruning sizes).
+        let held: Vec<_> = tuples.iter().map(|t| m.instance(t)).collect();
+        for (t, mi) in tuples.iter().zip(&held) {
+            // An equal tuple, not the same allocation, finds the same instance.
+            let copy: Arc<[Ty]> = Arc::from(t.to_vec());
+            assert_eq!(m.instance(&copy).id(), mi.id());
+            assert_eq!(mi.argtypes(), &**t);
+        }
+        assert_eq!(m.live_instances().len(), 40);
+        // Dropped instances are made afresh (new ids); held ones keep theirs.
+        let (first_id, tenth_id) = (held[0].id(), held[10].id());
+        let kept: Vec<_> = held
+            .into_iter()
+            .skip(1)
+            .filter(|mi| mi.id() != tenth_id)
+            .collect();
+        assert_ne!(m.instance(&tuples[0]).id(), first_id);
+        assert_ne!(m.instance(&tuples[10]).id(), tenth_id);
+        for mi in &kept {
+            assert_eq!(m.instance(&Arc::from(mi.argtypes().to_vec())).id(), mi.id());
+        }
+        assert_eq!(m.live_instances().len(), kept.len());
     }
 }
