@@ -18,14 +18,17 @@
 //!
 //! The loom models `compile_vs_retire` and `hold_vs_retire` check both rules.
 
+use smallvec::SmallVec;
+
 use super::job::Job;
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// The state of one slot, behind its lock.
 #[derive(Debug)]
 pub struct SlotState<V, T> {
-    /// The versions compiled for the slot, oldest first.
-    pub versions: Vec<V>,
+    /// The versions compiled for the slot, oldest first. Inline while there are one or two (most
+    /// slots), so a slot's first compilation allocates no list.
+    pub versions: SmallVec<[V; 2]>,
     job: Option<Arc<Job<T>>>,
     /// The version the running job is compiling, if it started one: dependents may register on it
     /// before it is published (recursion, or a dependency recorded on a running compilation).
@@ -97,7 +100,7 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
     pub fn new() -> Self {
         SlotCell {
             state: Mutex::new(SlotState {
-                versions: Vec::new(),
+                versions: SmallVec::new(),
                 job: None,
                 pending: None,
                 holds: 0,
