@@ -24,26 +24,60 @@ const SPLIT_EVERY: usize = 512;
 /// Pending entries above which a walk counts as wide (see [`parallel`]).
 const WIDE: usize = 64;
 
-/// What walks lowered: how many, and (with the `tracing` feature) which, for the trace.
-#[derive(Default)]
+/// What walks lowered: how many, and (with the `tracing` feature, while invalidations are traced)
+/// which, for the trace.
 pub(crate) struct Lowered {
     pub(crate) count: usize,
     #[cfg(feature = "tracing")]
     pub(crate) nodes: Vec<NodeRef>,
+    /// Whether to keep `nodes`: decided once per walk, so that a build with the feature but no
+    /// subscriber for the events does not grow (and copy between workers) a list nobody reads.
+    #[cfg(feature = "tracing")]
+    record: bool,
+}
+
+impl Default for Lowered {
+    fn default() -> Self {
+        Lowered {
+            count: 0,
+            #[cfg(feature = "tracing")]
+            nodes: Vec::new(),
+            #[cfg(feature = "tracing")]
+            record: tracing::enabled!(
+                target: "compiler_caching::invalidation",
+                tracing::Level::DEBUG
+            ),
+        }
+    }
 }
 
 impl Lowered {
+    /// An empty record for a worker of the same walk as `self`.
+    fn sibling(&self) -> Self {
+        Lowered {
+            count: 0,
+            #[cfg(feature = "tracing")]
+            nodes: Vec::new(),
+            #[cfg(feature = "tracing")]
+            record: self.record,
+        }
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, _node: NodeRef) {
         self.count += 1;
         #[cfg(feature = "tracing")]
-        self.nodes.push(_node);
+        if self.record {
+            self.nodes.push(_node);
+        }
     }
 
     pub(crate) fn extend(&mut self, nodes: &[NodeRef]) {
         self.count += nodes.len();
         #[cfg(feature = "tracing")]
-        self.nodes.extend_from_slice(nodes);
+        if self.record {
+            self.nodes.extend_from_slice(nodes);
+        }
     }
 
     fn append(&mut self, other: Lowered) {
@@ -66,7 +100,7 @@ pub(crate) fn propagate(graph: &Graph, seeds: Vec<NodeRef>, world: u64, lowered:
         expand(view, node, world, &mut stack, lowered);
         visited += 1;
         if workers && visited >= PARALLEL_AFTER && stack.len() >= 2 {
-            let done = Mutex::new(Lowered::default());
+            let done = Mutex::new(lowered.sibling());
             rayon::scope(|scope| parallel(scope, view, stack, world, &done));
             lowered.append(done.into_inner());
             return;
@@ -86,7 +120,7 @@ fn parallel<'s>(
     world: u64,
     done: &'s Mutex<Lowered>,
 ) {
-    let mut lowered = Lowered::default();
+    let mut lowered = done.lock().sibling();
     let mut since_split = 0;
     while let Some(node) = stack.pop() {
         expand(view, node, world, &mut stack, &mut lowered);
