@@ -26,6 +26,7 @@ const WIDE: usize = 64;
 
 /// What walks lowered: how many, and (with the `tracing` feature, while invalidations are traced)
 /// which, for the trace.
+#[cfg_attr(not(feature = "tracing"), derive(Default))]
 pub(crate) struct Lowered {
     pub(crate) count: usize,
     #[cfg(feature = "tracing")]
@@ -36,13 +37,12 @@ pub(crate) struct Lowered {
     record: bool,
 }
 
+#[cfg(feature = "tracing")]
 impl Default for Lowered {
     fn default() -> Self {
         Lowered {
             count: 0,
-            #[cfg(feature = "tracing")]
             nodes: Vec::new(),
-            #[cfg(feature = "tracing")]
             record: tracing::enabled!(
                 target: "compiler_caching::invalidation",
                 tracing::Level::DEBUG
