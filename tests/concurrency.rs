@@ -440,3 +440,44 @@ fn an_acyclic_call_graph_compiled_by_threads_waiting_on_each_other_in_one_world_
         );
     });
 }
+
+/// Hits are tallied in each guard and added when it drops, to the statistics shard of the
+/// guard's pin slot; threads pinned at the same time hold distinct slots, so with fewer than 32
+/// of them no tally is lost: once every guard is dropped the counters are exact.
+#[test]
+fn hit_counters_are_exact_with_sixteen_threads_pinning_at_once() {
+    const THREADS: u64 = 16;
+    const GUARDS: u64 = 200;
+    const PER_GUARD: u64 = 50;
+    let setup = test_support::setups::HitSetup::new();
+    let cache = setup.cache("C");
+    let mi = setup
+        .engine
+        .pin()
+        .dispatch(setup.f, &setup.args)
+        .unwrap()
+        .clone();
+    cache.compile(&setup.engine.pin(), &mi, &0).unwrap();
+    let before = setup.engine.stats();
+    let start = Barrier::new(THREADS as usize);
+    thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                start.wait();
+                for _ in 0..GUARDS {
+                    let guard = setup.engine.pin();
+                    for _ in 0..PER_GUARD {
+                        let mi = guard.dispatch(setup.f, &setup.args).unwrap();
+                        cache.compile(&guard, mi, &0).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let after = setup.engine.stats();
+    let total = THREADS * GUARDS * PER_GUARD;
+    assert_eq!(after.dispatch_hits - before.dispatch_hits, total);
+    assert_eq!(after.code_hits - before.code_hits, total);
+    assert_eq!(after.dispatch_misses, before.dispatch_misses);
+    assert_eq!(after.code_misses, before.code_misses);
+}

@@ -454,6 +454,19 @@ impl std::hash::Hash for TouchyKey {
     }
 }
 
+/// An engine with `f(::Int)` defined: the setup of the owner-key tests below.
+fn engine_with_f_of_int() -> (Engine, compiler_caching::Function, compiler_caching::Ty) {
+    use compiler_caching::Ty;
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int", &Ty::any())
+        .unwrap();
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[int.clone()], ()).unwrap();
+    (engine, f, int)
+}
+
 /// The `infer` hook of the next test's compiler: arms the key's `Hash` if [`ARM_NEXT`] asks
 /// for it.
 fn arm_the_key_if_asked() {
@@ -467,14 +480,8 @@ fn arm_the_key_if_asked() {
 /// instance stays published exactly once, and later compiles hit it without running `infer`.
 #[test]
 fn a_key_hash_panic_during_a_compile_fails_that_compile_only() {
-    use compiler_caching::{CompileError, Ty};
-    let engine = Engine::new();
-    let int = engine
-        .lattice()
-        .declare_concrete("Int", &Ty::any())
-        .unwrap();
-    let f = engine.declare_function("f").unwrap();
-    engine.add_method(f, &[int.clone()], ()).unwrap();
+    use compiler_caching::CompileError;
+    let (engine, f, int) = engine_with_f_of_int();
     let compiler = Linking::<TouchyKey>::to(42).on_infer(arm_the_key_if_asked);
     let cache = CompilerCache::new(&engine, "C", compiler).unwrap();
     let guard = engine.pin();
@@ -532,14 +539,7 @@ impl std::hash::Hash for CountdownKey {
 #[test]
 fn key_hash_panics_while_the_cache_grows_never_wedge_it() {
     test_support::threads::watchdog(120, || {
-        use compiler_caching::Ty;
-        let engine = Engine::new();
-        let int = engine
-            .lattice()
-            .declare_concrete("Int", &Ty::any())
-            .unwrap();
-        let f = engine.declare_function("f").unwrap();
-        engine.add_method(f, &[int.clone()], ()).unwrap();
+        let (engine, f, int) = engine_with_f_of_int();
         let cache = CompilerCache::new(&engine, "C", Linking::<CountdownKey>::to(7)).unwrap();
         let mi = engine.pin().dispatch(f, &[int.clone()]).unwrap().clone();
         let mut failed = 0;
@@ -598,14 +598,7 @@ impl Eq for EqKey {}
 /// unwinding guard): the panic reaches the caller, the cache is intact, and the next call hits.
 #[test]
 fn a_key_eq_panic_on_the_hit_path_leaves_the_cache_intact() {
-    use compiler_caching::Ty;
-    let engine = Engine::new();
-    let int = engine
-        .lattice()
-        .declare_concrete("Int", &Ty::any())
-        .unwrap();
-    let f = engine.declare_function("f").unwrap();
-    engine.add_method(f, &[int.clone()], ()).unwrap();
+    let (engine, f, int) = engine_with_f_of_int();
     let cache = CompilerCache::new(&engine, "C", Linking::<EqKey>::to(9)).unwrap();
     let guard = engine.pin();
     let mi = guard.dispatch(f, &[int.clone()]).unwrap();

@@ -103,10 +103,7 @@ impl<'e, L: Lattice> Guard<'e, L> {
         f: Function,
         argtypes: &[L::Type],
     ) -> Result<&MethodInstance<L>, Error> {
-        match self.hit(stack, f, argtypes, None) {
-            Some(mi) => Ok(mi),
-            None => self.dispatch_slow(stack, f, argtypes, None),
-        }
+        self.answer(stack, f, argtypes, None)
     }
 
     /// Like [`Guard::dispatch`], with the argument types interned once
@@ -137,9 +134,22 @@ impl<'e, L: Lattice> Guard<'e, L> {
         f: Function,
         signature: &Signature<L>,
     ) -> Result<&MethodInstance<L>, Error> {
-        match self.hit(stack, f, signature.types(), Some(signature)) {
+        self.answer(stack, f, signature.types(), Some(signature))
+    }
+
+    /// The answer to a call: a cached found method inline ([`Guard::hit`]), anything else out of
+    /// line ([`Guard::dispatch_slow`]).
+    #[inline(always)]
+    fn answer(
+        &self,
+        stack: TableStack,
+        f: Function,
+        args: &[L::Type],
+        interned: Option<&Signature<L>>,
+    ) -> Result<&MethodInstance<L>, Error> {
+        match self.hit(stack, f, args, interned) {
             Some(mi) => Ok(mi),
-            None => self.dispatch_slow(stack, f, signature.types(), Some(signature)),
+            None => self.dispatch_slow(stack, f, args, interned),
         }
     }
 
