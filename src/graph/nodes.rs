@@ -214,8 +214,7 @@ impl Graph {
 
     /// Gives a walk's stack back for the next walk, unless it grew past what is worth keeping.
     pub(crate) fn give_stack(&self, mut stack: Vec<NodeRef>) {
-        const KEEP: usize = 1 << 20;
-        if stack.capacity() <= KEEP {
+        if stack.capacity() <= super::walk::KEEP_STACK {
             stack.clear();
             *self.stack.lock() = stack;
         }
@@ -230,13 +229,13 @@ impl Graph {
     /// Whether `r`'s dependent is gone or already invalid (a further invalidation could not lower
     /// it), so that its backedge can be dropped.
     pub(crate) fn is_dead(&self, r: NodeRef) -> bool {
-        self.view().is_dead(r)
+        self.view().nodes().is_dead(r)
     }
 
     /// The label of the instance `r` names: from the instance, or kept from it. Describing runs
     /// user code, outside the table's lock.
     pub(crate) fn label(&self, r: NodeRef) -> Option<String> {
-        let owner = self.view().owner(r)?;
+        let owner = self.view().nodes().owner(r)?;
         Some(match owner {
             Ok(owner) => owner.label(),
             Err(label) => label,
@@ -245,17 +244,18 @@ impl Graph {
 
     /// Why `r` was invalidated: the upstream node, or its root cause.
     pub(crate) fn cause(&self, r: NodeRef) -> Option<Result<NodeRef, Cause>> {
-        self.view().cause(r)
+        self.view().nodes().cause(r)
     }
 
     /// `r`'s upper bound, if it is still the same node.
     pub(crate) fn max_of(&self, r: NodeRef) -> Option<u64> {
-        self.view().live(r).map(Node::max)
+        self.view().nodes().live(r).map(Node::max)
     }
 
     /// Sets why `r` was invalidated, if nothing has yet (the first record stands).
     pub(crate) fn set_root(&self, r: NodeRef, cause: Cause) {
         let view = self.view();
+        let view = view.nodes();
         if view.live(r).is_some() {
             view.cold(r.index()).root.lock().get_or_insert(cause);
         }
@@ -273,6 +273,7 @@ impl Graph {
         let mut kept = Vec::new();
         {
             let view = self.view();
+            let view = view.nodes();
             for index in dropped {
                 view.node(index).dropped.store(true, Ordering::Relaxed);
                 let mut next = Some(index);
@@ -328,18 +329,36 @@ pub(crate) struct View<'g> {
 }
 
 impl View<'_> {
-    fn chunk(&self, index: u32) -> Option<&Chunk> {
-        self.table.get(index as usize / CHUNK)?.as_deref()
+    /// The nodes, looked up through the table this view holds.
+    #[inline]
+    pub(crate) fn nodes(&self) -> Nodes<'_> {
+        Nodes {
+            chunks: self.table.as_slice(),
+        }
+    }
+}
+
+/// The chunk table of a [`View`], by value: each of the walk's workers holds its own copy, so a
+/// lookup does not go through the guard on the stack of the thread that took the view.
+#[derive(Clone, Copy)]
+pub(crate) struct Nodes<'v> {
+    chunks: &'v [Option<Arc<Chunk>>],
+}
+
+impl<'v> Nodes<'v> {
+    #[inline]
+    fn chunk(self, index: u32) -> Option<&'v Chunk> {
+        self.chunks.get(index as usize / CHUNK)?.as_deref()
     }
 
-    fn node(&self, index: u32) -> &Node {
+    fn node(self, index: u32) -> &'v Node {
         match self.chunk(index) {
             Some(chunk) => &chunk.nodes[index as usize % CHUNK],
             None => unreachable!("a node queued or named is in a chunk of the table"),
         }
     }
 
-    fn cold(&self, index: u32) -> &Cold {
+    fn cold(self, index: u32) -> &'v Cold {
         match self.chunk(index) {
             Some(chunk) => &chunk.cold[index as usize % CHUNK],
             None => unreachable!("a node queued or named is in a chunk of the table"),
@@ -348,19 +367,19 @@ impl View<'_> {
 
     /// The node `r` names, if it is still the same node (not freed).
     #[inline]
-    pub(crate) fn live(&self, r: NodeRef) -> Option<&Node> {
+    pub(crate) fn live(self, r: NodeRef) -> Option<&'v Node> {
         let node = &self.chunk(r.index())?.nodes[r.index() as usize % CHUNK];
         (node.generation.load(Ordering::Acquire) == r.generation()).then_some(node)
     }
 
     /// See [`Graph::is_dead`].
-    pub(crate) fn is_dead(&self, r: NodeRef) -> bool {
+    pub(crate) fn is_dead(self, r: NodeRef) -> bool {
         self.live(r).is_none_or(|node| node.max() != OPEN)
     }
 
     /// Frees the node at `index` (a new generation, backedges dropped) and returns its `via`, a
     /// reference on the upstream node to give back. What the cold part held goes to `kept`.
-    fn free(&self, index: u32, kept: &mut Vec<Cold>) -> Option<NodeRef> {
+    fn free(self, index: u32, kept: &mut Vec<Cold>) -> Option<NodeRef> {
         let node = self.node(index);
         node.backedges.clear_then(|| {
             node.generation.fetch_add(1, Ordering::Release);
@@ -376,7 +395,7 @@ impl View<'_> {
     }
 
     /// The instance `r` names, or the label kept from it.
-    fn owner(&self, r: NodeRef) -> Option<Result<Arc<dyn Dependent>, String>> {
+    fn owner(self, r: NodeRef) -> Option<Result<Arc<dyn Dependent>, String>> {
         self.live(r)?;
         let cold = self.cold(r.index());
         let owner = cold.owner.lock().clone().and_then(|o| o.upgrade());
@@ -386,7 +405,7 @@ impl View<'_> {
         }
     }
 
-    fn cause(&self, r: NodeRef) -> Option<Result<NodeRef, Cause>> {
+    fn cause(self, r: NodeRef) -> Option<Result<NodeRef, Cause>> {
         let node = self.live(r)?;
         let via = node.via.load(Ordering::Acquire);
         if via != NodeRef::NONE {
@@ -447,7 +466,7 @@ impl Node {
     pub(crate) fn register(&self, dependent: NodeRef, graph: &Graph) -> u64 {
         let view = graph.view();
         self.backedges
-            .register(dependent, || self.max(), |d| view.is_dead(*d))
+            .register(dependent, || self.max(), |d| view.nodes().is_dead(*d))
     }
 
     /// Removes the backedges of dependents compiled before `world` (those an invalidation at
@@ -459,7 +478,7 @@ impl Node {
         &self,
         me: NodeRef,
         world: u64,
-        view: &View<'_>,
+        view: Nodes<'_>,
         mut lowered: impl FnMut(NodeRef),
     ) {
         self.backedges.visit(|&d| {

@@ -11,9 +11,10 @@
 //! another worker, so large graphs use every core while small ones pay nothing for coordination
 //! (on two cores a naive parallel frontier is slower than a depth-first search).
 
-use super::nodes::View;
+use super::nodes::Nodes;
 use super::{Cause, Edges, Graph, NodeRef};
 use crate::sync::Mutex;
+use std::cell::Cell;
 
 /// Dependents a walk visits on the mutating thread before it brings in rayon workers.
 pub(crate) const PARALLEL_AFTER: usize = 4096;
@@ -91,7 +92,7 @@ impl Lowered {
 /// transitive dependent, adding each dependent it lowers (seeds not included) to `lowered`.
 pub(crate) fn propagate(graph: &Graph, seeds: Vec<NodeRef>, world: u64, lowered: &mut Lowered) {
     let view = graph.view();
-    let view = &view;
+    let view = view.nodes();
     let mut stack = graph.take_stack();
     stack.extend(seeds);
     let mut visited = 0;
@@ -101,25 +102,40 @@ pub(crate) fn propagate(graph: &Graph, seeds: Vec<NodeRef>, world: u64, lowered:
         visited += 1;
         if workers && visited >= PARALLEL_AFTER && stack.len() >= 2 {
             let done = Mutex::new(lowered.sibling());
-            rayon::scope(|scope| parallel(scope, view, stack, world, &done));
+            let pending = &stack;
+            rayon::scope(|scope| parallel(scope, view, pending, world, &done));
             lowered.append(done.into_inner());
-            return;
+            break;
         }
     }
     graph.give_stack(stack);
 }
 
-/// Walks depth-first like [`propagate`], handing its oldest pending entries (those nearest the
-/// roots, so the largest unexplored parts of the graph) to rayon every [`SPLIT_EVERY`] visits.
-/// Splitting by visits rather than by stack size also parallelizes graphs whose depth-first stack
-/// stays short, such as trees.
+/// Largest pending stack a thread keeps for its next walk.
+pub(crate) const KEEP_STACK: usize = 1 << 20;
+
+thread_local! {
+    /// A rayon worker's pending stack, kept between the jobs of a walk and between walks. A job
+    /// that grew a fresh stack paid `realloc` as it went, and in a process that has just freed
+    /// much memory (reclaimed code) glibc's `malloc` sorts its free lists first: the worker that
+    /// took a split spent most of its time there and a tree walked on 2 threads ran at half the
+    /// speed of 1 (`perf record` on `perf --bin walk`).
+    static WORKER_STACK: Cell<Vec<NodeRef>> = const { Cell::new(Vec::new()) };
+}
+
+/// Walks depth-first like [`propagate`] from `given`, handing its oldest pending entries (those
+/// nearest the roots, so the largest unexplored parts of the graph) to rayon every
+/// [`SPLIT_EVERY`] visits. Splitting by visits rather than by stack size also parallelizes graphs
+/// whose depth-first stack stays short, such as trees.
 fn parallel<'s>(
     scope: &rayon::Scope<'s>,
-    view: &'s View<'s>,
-    mut stack: Vec<NodeRef>,
+    view: Nodes<'s>,
+    given: &[NodeRef],
     world: u64,
     done: &'s Mutex<Lowered>,
 ) {
+    let mut stack = WORKER_STACK.take();
+    stack.extend_from_slice(given);
     let mut lowered = done.lock().sibling();
     let mut since_split = 0;
     while let Some(node) = stack.pop() {
@@ -129,25 +145,28 @@ fn parallel<'s>(
             since_split = 0;
             // A short stack is a narrow, deep walk (a tree): its oldest entry is the largest
             // unexplored part, about half of what is left. A long one is a wide frontier (a DAG):
-            // half of it is about half the work.
+            // half of it is about half the work. The entries given away are copied out, so this
+            // worker keeps the stack it has grown.
             let give = if stack.len() > WIDE {
                 stack.len() / 2
             } else {
                 1
             };
-            let rest = stack.split_off(give);
-            let older = std::mem::replace(&mut stack, rest);
-            scope.spawn(move |scope| parallel(scope, view, older, world, done));
+            let older: Vec<NodeRef> = stack.drain(..give).collect();
+            scope.spawn(move |scope| parallel(scope, view, &older, world, done));
         }
     }
     done.lock().append(lowered);
+    if stack.capacity() <= KEEP_STACK {
+        WORKER_STACK.set(stack);
+    }
 }
 
 /// Lowers the dependents of `node` computed before `world`, records where their invalidation came
 /// from, and pushes them.
 #[inline]
 fn expand(
-    view: &View<'_>,
+    view: Nodes<'_>,
     node: NodeRef,
     world: u64,
     stack: &mut Vec<NodeRef>,
@@ -172,6 +191,7 @@ pub(crate) fn seed_from_edges(
     let mut seeds = Vec::new();
     {
         let view = graph.view();
+        let view = view.nodes();
         // Dead entries are taken too, and dropped.
         let taken = edges.take(|d| view.live(*d).is_none_or(|n| n.compile_world() < world));
         for d in taken {
