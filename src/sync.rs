@@ -206,14 +206,6 @@ impl<T> Mutex<T> {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    /// The value, taken out of the mutex.
-    #[cfg(not(loom))]
-    pub(crate) fn into_inner(self) -> T {
-        self.0
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// A reader-writer lock whose locks ignore poisoning, like [`Mutex`].

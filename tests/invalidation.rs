@@ -434,6 +434,98 @@ fn large_walks_on_rayon_workers_invalidate_exactly_the_dependents() {
     }
 }
 
+/// A large walk brings in the other threads of the rayon pool it runs on. The mutating thread, which
+/// holds the engine's writer lock, must not run another queued job of that pool meanwhile: if the
+/// job mutates the same engine, it blocks on the lock its own thread holds. Here another thread
+/// keeps queueing redefinitions on the pool while walks run in it. Against the walk that waited
+/// inside a `rayon::scope`, this test hung (killed after 400 s), and variants of it hung at rounds
+/// 1, 5, 10 and 20.
+#[test]
+fn a_walk_on_a_rayon_pool_never_runs_a_queued_mutation_of_its_engine() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use test_support::compilers::{Program, Sum};
+    const N: usize = 12_000;
+    const ROUNDS: usize = 40;
+    let engine = Engine::new();
+    let int = engine
+        .lattice()
+        .declare_concrete("Int64", &Ty::any())
+        .unwrap();
+    let cache = CompilerCache::new(&engine, "walks", Sum).unwrap();
+    let tree: Vec<Function> = (0..N)
+        .map(|i| engine.declare_function(&format!("t{i}")).unwrap())
+        .collect();
+    for (i, &f) in tree.iter().enumerate() {
+        let calls = if i == 0 {
+            vec![]
+        } else {
+            vec![tree[(i - 1) / 2]]
+        };
+        engine
+            .add_method(f, &[int.clone()], Program::calling(calls))
+            .unwrap();
+    }
+    let others: Vec<Function> = (0..4)
+        .map(|i| engine.declare_function(&format!("other{i}")).unwrap())
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (finished, watchdog) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        // A hang cannot fail a test by itself: end the run loudly instead.
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            watchdog.recv_timeout(std::time::Duration::from_secs(600))
+        {
+            eprintln!("a walk deadlocked against a mutation queued on its pool");
+            std::process::abort();
+        }
+    });
+    let stop = AtomicBool::new(false);
+    let queued = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                pool.install(|| {
+                    engine
+                        .add_method(others[i % 4], &[int.clone()], Program::calling(vec![]))
+                        .unwrap()
+                });
+                queued.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        });
+        for round in 0..ROUNDS {
+            {
+                let guard = engine.pin();
+                for &f in &tree {
+                    let mi = guard.dispatch(f, &[int.clone()]).unwrap();
+                    cache.compile(&guard, mi, &0).unwrap();
+                }
+            }
+            let invalidated = engine.stats().invalidated_code_instances;
+            pool.install(|| {
+                engine
+                    .add_method(tree[0], &[int.clone()], Program::calling(vec![]))
+                    .unwrap()
+            });
+            assert_eq!(
+                engine.stats().invalidated_code_instances - invalidated,
+                N as u64,
+                "round {round}: every instance of the tree invalidated"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    finished.send(()).unwrap();
+    assert!(
+        queued.load(Ordering::Relaxed) > 0,
+        "mutations were queued on the pool while the walks ran"
+    );
+}
+
 /// Records a dependency on `target` with `depend_on` and compiles to what `depend_on` answered.
 #[derive(Default)]
 struct DependsOn {

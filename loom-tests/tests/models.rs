@@ -8,6 +8,7 @@
 use compiler_caching::raw::edges::EdgeSet;
 use compiler_caching::raw::job::{Job, WaitGraph, Waited};
 use compiler_caching::raw::pins::{PinError, Pins};
+use compiler_caching::raw::share::{Offered, Share};
 use compiler_caching::raw::slot::{Begin, SlotCell};
 use compiler_caching::raw::validity::Validity;
 use compiler_caching::{World, WorldCounter};
@@ -588,5 +589,69 @@ fn nested_pins_hold_the_oldest_world_until_the_last_goes() {
         assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 2);
         pins.unpin(2, second);
         assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 3);
+    });
+}
+
+/// A helper's share of a walk: whatever the interleaving, the owner finishes only once the helper
+/// has left the result of the batch it took (or the owner took the batch back itself), and every
+/// offered entry is worked on exactly once.
+#[test]
+fn share_owner_sees_every_result() {
+    model(|| {
+        let share: Arc<Share<u32, u32>> = Arc::new(Share::new());
+        assert_eq!(share.offer(vec![1, 2], 1), Offered::StartHelper);
+        let helper = {
+            let share = share.clone();
+            thread::spawn(move || {
+                let mut worked = 0;
+                let mut done = None;
+                while let Some(batch) = share.take(done.take()) {
+                    worked += batch.len() as u32;
+                    done = Some(batch.iter().sum::<u32>());
+                }
+                worked
+            })
+        };
+        // The owner works on, offering once more, then runs out.
+        let offered_again = share.is_hungry();
+        if offered_again {
+            share.offer(vec![4], 1);
+        }
+        let mut owner_sum = 0;
+        while let Some(batch) = share.owner_next() {
+            owner_sum += batch.iter().sum::<u32>();
+        }
+        let helper_sum: u32 = share.take_results().iter().sum();
+        let expected = if offered_again { 7 } else { 3 };
+        assert_eq!(
+            owner_sum + helper_sum,
+            expected,
+            "each entry once, every result seen"
+        );
+        helper.join().unwrap();
+        assert!(
+            share.take_results().is_empty(),
+            "no result left after the owner finished"
+        );
+    });
+}
+
+/// A helper that starts after the owner took everything back finds nothing and leaves; the owner
+/// never waits for it (loom reports a deadlock if it did).
+#[test]
+fn share_late_helper_finds_nothing() {
+    model(|| {
+        let share: Arc<Share<u32, u32>> = Arc::new(Share::new());
+        assert_eq!(share.offer(vec![1], 1), Offered::StartHelper);
+        let mut owner_sum = 0;
+        while let Some(batch) = share.owner_next() {
+            owner_sum += batch.iter().sum::<u32>();
+        }
+        assert_eq!(owner_sum, 1);
+        let helper = {
+            let share = share.clone();
+            thread::spawn(move || share.take(None))
+        };
+        assert_eq!(helper.join().unwrap(), None);
     });
 }

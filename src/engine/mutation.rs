@@ -270,7 +270,7 @@ impl<L: Lattice> EngineInner<L> {
         changed: Vec<Arc<DispatchNode<L>>>,
         removed: Option<&Method<L>>,
     ) -> Released {
-        let graph = &*self.graph;
+        let graph = &self.graph;
         let mut released = Released::default();
         let mut seeds: Vec<NodeRef> = Vec::new();
         for node in &changed {

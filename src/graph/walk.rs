@@ -7,13 +7,16 @@
 //! what it invalidates, not with the size of the cache.
 //!
 //! Small walks run as a plain depth-first search on the mutating thread. After [`PARALLEL_AFTER`]
-//! visits the walk moves into a rayon scope and regularly hands part of its pending work to
-//! another worker, so large graphs use every core while small ones pay nothing for coordination
-//! (on two cores a naive parallel frontier is slower than a depth-first search).
+//! visits the walk regularly offers part of its pending work to helpers it starts on the other
+//! threads of the current rayon pool, so large graphs use every core while small ones pay nothing
+//! for coordination (on two cores a naive parallel frontier is slower than a depth-first search).
+//! The mutating thread never waits inside rayon, where it could pick up a queued job that mutates
+//! the same engine and deadlock on its own writer lock (see `crate::raw::share`).
 
 use super::nodes::Nodes;
 use super::{Cause, Edges, Graph, NodeRef};
-use crate::sync::Mutex;
+use crate::raw::share::{Offered, Share};
+use crate::sync::Arc;
 use std::cell::Cell;
 
 /// Dependents a walk visits on the mutating thread before it brings in rayon workers.
@@ -90,21 +93,37 @@ impl Lowered {
 
 /// Propagates an invalidation at `world` from `seeds` (already lowered, causes set) through every
 /// transitive dependent, adding each dependent it lowers (seeds not included) to `lowered`.
-pub(crate) fn propagate(graph: &Graph, seeds: Vec<NodeRef>, world: u64, lowered: &mut Lowered) {
+pub(crate) fn propagate(
+    graph: &Arc<Graph>,
+    seeds: Vec<NodeRef>,
+    world: u64,
+    lowered: &mut Lowered,
+) {
     let view = graph.view();
-    let view = view.nodes();
+    let nodes = view.nodes();
     let mut stack = graph.take_stack();
     stack.extend(seeds);
     let mut visited = 0;
-    let workers = rayon::current_num_threads() > 1;
+    let helpers = rayon::current_num_threads().saturating_sub(1);
     while let Some(node) = stack.pop() {
-        expand(view, node, world, &mut stack, lowered);
+        expand(nodes, node, world, &mut stack, lowered);
         visited += 1;
-        if workers && visited >= PARALLEL_AFTER && stack.len() >= 2 {
-            let done = Mutex::new(lowered.sibling());
-            let pending = &stack;
-            rayon::scope(|scope| parallel(scope, view, pending, world, &done));
-            lowered.append(done.into_inner());
+        if helpers > 0 && visited >= PARALLEL_AFTER && stack.len() >= 2 {
+            let walk = Arc::new(Walk {
+                graph: Arc::clone(graph),
+                share: Share::new(),
+                world,
+                helpers,
+                template: lowered.sibling(),
+            });
+            walk.work(nodes, &mut stack, lowered);
+            while let Some(batch) = walk.share.owner_next() {
+                stack.extend(batch);
+                walk.work(nodes, &mut stack, lowered);
+            }
+            for done in walk.share.take_results() {
+                lowered.append(done);
+            }
             break;
         }
     }
@@ -115,50 +134,81 @@ pub(crate) fn propagate(graph: &Graph, seeds: Vec<NodeRef>, world: u64, lowered:
 pub(crate) const KEEP_STACK: usize = 1 << 20;
 
 thread_local! {
-    /// A rayon worker's pending stack, kept between the jobs of a walk and between walks. A job
-    /// that grew a fresh stack paid `realloc` as it went, and in a process that has just freed
-    /// much memory (reclaimed code) glibc's `malloc` sorts its free lists first: the worker that
-    /// took a split spent most of its time there and a tree walked on 2 threads ran at half the
-    /// speed of 1 (`perf record` on `perf --bin walk`).
+    /// A helper's pending stack, kept between batches and walks. A helper that grew a fresh
+    /// stack paid `realloc` as it went, and in a process that has just freed much memory
+    /// (reclaimed code) glibc's `malloc` sorts its free lists first: the worker that took a split
+    /// spent most of its time there and a tree walked on 2 threads ran at half the speed of 1
+    /// (`perf record` on `perf --bin walk`).
     static WORKER_STACK: Cell<Vec<NodeRef>> = const { Cell::new(Vec::new()) };
 }
 
-/// Walks depth-first like [`propagate`] from `given`, handing its oldest pending entries (those
-/// nearest the roots, so the largest unexplored parts of the graph) to rayon every
-/// [`SPLIT_EVERY`] visits. Splitting by visits rather than by stack size also parallelizes graphs
-/// whose depth-first stack stays short, such as trees.
-fn parallel<'s>(
-    scope: &rayon::Scope<'s>,
-    view: Nodes<'s>,
-    given: &[NodeRef],
+/// A walk that has brought in rayon helpers (see `crate::raw::share` for why the walking thread
+/// never waits inside rayon for them).
+struct Walk {
+    graph: Arc<Graph>,
+    share: Share<NodeRef, Lowered>,
     world: u64,
-    done: &'s Mutex<Lowered>,
-) {
-    let mut stack = WORKER_STACK.take();
-    stack.extend_from_slice(given);
-    let mut lowered = done.lock().sibling();
-    let mut since_split = 0;
-    while let Some(node) = stack.pop() {
-        expand(view, node, world, &mut stack, &mut lowered);
-        since_split += 1;
-        if since_split >= SPLIT_EVERY && stack.len() >= 2 {
-            since_split = 0;
-            // A short stack is a narrow, deep walk (a tree): its oldest entry is the largest
-            // unexplored part, about half of what is left. A long one is a wide frontier (a DAG):
-            // half of it is about half the work. The entries given away are copied out, so this
-            // worker keeps the stack it has grown.
-            let give = if stack.len() > WIDE {
-                stack.len() / 2
-            } else {
-                1
-            };
-            let older: Vec<NodeRef> = stack.drain(..give).collect();
-            scope.spawn(move |scope| parallel(scope, view, &older, world, done));
+    /// Helpers to start at most: the other threads of the pool.
+    helpers: usize,
+    /// An empty record, for helpers' records to be made like.
+    template: Lowered,
+}
+
+impl Walk {
+    /// Walks depth-first from `stack` until it is empty, offering its oldest pending entries
+    /// (those nearest the roots, so the largest unexplored parts of the graph) every
+    /// [`SPLIT_EVERY`] visits while nothing else is on offer. Splitting by visits rather than by
+    /// stack size also parallelizes graphs whose depth-first stack stays short, such as trees.
+    fn work(self: &Arc<Self>, nodes: Nodes<'_>, stack: &mut Vec<NodeRef>, lowered: &mut Lowered) {
+        let mut since_split = 0;
+        while let Some(node) = stack.pop() {
+            expand(nodes, node, self.world, stack, lowered);
+            since_split += 1;
+            if since_split >= SPLIT_EVERY && stack.len() >= 2 {
+                since_split = 0;
+                if self.share.is_hungry() {
+                    self.offer(stack);
+                }
+            }
         }
     }
-    done.lock().append(lowered);
-    if stack.capacity() <= KEEP_STACK {
-        WORKER_STACK.set(stack);
+
+    /// Offers part of `stack`, starting a helper for it if fewer than the pool allows run.
+    fn offer(self: &Arc<Self>, stack: &mut Vec<NodeRef>) {
+        // A short stack is a narrow, deep walk (a tree): its oldest entry is the largest
+        // unexplored part, about half of what is left. A long one is a wide frontier (a DAG):
+        // half of it is about half the work. The entries given are copied out, so this thread
+        // keeps the stack it has grown.
+        let give = if stack.len() > WIDE {
+            stack.len() / 2
+        } else {
+            1
+        };
+        let batch: Vec<NodeRef> = stack.drain(..give).collect();
+        if self.share.offer(batch, self.helpers) == Offered::StartHelper {
+            let walk = Arc::clone(self);
+            rayon::spawn(move || walk.help());
+        }
+    }
+
+    /// A helper: takes offered batches until none is left.
+    fn help(self: &Arc<Self>) {
+        // The view before any batch: while a thread waits to grow the chunk table, a new reader
+        // waits behind it, and that writer waits for the owner's view. Holding no batch here, this
+        // helper is not one the owner waits for.
+        let view = self.graph.view();
+        let nodes = view.nodes();
+        let mut stack = WORKER_STACK.take();
+        let mut done = None;
+        while let Some(batch) = self.share.take(done.take()) {
+            stack.extend(batch);
+            let mut lowered = self.template.sibling();
+            self.work(nodes, &mut stack, &mut lowered);
+            done = Some(lowered);
+        }
+        if stack.capacity() <= KEEP_STACK {
+            WORKER_STACK.set(stack);
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`job`]: the per-key once-cell that deduplicates compilation, with cross-thread cycle
 //!   detection so recursive compiles never deadlock.
 //! - [`pins`]: pinned worlds and the horizon reclamation may not pass.
+//! - [`share`]: work the invalidation walk offers to rayon helpers, without the walking thread
+//!   ever waiting inside rayon.
 //! - [`slot`]: a code-cache slot's locked state, and retiring an idle slot without losing a
 //!   compilation or a dependency that found it.
 //!
@@ -15,5 +17,6 @@
 pub mod edges;
 pub mod job;
 pub mod pins;
+pub mod share;
 pub mod slot;
 pub mod validity;
