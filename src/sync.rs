@@ -221,6 +221,15 @@ impl<T> RwLock<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A read lock if one is to be had without waiting.
+    pub(crate) fn try_read(&self) -> Option<std::sync::RwLockReadGuard<'_, T>> {
+        match self.0.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
         self.0
             .write()

@@ -261,11 +261,10 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         )?);
         let result = node.result().cloned();
         if self.seen.insert(Arc::as_ptr(&node) as *const () as usize) {
-            let graph = self.cache.engine.graph();
             let max = node.edges.register(
                 self.dependent(),
                 || node.validity.max(),
-                |d| graph.is_dead(*d),
+                |d| self.cache.engine.graph().is_dead_if_free(*d),
             );
             self.min = self.min.max(node.validity.min());
             self.dispatched.push(node);
@@ -391,7 +390,7 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                         let deleted = &slot.mi.method().0.deleted;
                         deleted.load(crate::sync::Ordering::Acquire)
                     },
-                    |d| graph.is_dead(*d),
+                    |d| graph.is_dead_if_free(*d),
                 ),
             };
             self.min = self.min.max(match &version {

@@ -10,7 +10,6 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
     fn reclaim(&self, horizon: u64) -> usize {
         let guard = self.engine.enter();
         let graph = self.engine.graph();
-        let is_dead = |d: &crate::graph::NodeRef| graph.is_dead(*d);
         let mut dropped = 0;
         let mut empty = Vec::new();
         for (_, entry) in self.slots.iter(&guard) {
@@ -18,7 +17,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
             // Most slots hold only versions still visible: nothing to drop, and the slot stays.
             // (A version published after this snapshot waits for the next reclamation.)
             if entry.newest.is_some() && entry.versions().all(|v| v.valid().max() > horizon) {
-                slot.edges.prune_large(is_dead);
+                slot.edges.prune_large(|d| graph.is_dead_if_free(*d));
                 continue;
             }
             let mut state = slot.cell.lock();
@@ -27,7 +26,7 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
             }
             let before = state.versions.len();
             state.versions.retain(|v| v.valid().max() > horizon);
-            slot.edges.prune(is_dead);
+            slot.edges.prune(|d| graph.is_dead_if_free(*d));
             if state.versions.len() != before {
                 dropped += before - state.versions.len();
                 slot.publish(self, &state, &guard);

@@ -89,7 +89,7 @@ impl<L: Lattice> Registry<L> {
     /// Drops the dead backedges of registered answers with many of them.
     pub(super) fn prune_edges(&self, graph: &Graph) {
         for node in self.nodes.lock().values() {
-            node.edges.prune_large(|d| graph.is_dead(*d));
+            node.edges.prune_large(|d| graph.is_dead_if_free(*d));
         }
     }
 

@@ -226,10 +226,19 @@ impl Graph {
         }
     }
 
-    /// Whether `r`'s dependent is gone or already invalid (a further invalidation could not lower
-    /// it), so that its backedge can be dropped.
-    pub(crate) fn is_dead(&self, r: NodeRef) -> bool {
-        self.view().nodes().is_dead(r)
+    /// Whether a backedge's dependent is gone or already invalid (a further invalidation could
+    /// not lower it), asked by a compaction running under that backedges lock.
+    ///
+    /// The lock order is the chunk table, then a backedges lock. A compaction that blocked on the
+    /// table under a backedges lock would close a cycle: a walk holds the table and waits for that
+    /// backedges lock, and a thread growing the table queues between them (std's lock makes new
+    /// readers wait behind a waiting writer). So the table is only read if it is free right away,
+    /// and released at once; otherwise the entry counts as alive and stays until a later
+    /// compaction.
+    pub(crate) fn is_dead_if_free(&self, r: NodeRef) -> bool {
+        self.table
+            .try_read()
+            .is_some_and(|table| View { table }.nodes().is_dead(r))
     }
 
     /// The label of the instance `r` names: from the instance, or kept from it. Describing runs
