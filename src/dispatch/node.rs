@@ -13,7 +13,7 @@ use crate::types::{sig_subtype, Lattice, SigDisplay};
 pub(crate) enum Answer<L: Lattice> {
     Found(MethodInstance<L>),
     NoMethod,
-    /// No applicable method beats every other one (see [`Selection::Ambiguous`]).
+    /// No applicable method beats every other one (see [`Selection::Ambiguous`](super::select::Selection::Ambiguous)).
     Ambiguous {
         candidate: Method<L>,
         rivals: Vec<Method<L>>,

@@ -27,9 +27,13 @@
 //!
 //! # Lock order
 //!
-//! The chunk table's lock, then a node's backedges lock. Registration takes the table's shared lock
-//! before the backedges lock (it may compact them), as a walk does; growing the table takes its
-//! exclusive lock holding no other.
+//! The chunk table's lock, then a backedges lock (a node's, a dispatch answer's or a slot's).
+//! Registration on a node takes the table's shared lock before the backedges lock (it may compact
+//! them), as a walk does; growing the table takes its exclusive lock holding no other. A
+//! compaction that holds a backedges lock without a view only *tries* the table
+//! ([`Graph::is_dead_if_free`]): std's lock queues new readers behind a waiting writer, so a
+//! blocking read there would wait for a grower that waits for a walk that waits for that
+//! backedges lock.
 
 use std::sync::RwLockReadGuard;
 
@@ -381,7 +385,7 @@ impl<'v> Nodes<'v> {
         (node.generation.load(Ordering::Acquire) == r.generation()).then_some(node)
     }
 
-    /// See [`Graph::is_dead`].
+    /// Whether `r`'s dependent is gone or already invalid (a further invalidation could not lower it).
     pub(crate) fn is_dead(self, r: NodeRef) -> bool {
         self.live(r).is_none_or(|node| node.max() != OPEN)
     }

@@ -25,7 +25,7 @@ pub(crate) const PARALLEL_AFTER: usize = 4096;
 /// Dependents a worker visits between two hand-offs of part of its pending work.
 const SPLIT_EVERY: usize = 512;
 
-/// Pending entries above which a walk counts as wide (see [`parallel`]).
+/// Pending entries above which a walk counts as wide (see [`Walk::offer`]).
 const WIDE: usize = 64;
 
 /// What walks lowered: how many, and (with the `tracing` feature, while invalidations are traced)

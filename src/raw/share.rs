@@ -106,7 +106,7 @@ impl<T, R> Share<T, R> {
 
     /// The owner, out of work, takes an offered batch back, or waits until a helper offers one or
     /// every helper has finished its batch. `None`: all the work is done, and
-    /// [`Share::into_results`] holds every helper's result.
+    /// [`Share::take_results`] holds every helper's result.
     pub fn owner_next(&self) -> Option<Vec<T>> {
         let mut state = self.state.lock();
         loop {
