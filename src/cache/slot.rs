@@ -208,7 +208,7 @@ pub(crate) struct Slot<C: Compiler<L>, L: Lattice> {
     pub(crate) tag: Arc<str>,
     /// Versions and the running job, behind the slot's lock (see [`crate::raw::slot`]).
     pub(crate) cell: SlotCell<Arc<CiData<C, L>>, JobOutcome<C, L>>,
-    pub(crate) edges: Arc<Edges>,
+    pub(crate) edges: Edges,
 }
 
 /// One version of a slot: a code instance.
@@ -225,7 +225,7 @@ impl<C: Compiler<L>, L: Lattice> Slot<C, L> {
             hash,
             tag,
             cell: SlotCell::new(),
-            edges: Arc::new(Edges::new()),
+            edges: Edges::new(),
         }
     }
 
@@ -290,7 +290,7 @@ impl<C: Compiler<L>, L: Lattice> SlotNode for Slot<C, L> {
         lowered
     }
 
-    fn edges(&self) -> &Arc<Edges> {
+    fn edges(&self) -> &Edges {
         &self.edges
     }
 }

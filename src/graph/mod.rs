@@ -39,7 +39,7 @@ pub(crate) trait SlotNode: Send + Sync {
     /// giving each the cause `cause` makes; returns those lowered.
     fn invalidate_versions(&self, world: u64, cause: &dyn Fn() -> Cause) -> Vec<NodeRef>;
     /// The instances that depend on the slot while nothing is compiled for it.
-    fn edges(&self) -> &Arc<Edges>;
+    fn edges(&self) -> &Edges;
 }
 
 /// Something the engine describes to a user only when asked (a method, a dispatch, a method
