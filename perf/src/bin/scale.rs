@@ -352,7 +352,14 @@ fn chain(n: usize) -> Duration {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let quick = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--quick") => true,
+        Some(other) => {
+            eprintln!("usage: scale [--quick] (not `{other}`)");
+            std::process::exit(2);
+        }
+    };
     let scale = |n: usize| if quick { n / 10 } else { n };
     let mut rows = Vec::new();
 

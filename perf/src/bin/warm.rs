@@ -162,7 +162,14 @@ fn us(d: Duration) -> String {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let quick = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--quick") => true,
+        Some(other) => {
+            eprintln!("usage: warm [--quick] (not `{other}`)");
+            std::process::exit(2);
+        }
+    };
     let runs = if quick { 2 } else { 5 };
 
     println!("| first calls of 10^3 functions | no store | cold store | warm store | warm / cold | infer runs, warm |");
