@@ -351,10 +351,10 @@ fn compile_in(map: &SlotMap, graph: &WaitGraph, runs: &AtomicU64) -> u32 {
                 Waited::Done(_) => continue,
                 Waited::Cycle => unreachable!("nothing is recursive here"),
             },
-            Begin::Run { job, .. } => {
+            Begin::Run { .. } => {
                 runs.fetch_add(1, Ordering::SeqCst);
                 slot.lock().versions.push(42);
-                slot.finish(&job, 42);
+                slot.finish(42);
                 return 42;
             }
         }
@@ -378,6 +378,26 @@ fn compile_vs_retire() {
         assert_eq!(compile_in(&map, &graph, &runs), 42);
         reclaimer.join().unwrap();
         assert_eq!(compile_in(&map, &graph, &runs), 42);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran twice");
+    });
+}
+
+/// Two threads miss the same slot at once. The running job's `Job` is made only by the first
+/// thread that waits on it, under the slot's lock, so it can race the owner finishing: whatever
+/// the interleaving, the work runs once, both threads get its result, and no waiter is left
+/// without an outcome (loom reports a deadlock if one is).
+#[test]
+fn slot_dedupes_misses_with_a_job_made_by_the_first_waiter() {
+    model(|| {
+        let map: Arc<SlotMap> = Arc::new(loom::sync::Mutex::new(Some(Arc::new(SlotCell::new()))));
+        let graph = Arc::new(WaitGraph::new());
+        let runs = Arc::new(AtomicU64::new(0));
+        let other = {
+            let (map, graph, runs) = (map.clone(), graph.clone(), runs.clone());
+            thread::spawn(move || compile_in(&map, &graph, &runs))
+        };
+        assert_eq!(compile_in(&map, &graph, &runs), 42);
+        assert_eq!(other.join().unwrap(), 42);
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran twice");
     });
 }

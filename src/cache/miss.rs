@@ -6,7 +6,7 @@ use super::slot::{valid_in, Slot, Version};
 use super::CacheInner;
 use crate::error::{describe, describe_debug, CompileError, Error, Phase};
 use crate::methods::MethodInstance;
-use crate::raw::job::{Job, Waited};
+use crate::raw::job::Waited;
 use crate::raw::slot::Begin;
 use crate::stats::Counter;
 use crate::sync::Arc;
@@ -22,32 +22,28 @@ pub(crate) enum Compiled<C: Compiler<L>, L: Lattice> {
     Cycle,
 }
 
-/// Completes a job even if the code between its creation and its completion unwinds, so that no
+/// Finishes the slot's job even if the code between its start and its end unwinds, so that no
 /// waiter is ever stranded.
 struct JobGuard<'a, C: Compiler<L>, L: Lattice> {
     slot: &'a Slot<C, L>,
-    job: Arc<Job<JobOutcome<C, L>>>,
     armed: bool,
 }
 
 impl<C: Compiler<L>, L: Lattice> JobGuard<'_, C, L> {
     fn finish(mut self, outcome: JobOutcome<C, L>) {
         self.armed = false;
-        self.slot.cell.finish(&self.job, outcome);
+        self.slot.cell.finish(outcome);
     }
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for JobGuard<'_, C, L> {
     fn drop(&mut self) {
         if self.armed {
-            self.slot.cell.finish(
-                &self.job,
-                Err(CompileError::Panicked {
-                    phase: Phase::Infer,
-                    instance: describe(&self.slot.mi),
-                    message: "compilation unwound".into(),
-                }),
-            );
+            self.slot.cell.finish(Err(CompileError::Panicked {
+                phase: Phase::Infer,
+                instance: describe(&self.slot.mi),
+                message: "compilation unwound".into(),
+            }));
         }
     }
 }
@@ -100,10 +96,9 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                         Waited::Done(Ok(())) => continue,
                     }
                 }
-                Begin::Run { job, version } => {
+                Begin::Run { version } => {
                     let job = JobGuard {
                         slot: &slot,
-                        job,
                         armed: true,
                     };
                     let result = self.run_phases(seize, world, &slot, version);

@@ -79,8 +79,13 @@ struct Completion<T> {
 impl<T: Clone> Job<T> {
     /// A job owned by the calling thread.
     pub fn new() -> Self {
+        Job::owned_by(current_thread())
+    }
+
+    /// A job run by `owner` (made by a thread that is about to wait on it).
+    pub fn owned_by(owner: ThreadId) -> Self {
         Job {
-            owner: current_thread(),
+            owner,
             done: Arc::new(AtomicBool::new(false)),
             outcome: Mutex::new(Completion {
                 value: None,

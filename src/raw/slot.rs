@@ -17,11 +17,17 @@
 //!   dependent has registered its backedge, which then does.
 //!
 //! The loom models `compile_vs_retire` and `hold_vs_retire` check both rules.
+//!
+//! A running job's [`Job`] (what waiters block on) is made by the first thread that finds the job
+//! running, under the slot's lock; [`SlotCell::finish`] removes the job under the same lock and
+//! completes the `Job` if one was made. A waiter therefore either finds the job running and its
+//! `Job` completed later, or finds it gone; a miss nobody waits on allocates no `Job`. The loom
+//! model `slot_dedupes_misses_with_a_job_made_by_the_first_waiter` checks this.
 
 use smallvec::SmallVec;
 
 use super::job::Job;
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{current_thread, Arc, Mutex, MutexGuard, ThreadId};
 
 /// The state of one slot, behind its lock.
 #[derive(Debug)]
@@ -29,7 +35,7 @@ pub struct SlotState<V, T> {
     /// The versions compiled for the slot, oldest first. Inline while there are one or two (most
     /// slots), so a slot's first compilation allocates no list.
     pub versions: SmallVec<[V; 2]>,
-    job: Option<Arc<Job<T>>>,
+    job: Option<Running<T>>,
     /// The version the running job is compiling, if it started one: dependents may register on it
     /// before it is published (recursion, or a dependency recorded on a running compilation).
     pending: Option<V>,
@@ -37,6 +43,15 @@ pub struct SlotState<V, T> {
     /// yet.
     holds: usize,
     retired: bool,
+}
+
+/// The job running in a slot. Its [`Job`] (a mutex, a condition variable and an outcome) is made
+/// by the first thread that waits on it: most compilations have nobody waiting, and then a miss
+/// allocates no job at all.
+#[derive(Debug)]
+struct Running<T> {
+    owner: ThreadId,
+    waited_on: Option<Arc<Job<T>>>,
 }
 
 impl<V, T> SlotState<V, T> {
@@ -71,10 +86,8 @@ pub enum Begin<V, T> {
     Ready(V),
     /// Another thread is compiling: wait on its job, then look again.
     Wait(Arc<Job<T>>),
-    /// The caller now owns this job and must end it with [`SlotCell::finish`].
+    /// The caller now runs the slot's job and must end it with [`SlotCell::finish`].
     Run {
-        /// The new job, owned by the calling thread.
-        job: Arc<Job<T>>,
         /// What the job completes.
         version: Started<V>,
     },
@@ -133,11 +146,17 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
             Some(v) if finished(v) => return Begin::Ready(v.clone()),
             found => found.cloned(),
         };
-        if let Some(job) = &state.job {
+        if let Some(running) = &mut state.job {
+            let owner = running.owner;
+            let job = running
+                .waited_on
+                .get_or_insert_with(|| Arc::new(Job::owned_by(owner)));
             return Begin::Wait(Arc::clone(job));
         }
-        let job = Arc::new(Job::new());
-        state.job = Some(Arc::clone(&job));
+        state.job = Some(Running {
+            owner: current_thread(),
+            waited_on: None,
+        });
         let existing = match existing {
             Some(v) => Started::Existing(v),
             None => {
@@ -146,21 +165,21 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
                 Started::New(v)
             }
         };
-        Begin::Run {
-            job,
-            version: existing,
-        }
+        Begin::Run { version: existing }
     }
 
     /// Ends the job [`SlotCell::begin`] handed out: removes it from the slot, so a later call
-    /// starts afresh, then hands `outcome` to every waiter.
-    pub fn finish(&self, job: &Job<T>, outcome: T) {
+    /// starts afresh, then hands `outcome` to every waiter (a waiter finds the job under the lock,
+    /// so none can come after it is removed).
+    pub fn finish(&self, outcome: T) {
         let mut state = self.state.lock();
-        state.job = None;
+        let running = state.job.take();
         let pending = state.pending.take();
         drop(state);
         drop(pending);
-        job.complete(outcome);
+        if let Some(job) = running.and_then(|r| r.waited_on) {
+            job.complete(outcome);
+        }
     }
 
     /// Records a dependency on the slot that its dependent will register next, and returns the
