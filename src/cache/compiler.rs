@@ -52,7 +52,10 @@ pub trait Compiler<L: Lattice = DefaultLattice>: Send + Sync + Sized + 'static {
     ) -> Result<Self::Linked, Self::Error>;
 }
 
-pub(crate) type JobOutcome<C, L> = Result<(), CompileError<<C as Compiler<L>>::Error>>;
+/// How a slot's job ended, with the world it compiled in: callers of the same instance, owner and
+/// world share one execution and its failure, but a caller waiting from another world retries in
+/// its own (its callees may differ), rather than take an error from a world it never pinned.
+pub(crate) type JobOutcome<C, L> = (u64, Result<(), CompileError<<C as Compiler<L>>::Error>>);
 
 /// What `codegen` and `link` are told.
 pub struct PhaseCx<'a, C: Compiler<L>, L: Lattice = DefaultLattice> {

@@ -140,7 +140,7 @@ fn key_panicked<E, L: Lattice>(
     CompileError::Panicked {
         phase: Phase::Infer,
         instance: describe(mi),
-        message: format!("the owner key's Hash or Eq panicked: {message}").into(),
+        message: format!("the owner key's Hash, Eq or Clone panicked: {message}").into(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The miss path: finding or starting the slot's job, and running it exactly once.
 
 use super::code_instance::CiData;
-use super::compiler::{Compiler, JobOutcome};
+use super::compiler::Compiler;
 use super::slot::{valid_in, Slot, Version};
 use super::CacheInner;
 use crate::error::{describe, describe_debug, CompileError, Error, Phase};
@@ -26,24 +26,27 @@ pub(crate) enum Compiled<C: Compiler<L>, L: Lattice> {
 /// waiter is ever stranded.
 struct JobGuard<'a, C: Compiler<L>, L: Lattice> {
     slot: &'a Slot<C, L>,
+    /// The world the job compiles in.
+    world: u64,
     armed: bool,
 }
 
 impl<C: Compiler<L>, L: Lattice> JobGuard<'_, C, L> {
-    fn finish(mut self, outcome: JobOutcome<C, L>) {
+    fn finish(mut self, outcome: Result<(), CompileError<C::Error>>) {
         self.armed = false;
-        self.slot.cell.finish(outcome);
+        self.slot.cell.finish((self.world, outcome));
     }
 }
 
 impl<C: Compiler<L>, L: Lattice> Drop for JobGuard<'_, C, L> {
     fn drop(&mut self) {
         if self.armed {
-            self.slot.cell.finish(Err(CompileError::Panicked {
+            let unwound = CompileError::Panicked {
                 phase: Phase::Infer,
                 instance: describe(&self.slot.mi),
                 message: "compilation unwound".into(),
-            }));
+            };
+            self.slot.cell.finish((self.world, Err(unwound)));
         }
     }
 }
@@ -92,13 +95,17 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                     }
                     match job.wait(engine.waits()) {
                         Waited::Cycle => return Ok(Compiled::Cycle),
-                        Waited::Done(Err(e)) => return Err(e),
-                        Waited::Done(Ok(())) => continue,
+                        Waited::Done((w, Err(e))) if w == world.get() => return Err(e),
+                        // A success is looked up again; so is a failure in another world, which
+                        // this caller's compilation (against its own world's callees) may not
+                        // share.
+                        Waited::Done(_) => continue,
                     }
                 }
                 Begin::Run { version } => {
                     let job = JobGuard {
                         slot: &slot,
+                        world: world.get(),
                         armed: true,
                     };
                     let result = self.run_phases(seize, world, &slot, version);

@@ -153,11 +153,9 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
                 .get_or_insert_with(|| Arc::new(Job::owned_by(owner)));
             return Begin::Wait(Arc::clone(job));
         }
-        state.job = Some(Running {
-            owner: current_thread(),
-            waited_on: None,
-        });
-        let existing = match existing {
+        // `start` runs user code (it clones the owner key): if it unwinds, the slot must not be
+        // left with a job that nobody will finish.
+        let version = match existing {
             Some(v) => Started::Existing(v),
             None => {
                 let v = start();
@@ -165,7 +163,11 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
                 Started::New(v)
             }
         };
-        Begin::Run { version: existing }
+        state.job = Some(Running {
+            owner: current_thread(),
+            waited_on: None,
+        });
+        Begin::Run { version }
     }
 
     /// Ends the job [`SlotCell::begin`] handed out: removes it from the slot, so a later call
