@@ -4,11 +4,12 @@
 //! starts leaves no job behind for waiters to block on. Every test runs under a watchdog.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use compiler_caching::{
     Callee, CompileError, Compiler, CompilerCache, Engine, Function, InferCx, PhaseCx, Ty,
 };
+use test_support::compilers::Linking;
 use test_support::threads::{watchdog, Signal};
 
 /// Set while an owner key's `Clone` should panic.
@@ -33,30 +34,12 @@ impl Hash for TouchyKey {
     }
 }
 
-/// Fails its first `infer` (so the slot exists with no version), then compiles to 7.
-#[derive(Default)]
-struct FailsFirst {
-    infers: AtomicU32,
-}
+/// Set while an `infer` should panic (so that the slot exists with no version).
+static INFER_PANICS: AtomicBool = AtomicBool::new(false);
 
-impl Compiler for FailsFirst {
-    type Key = TouchyKey;
-    type Inferred = u64;
-    type Artifact = u64;
-    type Linked = u64;
-    type Error = String;
-
-    fn infer(&self, _: &mut InferCx<'_, Self>) -> Result<u64, String> {
-        match self.infers.fetch_add(1, Ordering::SeqCst) {
-            0 => Err("the first inference fails".into()),
-            _ => Ok(7),
-        }
-    }
-    fn codegen(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
-    }
-    fn link(&self, _: &PhaseCx<'_, Self>, v: &u64) -> Result<u64, String> {
-        Ok(*v)
+fn panic_if_asked() {
+    if INFER_PANICS.load(Ordering::SeqCst) {
+        panic!("the first inference fails");
     }
 }
 
@@ -74,15 +57,16 @@ fn a_key_clone_that_panics_as_a_job_starts_leaves_no_job_behind() {
             .unwrap();
         let f = engine.declare_function("f").unwrap();
         engine.add_method(f, &[int.clone()], ()).unwrap();
-        let cache = CompilerCache::new(&engine, "touchy", FailsFirst::default()).unwrap();
+        let compiler = Linking::<TouchyKey>::to(7).on_infer(panic_if_asked);
+        let cache = CompilerCache::new(&engine, "touchy", compiler).unwrap();
         let guard = engine.pin();
         let mi = guard.dispatch(f, &[int.clone()]).unwrap();
         let key = TouchyKey(1);
         // The slot is made (cloning the key while clones work) and left with no version.
-        assert!(matches!(
-            cache.compile(&guard, mi, &key),
-            Err(CompileError::Phase { .. })
-        ));
+        INFER_PANICS.store(true, Ordering::SeqCst);
+        let failed = cache.compile(&guard, mi, &key);
+        INFER_PANICS.store(false, Ordering::SeqCst);
+        assert!(matches!(failed, Err(CompileError::Panicked { .. })));
         CLONE_PANICS.store(true, Ordering::SeqCst);
         let panicked = cache.compile(&guard, mi, &key);
         CLONE_PANICS.store(false, Ordering::SeqCst);
@@ -102,7 +86,9 @@ fn a_key_clone_that_panics_as_a_job_starts_leaves_no_job_behind() {
             });
             assert_eq!(other.join().unwrap(), Some(7));
         });
-        assert_eq!(cache.compiler().infers.load(Ordering::SeqCst), 2);
+        // `infer` ran twice: the panic, and the one compilation that followed the clone's panic.
+        let stats = engine.stats();
+        assert_eq!((stats.infer_runs, stats.phase_failures), (1, 1));
     });
 }
 
