@@ -303,3 +303,69 @@ fn an_owner_key_not_equal_to_itself_is_refused_not_looped_on() {
         assert_eq!(engine.stats().infer_runs, 0);
     });
 }
+
+/// One concrete type `0` under unrelated types `1..`, counting the subtype checks dispatch makes.
+#[derive(Default)]
+struct Star {
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl compiler_caching::Lattice for Star {
+    type Type = u32;
+    fn is_subtype(&self, a: &u32, b: &u32) -> bool {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        a == b || *a == 0
+    }
+    fn is_disjoint(&self, _: &u32, _: &u32) -> bool {
+        false
+    }
+    fn is_concrete(&self, a: &u32) -> bool {
+        *a == 0
+    }
+    fn signature_key(&self, sig: &[u32]) -> u64 {
+        sig.iter().map(|&t| u64::from(t)).sum()
+    }
+}
+
+#[test]
+fn a_long_history_of_less_specific_methods_costs_a_miss_linear_work() {
+    // f(0) wins for 0 in every world from its definition on, while 20,000 less specific methods
+    // are added after it. The exact range of that answer ([2, ∞)) is found with a constant
+    // number of checks per method, asked first in the newest world or first in the oldest.
+    const N: u32 = 20_000;
+    for newest_first in [true, false] {
+        watchdog(60, move || {
+            let engine = Engine::with_lattice(Star::default());
+            let f = engine.declare_function("f").unwrap();
+            let winner = engine.add_method(f, &[0], "winner").unwrap();
+            let old = engine.pin();
+            for t in 1..=N {
+                engine.add_method(f, &[t], "less specific").unwrap();
+            }
+            let newest = engine.pin();
+            let checks = || {
+                engine
+                    .lattice()
+                    .checks
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            };
+            let ask = |guard: &compiler_caching::Guard<'_, Star>| {
+                let before = checks();
+                let mi = guard.dispatch(f, &[0]).unwrap().clone();
+                assert_eq!(mi.method(), &winner);
+                checks() - before
+            };
+            let (first, second) = if newest_first {
+                (ask(&newest), ask(&old))
+            } else {
+                (ask(&old), ask(&newest))
+            };
+            // About 5N to select (applicability, the tournament, its confirmation) and 3N for the
+            // range's exact end; a sweep selecting again at every definition would make N².
+            assert!(first <= 10 * u64::from(N), "first miss: {first} checks");
+            // The first answer's range covers the other world: served without a check.
+            assert_eq!(second, 0, "newest first: {newest_first}");
+        });
+    }
+}

@@ -367,6 +367,63 @@ fn compiling_in_an_older_world_after_a_newer_one_terminates_with_the_old_answer(
     assert_eq!(s.infers("f"), 2);
 }
 
+#[test]
+fn code_compiled_in_an_older_world_stays_valid_when_a_later_method_changed_no_answer() {
+    // Found by the differential test: g(Float) dispatched in world 4, after a less specific g(Any)
+    // was added, was given a range starting at 4 though its answer had held since g(Float) was
+    // defined. Compiling f in world 4 then made a version valid only from 4, so f compiled again
+    // in world 3 was closed at 4 (one valid version per world), and so was every caller compiled
+    // against it: invalid in later worlds though nothing they read had changed.
+    let s = setup();
+    let float = s.t.float.clone();
+    let (f, g, h) = (s.f("f"), s.f("g"), s.f("h"));
+    let call = |function: &str, value| Ir {
+        value,
+        calls: vec![Call {
+            function: function.into(),
+            args: vec![float.clone()],
+        }],
+        opaque_deps: vec![],
+    };
+    s.engine
+        .add_method(g, &[float.clone()], Ir::constant(17))
+        .unwrap();
+    s.engine
+        .add_method(f, &[s.t.real.clone()], call("g", 38))
+        .unwrap();
+    s.engine
+        .add_method(h, &[float.clone()], call("f", 100))
+        .unwrap();
+    let world4 = s.engine.pin();
+    s.engine
+        .add_method(g, &[Ty::any()], Ir::constant(0))
+        .unwrap();
+    let world5 = s.engine.pin();
+    let mi = world5.dispatch(f, &[float.clone()]).unwrap();
+    assert_eq!(*s.cache.compile(&world5, mi, &0).unwrap(), 55);
+    // Same key, older world, same answers: the version compiled in world 5 serves it.
+    let mi = world4.dispatch(h, &[float.clone()]).unwrap();
+    assert_eq!(*s.cache.compile(&world4, mi, &0).unwrap(), 155);
+    assert_eq!((s.infers("g"), s.infers("f"), s.infers("h")), (1, 1, 1));
+    let f_mi = world5.dispatch(f, &[float.clone()]).unwrap().clone();
+    let versions = s.cache.versions(&f_mi, &0);
+    assert_eq!(versions.len(), 1);
+    assert!(versions[0].is_valid_in(world4.world()));
+    // An unrelated mutation later, h (compiled in world 4) is still valid and still hits.
+    s.define("k", Ir::constant(1));
+    let newest = s.engine.pin();
+    let h_mi = newest.dispatch(h, &[float.clone()]).unwrap().clone();
+    let versions = s.cache.versions(&h_mi, &0);
+    assert_eq!(versions.len(), 1);
+    assert!(
+        versions[0].is_valid_in(newest.world()),
+        "{}",
+        versions[0].validity()
+    );
+    assert_eq!(*s.cache.compile(&newest, &h_mi, &0).unwrap(), 155);
+    assert_eq!(s.infers("h"), 1);
+}
+
 /// Walks past the sequential threshold (4096 visits) run on rayon workers, splitting the work;
 /// they must lower exactly the dependents, each once, with a cause leading back to the root.
 #[test]

@@ -46,8 +46,9 @@ impl<L: Lattice> Dispatcher<L> {
         loop {
             let generation = registry.generation();
             let lists = func.lists.load();
-            let (selection, min, mut max) =
+            let (selection, mut min, mut max) =
                 select::compute(lattice, &lists, stack_data, args, world);
+            min = select::exact_min(lattice, &lists, stack_data, args, world, &selection, min);
             if max != OPEN {
                 max = select::exact_max(lattice, &lists, stack_data, args, world, &selection);
             }

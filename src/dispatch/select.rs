@@ -173,17 +173,208 @@ impl<L: Lattice> Selection<L> {
     }
 }
 
+/// The lineages of `lists` that apply to `args` in `stack`, each with the index of its table in
+/// the stack: what [`exact_min`] and [`exact_max`] sweep over.
+fn tracks<'l, L: Lattice>(
+    lattice: &L,
+    lists: &'l MethodLists<L>,
+    stack: &StackData,
+    args: &[L::Type],
+) -> Vec<(usize, &'l Lineage<L>)> {
+    stack
+        .tables
+        .iter()
+        .enumerate()
+        .flat_map(|(t, &table)| lists.lineages(table).map(move |l| (t, &**l)))
+        .filter(|(_, l)| sig_subtype(lattice, args, l.signature()))
+        .collect()
+}
+
+/// The methods an answer names: what a same-signature replacement changes it by.
+fn named<L: Lattice>(selection: &Selection<L>) -> Vec<&Method<L>> {
+    match selection {
+        Selection::Found(m) => vec![m],
+        Selection::NoMethod => Vec::new(),
+        Selection::Ambiguous { candidate, rivals } => {
+            std::iter::once(candidate).chain(rivals).collect()
+        }
+    }
+}
+
+fn deleted<L: Lattice>(m: &Method<L>) -> u64 {
+    m.0.deleted.load(Ordering::Acquire)
+}
+
+/// The member of `l` live in `world`, if any.
+fn live_at<L: Lattice>(l: &Lineage<L>, world: u64) -> Option<usize> {
+    l.at(world).filter(|&i| world < deleted(l.member(i)))
+}
+
+/// The selection in `world` over the live members of `tracks` (the first table of the stack's
+/// `tables` tables with a live applicable method decides).
+fn select_at<L: Lattice>(
+    lattice: &L,
+    tracks: &[(usize, &Lineage<L>)],
+    tables: usize,
+    world: u64,
+) -> Selection<L> {
+    let live = (0..tables)
+        .map(|t| {
+            tracks
+                .iter()
+                .filter(|(table, _)| *table == t)
+                .filter_map(|(_, l)| live_at(l, world).map(|i| l.member(i)))
+                .collect::<Vec<_>>()
+        })
+        .find(|ms| !ms.is_empty());
+    match live {
+        Some(ms) => select(lattice, &ms),
+        None => Selection::NoMethod,
+    }
+}
+
+/// How many times [`exact_min`] and [`exact_max`] select again before settling for the
+/// conservative bound. Only an ambiguity (or a lattice whose specificity is not antisymmetric)
+/// takes that path, and a selection among `k` methods costs up to `k²` comparisons; a history of
+/// thousands of methods must not make one miss cost thousands of selections.
+const RESELECTIONS: usize = 64;
+const _: () = assert!(RESELECTIONS > 0, "the sweeps must check at least one event");
+
+/// The lineages whose being live would change `Found(m)`, if `m` is a clear winner in `world`:
+/// no live applicable method of its table beats it. Then only the lineages of an earlier table
+/// of the stack, and those of `m`'s table that `m` does not strictly beat, can change the answer
+/// by coming alive; any other method coming or going leaves `m` the winner (a tournament over any
+/// set of methods `m` beats and none beats picks `m`). `None` if `m` is not a clear winner.
+fn rivals_of<'l, L: Lattice>(
+    lattice: &L,
+    tracks: &[(usize, &'l Lineage<L>)],
+    m: &Method<L>,
+    world: u64,
+) -> Option<Vec<&'l Lineage<L>>> {
+    let beats = |a: &[L::Type], b: &[L::Type]| lattice.is_more_specific(a, b);
+    let (table, _) = tracks
+        .iter()
+        .find(|(_, l)| live_at(l, world).is_some_and(|i| l.member(i) == m))?;
+    let mut out = Vec::new();
+    for &(t, l) in tracks {
+        if t > *table {
+            continue;
+        }
+        let strictly_beaten = || beats(&m.0.sig, l.signature()) && !beats(l.signature(), &m.0.sig);
+        match live_at(l, world) {
+            Some(i) if l.member(i) == m => {}
+            // A live method of m's table: m beats it, as the winner; one that beats m back
+            // makes m no clear winner.
+            Some(_) if t == *table => {
+                if !strictly_beaten() {
+                    return None;
+                }
+            }
+            _ => {
+                if t < *table || !strictly_beaten() {
+                    out.push(l);
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The first world of the run of worlds ending at `world` in which the answer is `selection`,
+/// given [`compute`]'s lower bound `min`, which is conservative (the latest event of any
+/// applicable method). An answer whose range starts too late is not wrong but costly: code
+/// compiled against it in an older world sits beside a newer version of the same code instance
+/// whose range starts at `min`, and one valid version per world closes the older one there, and
+/// everything compiled against it, though nothing it read changed.
+///
+/// `min` is already exact when it is the definition of a method the answer names (before it, the
+/// answer could not name it), and for no method (its events are deletions of applicable methods,
+/// live before). A clear winner's start is found directly: the latest end of a rival's run (see
+/// [`rivals_of`]), or the winner's own definition. Otherwise this sweeps backward over the
+/// applicable lineages' events, the mirror of [`exact_max`], selecting again before each run
+/// boundary, at most [`RESELECTIONS`] times.
+pub(crate) fn exact_min<L: Lattice>(
+    lattice: &L,
+    lists: &MethodLists<L>,
+    stack: &StackData,
+    args: &[L::Type],
+    world: u64,
+    selection: &Selection<L>,
+    min: u64,
+) -> u64 {
+    let defined_at_min = |m: &Method<L>| m.0.defined == min;
+    let explained = match selection {
+        Selection::NoMethod => true,
+        Selection::Found(m) => defined_at_min(m),
+        Selection::Ambiguous { candidate, rivals } => {
+            defined_at_min(candidate) || rivals.iter().any(defined_at_min)
+        }
+    };
+    if min <= 1 || explained {
+        return min;
+    }
+    let tracks = tracks(lattice, lists, stack, args);
+    if let Selection::Found(m) = selection {
+        if let Some(rivals) = rivals_of(lattice, &tracks, m, world) {
+            let ends = rivals
+                .iter()
+                .filter_map(|l| l.at(world).map(|i| deleted(l.member(i))))
+                .filter(|&end| end <= world);
+            return ends.fold(m.0.defined, u64::max);
+        }
+    }
+    let named = named(selection);
+    let mut now = world;
+    for _ in 0..RESELECTIONS {
+        // The latest event at or before `now`: a run starting or ending, or a member the answer
+        // names replacing its predecessor.
+        let mut last_run = 0;
+        let mut last_swap = 0;
+        for (_, l) in &tracks {
+            match l.at(now) {
+                Some(i) if now < deleted(l.member(i)) => {
+                    let start = l.run_start(i);
+                    last_run = last_run.max(l.member(start).0.defined);
+                    if start != i && named.contains(&l.member(i)) {
+                        last_swap = last_swap.max(l.member(i).0.defined);
+                    }
+                }
+                Some(i) => last_run = last_run.max(deleted(l.member(i))),
+                None => {}
+            }
+        }
+        if last_swap > 0 && last_swap >= last_run {
+            return last_swap;
+        }
+        if last_run <= 1 {
+            return 1;
+        }
+        let before = last_run - 1;
+        if !same_selection(
+            &select_at(lattice, &tracks, stack.tables.len(), before),
+            selection,
+        ) {
+            return last_run;
+        }
+        now = before;
+    }
+    // Past the bound: the answer is known to hold from the last world checked.
+    now
+}
+
 /// The first world after `world` in which the answer differs from `selection`, or `OPEN` if it
 /// never does in `lists`. [`compute`]'s upper bound is conservative (any applicable method's
 /// event); this finds the event that really changes the answer, so that an answer asked for an
 /// older world is not closed by, say, a less specific method added later.
 ///
-/// It sweeps forward over the events of the applicable lineages. Two kinds matter: a lineage
-/// starting or ending a run (becoming live or dead, or changing how its signature is written),
-/// after which the answer is selected again; and a member of a lineage the answer names being
-/// replaced, which changes the answer. Replacements within other lineages change nothing (same
-/// signature, same ranking) and are skipped, so a method redefined `n` times costs `O(log n)`
-/// here, not `n` selections.
+/// A clear winner's end is found directly: its own replacement or deletion, or the first run of a
+/// rival (see [`rivals_of`]). Otherwise this sweeps forward over the events of the applicable
+/// lineages. Two kinds matter: a lineage starting or ending a run (becoming live or dead, or
+/// changing how its signature is written), after which the answer is selected again, at most
+/// [`RESELECTIONS`] times; and a member of a lineage the answer names being replaced, which
+/// changes the answer. Replacements within other lineages change nothing (same signature, same
+/// ranking) and are skipped, so a method redefined `n` times costs `O(log n)` here, not `n`
+/// selections.
 pub(crate) fn exact_max<L: Lattice>(
     lattice: &L,
     lists: &MethodLists<L>,
@@ -192,25 +383,16 @@ pub(crate) fn exact_max<L: Lattice>(
     world: u64,
     selection: &Selection<L>,
 ) -> u64 {
-    let deleted = |m: &Method<L>| m.0.deleted.load(Ordering::Acquire);
-    // The applicable lineages, with the index of their table in the stack.
-    let tracks: Vec<(usize, &Lineage<L>)> = stack
-        .tables
-        .iter()
-        .enumerate()
-        .flat_map(|(t, &table)| lists.lineages(table).map(move |l| (t, &**l)))
-        .filter(|(_, l)| sig_subtype(lattice, args, l.signature()))
-        .collect();
-    let live_at = |l: &Lineage<L>, w: u64| l.at(w).filter(|&i| w < deleted(l.member(i)));
-    let named: Vec<&Method<L>> = match selection {
-        Selection::Found(m) => vec![m],
-        Selection::NoMethod => Vec::new(),
-        Selection::Ambiguous { candidate, rivals } => {
-            std::iter::once(candidate).chain(rivals).collect()
+    let tracks = tracks(lattice, lists, stack, args);
+    if let Selection::Found(m) = selection {
+        if let Some(rivals) = rivals_of(lattice, &tracks, m, world) {
+            let starts = rivals.iter().filter_map(|l| l.next_run_after(world));
+            return starts.fold(deleted(m), u64::min);
         }
-    };
+    }
+    let named = named(selection);
     let mut now = world;
-    loop {
+    for _ in 0..RESELECTIONS {
         let mut next_run = OPEN;
         let mut next_swap = OPEN;
         for (_, l) in &tracks {
@@ -231,23 +413,15 @@ pub(crate) fn exact_max<L: Lattice>(
             return OPEN;
         }
         now = next_run;
-        let live = (0..stack.tables.len())
-            .map(|t| {
-                tracks
-                    .iter()
-                    .filter(|(table, _)| *table == t)
-                    .filter_map(|(_, l)| live_at(l, now).map(|i| l.member(i)))
-                    .collect::<Vec<_>>()
-            })
-            .find(|ms| !ms.is_empty());
-        let selected = match live {
-            Some(ms) => select(lattice, &ms),
-            None => Selection::NoMethod,
-        };
-        if !same_selection(&selected, selection) {
+        if !same_selection(
+            &select_at(lattice, &tracks, stack.tables.len(), now),
+            selection,
+        ) {
             return now;
         }
     }
+    // Past the bound: close where the answer was last checked to hold until.
+    now
 }
 
 /// Turns a selection into an answer, interning the method instance.

@@ -94,6 +94,13 @@ impl<L: Lattice> Lineage<L> {
         deleted(&self.members[next_start - 1])
     }
 
+    /// The index of the member that starts the run containing member `i`. A binary search over
+    /// the run starts, like [`Lineage::run_end`].
+    pub(crate) fn run_start(&self, i: usize) -> usize {
+        let next = partition_point(self.run_starts.len(), |j| self.run_starts[j] as usize <= i);
+        self.run_starts[next - 1] as usize
+    }
+
     /// The definition world of the first run that starts after `world`, if any.
     pub(crate) fn next_run_after(&self, world: u64) -> Option<u64> {
         let after = partition_point(self.run_starts.len(), |i| {

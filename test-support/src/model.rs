@@ -873,8 +873,6 @@ struct Compiled {
     stack: usize,
     key: u8,
     world: u64,
-    /// The newest world when it was compiled.
-    published_at: u64,
     reads: Vec<(usize, Answer)>,
 }
 
@@ -1054,7 +1052,6 @@ impl<'e> Driver<'e> {
                 stack,
                 key,
                 world: w,
-                published_at: self.model.world,
                 reads,
             });
         }
@@ -1093,23 +1090,20 @@ impl<'e> Driver<'e> {
                 ));
             }
             if !valid_now && unchanged {
-                // Not invalidated by any mutation: it may only have been closed when it was
-                // published, before a newer version of the same slot (one valid version per
-                // world), compiled in a later world with a later start.
-                let max = ci.validity().max.map_or(u64::MAX, |m| m.get());
-                let clamped = max <= c.published_at
-                    && versions
-                        .iter()
-                        .any(|v| v.validity().min.get() == max && v.compiled_in().get() > c.world);
-                if !clamped {
-                    return Err(format!(
-                        "{} compiled in world {}: invalid in {now} ({}) though nothing it read \
-                         changed",
-                        c.mi,
-                        c.world,
-                        ci.validity()
-                    ));
-                }
+                // Answers carry their exact ranges, so a version is never born closed by a newer
+                // one (one valid version per world) unless what it read really changed.
+                let all: Vec<String> = versions
+                    .iter()
+                    .map(|v| format!("{} in {}", v.validity(), v.compiled_in()))
+                    .collect();
+                return Err(format!(
+                    "{} compiled in world {}: invalid in {now} ({}) though nothing it read \
+                     changed (read {:?}; versions {all:?})",
+                    c.mi,
+                    c.world,
+                    ci.validity(),
+                    c.reads
+                ));
             }
         }
         self.compiled.retain(|c| c.world + 8 > now);
