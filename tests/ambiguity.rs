@@ -236,3 +236,61 @@ fn code_compiled_against_the_ambiguity_is_invalidated_when_a_deletion_resolves_i
     let why = old.invalidation().expect("invalidated");
     assert!(why.trigger.contains("dispatch f(C6)"), "{why}");
 }
+
+#[test]
+fn replacing_the_oldest_of_methods_that_all_lose_changes_the_candidate() {
+    use compiler_caching::Lattice;
+    /// Type 1 is under 2, 3 and 4 (and 0, the top); specificity is cyclic: 3 beats 2, 2 beats 4,
+    /// 4 beats 3. Every method applicable to 1 is beaten, so the candidate is the oldest.
+    struct Cyclic;
+    impl Lattice for Cyclic {
+        type Type = u8;
+        fn is_subtype(&self, a: &u8, b: &u8) -> bool {
+            a == b || *b == 0 || (*a == 1 && (2..=4).contains(b))
+        }
+        fn is_disjoint(&self, _: &u8, _: &u8) -> bool {
+            false
+        }
+        fn is_concrete(&self, a: &u8) -> bool {
+            *a == 1
+        }
+        fn is_more_specific(&self, s1: &[u8], s2: &[u8]) -> bool {
+            matches!((s1[0], s2[0]), (3, 2) | (2, 4) | (4, 3))
+        }
+    }
+    let answer = |r: Result<&compiler_caching::MethodInstance<Cyclic>, Error>| match r {
+        Err(Error::Ambiguous {
+            candidate, rivals, ..
+        }) => (candidate, rivals),
+        other => panic!("not ambiguous: {other:?}"),
+    };
+    let engine = Engine::with_lattice(Cyclic);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[2], "A").unwrap();
+    engine.add_method(f, &[3], "B").unwrap();
+    engine.add_method(f, &[4], "C").unwrap();
+    let before = engine.pin();
+    // A replaced: the same signature, a younger method, so B is now the oldest.
+    engine.add_method(f, &[2], "A'").unwrap();
+    // Asked first in the newest world, whose answer's range must not reach back past A'.
+    let now = answer(engine.pin().dispatch(f, &[1]));
+    assert_eq!(now, ("f(3)".to_string(), vec!["f(4)".to_string()]));
+    let then = answer(before.dispatch(f, &[1]));
+    assert_eq!(then, ("f(2)".to_string(), vec!["f(3)".to_string()]));
+
+    // The same, behind a replacement of a method the newer answer names: C replaced, then A.
+    // Asked first in the newest world (candidate B, rival C'), the answer's range reached back
+    // to C's replacement, past A's, into a world whose candidate is A.
+    let engine = Engine::with_lattice(Cyclic);
+    let f = engine.declare_function("f").unwrap();
+    engine.add_method(f, &[2], "A").unwrap();
+    engine.add_method(f, &[3], "B").unwrap();
+    engine.add_method(f, &[4], "C").unwrap();
+    engine.add_method(f, &[4], "C'").unwrap();
+    let before = engine.pin();
+    engine.add_method(f, &[2], "A'").unwrap();
+    let now = answer(engine.pin().dispatch(f, &[1]));
+    assert_eq!(now, ("f(3)".to_string(), vec!["f(4)".to_string()]));
+    let then = answer(before.dispatch(f, &[1]));
+    assert_eq!(then, ("f(2)".to_string(), vec!["f(3)".to_string()]));
+}

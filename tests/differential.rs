@@ -27,6 +27,25 @@ proptest! {
     }
 }
 
+proptest! {
+    // `DIFF_CASES=N` runs a longer campaign.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("DIFF_CASES").ok().and_then(|n| n.parse().ok())
+            .unwrap_or(if cfg!(debug_assertions) { 300 } else { 3000 })
+    ))]
+
+    /// With tuple types written several type-equal ways, which rank differently.
+    #[test]
+    fn engine_agrees_with_the_reference_model_on_tuple_types(
+        bytes in prop::collection::vec(any::<u8>(), 0..3000)
+    ) {
+        let ops = model::decode_with_tuples(&bytes);
+        if let Err(e) = model::run(&ops) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+}
+
 /// The same comparison over a fixed set of scenarios, asserting that they exercise every kind of
 /// check (so a decoder change cannot quietly make the property vacuous).
 #[test]
@@ -58,6 +77,39 @@ fn fixed_sequences_cover_every_check() {
     // Deletions of a method the cached answer did not name, which changed it: what a recheck of
     // only the answers naming the deleted method misses (specificity is not transitive).
     assert!(total.unnamed_changes >= 10, "{total:?}");
+}
+
+/// The tuple decoding over fixed scenarios, asserting it writes tuples every way and rewrites
+/// signatures, so that the property above cannot quietly stop exercising them.
+#[test]
+fn fixed_sequences_with_tuples_cover_every_writing() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let (mut tuples, mut distributed, mut rewrites) = (0, 0, 0);
+    let mut total = model::Coverage::default();
+    for _ in 0..100 {
+        let bytes: Vec<u8> = (0..2000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let ops = model::decode_with_tuples(&bytes);
+        for op in &ops {
+            let text = format!("{op:?}");
+            tuples += usize::from(text.contains("Tuple{"));
+            distributed += usize::from(text.contains("Union{Tuple{"));
+            rewrites += usize::from(matches!(op, Op::Replace { rewrite: true, .. }));
+        }
+        total += model::run(&ops).unwrap();
+    }
+    eprintln!("{tuples} {distributed} {rewrites} {total:#?}");
+    assert!(tuples > 3_000 && distributed > 500 && rewrites > 400);
+    assert!(
+        total.replacements > 500 && total.warm_changes > 1_000,
+        "{total:?}"
+    );
 }
 
 /// Every seed of the `ops` fuzz target, among them the regressions found so far (those found by

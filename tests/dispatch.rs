@@ -634,3 +634,68 @@ fn dispatch_by_signature_answers_as_by_slice_across_mutations_worlds_and_engines
         &any
     );
 }
+
+/// `P = f(Tuple{Union{C1, C2}})` and `Q = f(Union{Tuple{C1}, Tuple{C2}})` are type-equal (one
+/// lineage) but rank differently against `M = f(Union{Tuple{C1}, C3})`: M strictly beats P, and
+/// neither M nor Q beats the other. Returns the engine, `f`, `Tuple{C1}` and the three signatures.
+fn differently_written() -> (Engine, compiler_caching::Function, Ty, [Vec<Ty>; 3]) {
+    let engine = Engine::new();
+    let l = engine.lattice();
+    let c1 = l.declare_concrete("C1", &Ty::any()).unwrap();
+    let c2 = l.declare_concrete("C2", &Ty::any()).unwrap();
+    let c3 = l.declare_concrete("C3", &Ty::any()).unwrap();
+    let t1 = Ty::tuple([c1.clone()]).unwrap();
+    let t2 = Ty::tuple([c2.clone()]).unwrap();
+    let p = vec![Ty::tuple([Ty::union([c1, c2]).unwrap()]).unwrap()];
+    let q = vec![Ty::union([t1.clone(), t2]).unwrap()];
+    let m = vec![Ty::union([t1.clone(), c3]).unwrap()];
+    assert!(compiler_caching::sig_equal(l, &p, &q) && p != q);
+    let f = engine.declare_function("f").unwrap();
+    (engine, f, t1, [p, q, m])
+}
+
+#[test]
+fn a_lineage_written_differently_later_is_ranked_by_how_it_is_written_then() {
+    // A method deleted and defined again, written differently, starts a new run of its lineage.
+    // An answer's range used to be bounded by judging every run by the first one's signature:
+    // M was taken to beat Q because it beats P, so f(Tuple{C1}) answered M across Q's definition.
+    let ambiguous = |r: Result<&compiler_caching::MethodInstance, Error>| {
+        matches!(r, Err(Error::Ambiguous { .. }))
+    };
+    // The answer's end: asked first in the world before Q is defined, then in Q's.
+    let (engine, f, t1, [p, q, m]) = differently_written();
+    let first = engine.add_method(f, &p, "P").unwrap();
+    engine.delete_method(&first).unwrap();
+    engine.add_method(f, &m, "M").unwrap();
+    let before = engine.pin();
+    engine.add_method(f, &q, "Q").unwrap();
+    assert_eq!(
+        before
+            .dispatch(f, std::slice::from_ref(&t1))
+            .unwrap()
+            .method()
+            .source::<&str>(),
+        Some(&"M")
+    );
+    assert!(ambiguous(
+        engine.pin().dispatch(f, std::slice::from_ref(&t1))
+    ));
+    // The answer's start: asked first in the world after Q is deleted, then in the one before.
+    let (engine, f, t1, [p, q, m]) = differently_written();
+    let first = engine.add_method(f, &p, "P").unwrap();
+    engine.delete_method(&first).unwrap();
+    let second = engine.add_method(f, &q, "Q").unwrap();
+    engine.add_method(f, &m, "M").unwrap();
+    let before = engine.pin();
+    engine.delete_method(&second).unwrap();
+    assert_eq!(
+        engine
+            .pin()
+            .dispatch(f, std::slice::from_ref(&t1))
+            .unwrap()
+            .method()
+            .source::<&str>(),
+        Some(&"M")
+    );
+    assert!(ambiguous(before.dispatch(f, std::slice::from_ref(&t1))));
+}

@@ -424,6 +424,64 @@ fn code_compiled_in_an_older_world_stays_valid_when_a_later_method_changed_no_an
     assert_eq!(s.infers("h"), 1);
 }
 
+#[test]
+fn a_stale_backedge_never_names_a_node_reused_after_its_chunk_was_given_back() {
+    // The graph gives back a chunk of nodes once all are freed. It used to make the chunk again
+    // with every generation at 0, so a backedge a reclaimed code instance left on a dispatch
+    // answer named the new node at its index: adding a method then invalidated code that had
+    // recorded nothing, with a why-chain through a dependency it never had.
+    let s = setup();
+    s.engine.set_auto_reclaim(false);
+    let int = s.t.int.clone();
+    s.f("g");
+    // f(Int) calls g(Int), which has no method: its backedge sits on that answer.
+    let f_method = s.define("f", calls(1, &["g"], &int));
+    assert_eq!(s.run("f"), 1);
+    // 63 more code instances fill the first chunk of 64 nodes.
+    let j = s.f("j");
+    let filler = s
+        .engine
+        .add_method(j, &[Ty::any()], Ir::constant(0))
+        .unwrap();
+    {
+        let guard = s.engine.pin();
+        for i in 0..63 {
+            let t = s
+                .engine
+                .lattice()
+                .declare_concrete(&format!("T{i}"), &Ty::any())
+                .unwrap();
+            let mi = guard.dispatch(j, &[t]).unwrap();
+            s.cache.compile(&guard, mi, &0).unwrap();
+        }
+    }
+    s.engine.delete_method(&filler).unwrap();
+    s.engine.delete_method(&f_method).unwrap();
+    // Reclaim until every code instance is gone and their nodes (the whole chunk) are freed.
+    let k = s.f("k");
+    let mut rounds = 0;
+    while s.engine.reclaim().code_instances > 0 || rounds < 3 {
+        let m = s
+            .engine
+            .add_method(k, &[int.clone()], Ir::constant(0))
+            .unwrap();
+        s.engine.delete_method(&m).unwrap();
+        rounds += 1;
+        assert!(rounds < 20, "code instances never reclaimed");
+    }
+    // h(Int) records nothing, and takes the first node of a new chunk.
+    s.define("h", Ir::constant(3));
+    assert_eq!(s.run("h"), 3);
+    s.define("g", Ir::constant(2));
+    let h = s.ci("h");
+    assert!(
+        h.validity().max.is_none(),
+        "h(Int) recorded nothing, yet: {} {:?}",
+        h.validity(),
+        h.invalidation().map(|i| i.to_string())
+    );
+}
+
 /// Walks past the sequential threshold (4096 visits) run on rayon workers, splitting the work;
 /// they must lower exactly the dependents, each once, with a cause leading back to the root.
 #[test]

@@ -76,7 +76,10 @@ fn spec() -> impl Strategy<Value = Vec<(u8, bool)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    // `LATTICE_CASES=N` runs a longer campaign.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("LATTICE_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400)
+    ))]
 
     #[test]
     fn reflexive_and_bounded(spec in spec(), e in expr()) {

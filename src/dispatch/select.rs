@@ -240,45 +240,103 @@ fn select_at<L: Lattice>(
 const RESELECTIONS: usize = 64;
 const _: () = assert!(RESELECTIONS > 0, "the sweeps must check at least one event");
 
-/// The lineages whose being live would change `Found(m)`, if `m` is a clear winner in `world`:
-/// no live applicable method of its table beats it. Then only the lineages of an earlier table
-/// of the stack, and those of `m`'s table that `m` does not strictly beat, can change the answer
-/// by coming alive; any other method coming or going leaves `m` the winner (a tournament over any
-/// set of methods `m` beats and none beats picks `m`). `None` if `m` is not a clear winner.
-fn rivals_of<'l, L: Lattice>(
+/// Whether signature `a` beats `b` and `b` does not beat it back.
+fn strictly_beats<L: Lattice>(lattice: &L, a: &[L::Type], b: &[L::Type]) -> bool {
+    lattice.is_more_specific(a, b) && !lattice.is_more_specific(b, a)
+}
+
+/// The index (in the stack) of `m`'s table, if `m` is a clear winner in `world`: it strictly
+/// beats every other live applicable method of its table. Then, over any range of worlds in
+/// which `m` stays live, the answer stays `Found(m)` exactly as long as no *rival* run is live: a
+/// run of a lineage in an earlier table of the stack, or a run in `m`'s table whose signature
+/// `m` does not strictly beat. Any other method coming or going leaves `m` the winner (a
+/// tournament over methods `m` strictly beats picks `m`). Rivalry is judged per run, not per
+/// lineage: members of one lineage are type-equal, but a run written differently (a union of
+/// tuples rather than a tuple of unions) can rank differently.
+fn clear_winner<L: Lattice>(
     lattice: &L,
-    tracks: &[(usize, &'l Lineage<L>)],
+    tracks: &[(usize, &Lineage<L>)],
     m: &Method<L>,
     world: u64,
-) -> Option<Vec<&'l Lineage<L>>> {
-    let beats = |a: &[L::Type], b: &[L::Type]| lattice.is_more_specific(a, b);
+) -> Option<usize> {
     let (table, _) = tracks
         .iter()
         .find(|(_, l)| live_at(l, world).is_some_and(|i| l.member(i) == m))?;
-    let mut out = Vec::new();
-    for &(t, l) in tracks {
-        if t > *table {
-            continue;
-        }
-        let strictly_beaten = || beats(&m.0.sig, l.signature()) && !beats(l.signature(), &m.0.sig);
-        match live_at(l, world) {
-            Some(i) if l.member(i) == m => {}
-            // A live method of m's table: m beats it, as the winner; one that beats m back
-            // makes m no clear winner.
-            Some(_) if t == *table => {
-                if !strictly_beaten() {
-                    return None;
-                }
-            }
-            _ => {
-                if t < *table || !strictly_beaten() {
-                    out.push(l);
-                }
+    for &(t, l) in tracks.iter().filter(|(t, _)| t <= table) {
+        if let Some(i) = live_at(l, world) {
+            let other = l.member(i);
+            if other != m && (t < *table || !strictly_beats(lattice, &m.0.sig, &other.0.sig)) {
+                return None;
             }
         }
     }
-    Some(out)
+    Some(*table)
 }
+
+/// Whether a run whose first member is `first`, of a lineage in table `t`, is a rival of a clear
+/// winner `m` of table `table` (see [`clear_winner`]). The first verdict per lineage is free, as
+/// the selection itself looks at each lineage; every further one that needs the lattice spends
+/// one of `budget`, and once it is spent every such run counts as a rival, which only narrows the
+/// range. A run written like the previous one of its lineage reuses its verdict: a method deleted
+/// and defined again `n` times costs `n` signature compares, not `n` lattice calls.
+struct Rivalry<'a, L: Lattice> {
+    lattice: &'a L,
+    m: &'a Method<L>,
+    table: usize,
+    budget: usize,
+    /// The previous verdict in the current lineage, with the signature it was for.
+    last: Option<(&'a [L::Type], bool)>,
+}
+
+impl<'a, L: Lattice> Rivalry<'a, L> {
+    /// Starts on another lineage.
+    fn next_lineage(&mut self) {
+        self.last = None;
+    }
+
+    fn is_rival(&mut self, t: usize, first: &'a Method<L>) -> bool {
+        if t < self.table {
+            return true;
+        }
+        let sig: &[L::Type] = &first.0.sig;
+        if let Some((last, verdict)) = self.last {
+            if last == sig {
+                return verdict;
+            }
+            if self.budget == 0 {
+                return true;
+            }
+            self.budget -= 1;
+        }
+        let verdict = !strictly_beats(self.lattice, &self.m.0.sig, sig);
+        self.last = Some((sig, verdict));
+        verdict
+    }
+}
+
+/// Whether a method live in `world` in `candidate`'s table beats `candidate`.
+fn candidate_beaten<L: Lattice>(
+    lattice: &L,
+    tracks: &[(usize, &Lineage<L>)],
+    candidate: &Method<L>,
+    world: u64,
+) -> bool {
+    let Some(&(table, _)) = tracks
+        .iter()
+        .find(|(_, l)| live_at(l, world).is_some_and(|i| l.member(i) == candidate))
+    else {
+        return true;
+    };
+    tracks
+        .iter()
+        .filter(|(t, _)| *t == table)
+        .filter_map(|(_, l)| live_at(l, world).map(|i| l.member(i)))
+        .any(|o| o != candidate && lattice.is_more_specific(&o.0.sig, &candidate.0.sig))
+}
+
+/// Lattice verdicts one range may spend on rival runs beyond the first of each lineage (see
+/// [`Rivalry`]).
+const RIVAL_VERDICTS: usize = 4096;
 
 /// The first world of the run of worlds ending at `world` in which the answer is `selection`,
 /// given [`compute`]'s lower bound `min`, which is conservative (the latest event of any
@@ -315,12 +373,29 @@ pub(crate) fn exact_min<L: Lattice>(
     }
     let tracks = tracks(lattice, lists, stack, args);
     if let Selection::Found(m) = selection {
-        if let Some(rivals) = rivals_of(lattice, &tracks, m, world) {
-            let ends = rivals
-                .iter()
-                .filter_map(|l| l.at(world).map(|i| deleted(l.member(i))))
-                .filter(|&end| end <= world);
-            return ends.fold(m.0.defined, u64::max);
+        if let Some(table) = clear_winner(lattice, &tracks, m, world) {
+            // The latest end of a rival run, or m's own definition.
+            let mut rivalry = Rivalry {
+                lattice,
+                m,
+                table,
+                budget: RIVAL_VERDICTS,
+                last: None,
+            };
+            let mut start = m.0.defined;
+            for &(t, l) in tracks.iter().filter(|(t, _)| *t <= table) {
+                rivalry.next_lineage();
+                for (first, end) in l.runs_ended_by(world, deleted) {
+                    if end <= start {
+                        break;
+                    }
+                    if rivalry.is_rival(t, l.member(first)) {
+                        start = end;
+                        break;
+                    }
+                }
+            }
+            return start;
         }
     }
     let named = named(selection);
@@ -330,18 +405,33 @@ pub(crate) fn exact_min<L: Lattice>(
         // names replacing its predecessor.
         let mut last_run = 0;
         let mut last_swap = 0;
+        let mut last_other_swap = 0;
         for (_, l) in &tracks {
             match l.at(now) {
                 Some(i) if now < deleted(l.member(i)) => {
                     let start = l.run_start(i);
                     last_run = last_run.max(l.member(start).0.defined);
-                    if start != i && named.contains(&l.member(i)) {
-                        last_swap = last_swap.max(l.member(i).0.defined);
+                    if start != i {
+                        let defined = l.member(i).0.defined;
+                        if named.contains(&l.member(i)) {
+                            last_swap = last_swap.max(defined);
+                        } else {
+                            last_other_swap = last_other_swap.max(defined);
+                        }
                     }
                 }
                 Some(i) => last_run = last_run.max(deleted(l.member(i))),
                 None => {}
             }
+        }
+        // A replacement makes its method younger. That changes an ambiguity only when every
+        // applicable method is beaten, so that the candidate is the oldest of them: before the
+        // replacement, the replaced method may have been older than the candidate.
+        if last_other_swap > last_run.max(last_swap)
+            && matches!(selection, Selection::Ambiguous { candidate, .. }
+                if candidate_beaten(lattice, &tracks, candidate, now))
+        {
+            last_run = last_other_swap;
         }
         if last_swap > 0 && last_swap >= last_run {
             return last_swap;
@@ -385,9 +475,29 @@ pub(crate) fn exact_max<L: Lattice>(
 ) -> u64 {
     let tracks = tracks(lattice, lists, stack, args);
     if let Selection::Found(m) = selection {
-        if let Some(rivals) = rivals_of(lattice, &tracks, m, world) {
-            let starts = rivals.iter().filter_map(|l| l.next_run_after(world));
-            return starts.fold(deleted(m), u64::min);
+        if let Some(table) = clear_winner(lattice, &tracks, m, world) {
+            // The earliest start of a rival run, or m's own replacement or deletion.
+            let mut rivalry = Rivalry {
+                lattice,
+                m,
+                table,
+                budget: RIVAL_VERDICTS,
+                last: None,
+            };
+            let mut end = deleted(m);
+            for &(t, l) in tracks.iter().filter(|(t, _)| *t <= table) {
+                rivalry.next_lineage();
+                for (first, start) in l.runs_after(world) {
+                    if start >= end {
+                        break;
+                    }
+                    if rivalry.is_rival(t, l.member(first)) {
+                        end = start;
+                        break;
+                    }
+                }
+            }
+            return end;
         }
     }
     let named = named(selection);

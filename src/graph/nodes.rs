@@ -111,10 +111,10 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    fn new(dropped: Arc<Mutex<Vec<u32>>>) -> Self {
+    fn new(dropped: Arc<Mutex<Vec<u32>>>, generation: u32) -> Self {
         Chunk {
             nodes: std::array::from_fn(|_| Node {
-                generation: AtomicU32::new(0),
+                generation: AtomicU32::new(generation),
                 referrers: AtomicU32::new(0),
                 dropped: AtomicBool::new(false),
                 compile_world: AtomicU64::new(0),
@@ -148,8 +148,11 @@ struct Allocator {
     free: Vec<u32>,
     /// Nodes in use (live or waiting for referrers) per chunk.
     used: Vec<u32>,
-    /// Chunk numbers given back, to fill again first.
-    vacant: Vec<u32>,
+    /// Chunk numbers given back, to fill again first, each with the generation its nodes start
+    /// at when it is: above every generation its earlier nodes had, so that a backedge still
+    /// naming one of them (a stale entry on a dispatch answer or another node) never names a
+    /// node of the new chunk.
+    vacant: Vec<(u32, u32)>,
 }
 
 impl Graph {
@@ -185,10 +188,12 @@ impl Graph {
     /// going to the free list.
     #[cold]
     fn grow(&self, allocator: &mut Allocator) -> u32 {
-        let chunk = Arc::new(Chunk::new(Arc::clone(&self.dropped)));
+        let vacant = allocator.vacant.pop();
+        let generation = vacant.map_or(0, |(_, generation)| generation);
+        let chunk = Arc::new(Chunk::new(Arc::clone(&self.dropped), generation));
         let mut table = self.table.write();
-        let number = match allocator.vacant.pop() {
-            Some(number) => {
+        let number = match vacant {
+            Some((number, _)) => {
                 table[number as usize] = Some(chunk);
                 number
             }
@@ -322,13 +327,22 @@ impl Graph {
         if !emptied.is_empty() {
             let mut table = self.table.write();
             let mut gone = vec![false; table.len()];
+            let mut vacant = Vec::with_capacity(emptied.len());
             for &number in &emptied {
-                table[number as usize] = None;
+                let chunk = table[number as usize].take();
+                let next = chunk.map_or(0, |chunk| {
+                    let newest = chunk
+                        .nodes
+                        .iter()
+                        .map(|n| n.generation.load(Ordering::Relaxed));
+                    newest.max().unwrap_or(0)
+                });
+                vacant.push((number, next));
                 gone[number as usize] = true;
             }
             drop(table);
             allocator.free.retain(|&i| !gone[i as usize / CHUNK]);
-            allocator.vacant.extend(emptied);
+            allocator.vacant.extend(vacant);
         }
         drop(allocator);
         // User values (descriptions in root causes), dropped outside every lock.

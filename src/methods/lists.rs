@@ -101,6 +101,39 @@ impl<L: Lattice> Lineage<L> {
         self.run_starts[next - 1] as usize
     }
 
+    /// The runs that ended at or before `world`, latest first: each as the index of its first
+    /// member (every member of a run has that member's signature) and the world it ended.
+    pub(crate) fn runs_ended_by<'a>(
+        &'a self,
+        world: u64,
+        deleted: impl Fn(&Method<L>) -> u64 + 'a,
+    ) -> impl Iterator<Item = (usize, u64)> + 'a {
+        let started = partition_point(self.run_starts.len(), |k| {
+            self.members[self.run_starts[k] as usize].0.defined <= world
+        });
+        (0..started).rev().filter_map(move |k| {
+            let first = self.run_starts[k] as usize;
+            let next = self
+                .run_starts
+                .get(k + 1)
+                .map_or(self.members.len(), |&s| s as usize);
+            let end = deleted(&self.members[next - 1]);
+            (end <= world).then_some((first, end))
+        })
+    }
+
+    /// The runs that start after `world`, earliest first: each as the index of its first member
+    /// and the world it starts.
+    pub(crate) fn runs_after(&self, world: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let after = partition_point(self.run_starts.len(), |k| {
+            self.members[self.run_starts[k] as usize].0.defined <= world
+        });
+        (after..self.run_starts.len()).map(move |k| {
+            let first = self.run_starts[k] as usize;
+            (first, self.members[first].0.defined)
+        })
+    }
+
     /// The definition world of the first run that starts after `world`, if any.
     pub(crate) fn next_run_after(&self, world: u64) -> Option<u64> {
         let after = partition_point(self.run_starts.len(), |i| {

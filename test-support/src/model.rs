@@ -88,6 +88,10 @@ pub enum T {
     Any,
     Named(usize),
     Union(Vec<usize>),
+    /// A one-element tuple type (only from [`decode_with_tuples`]).
+    Tuple(Box<T>),
+    /// A union of any of these (only from [`decode_with_tuples`]).
+    Mix(Vec<T>),
 }
 
 impl fmt::Debug for T {
@@ -99,6 +103,14 @@ impl fmt::Debug for T {
                 write!(f, "Union{{")?;
                 for (k, m) in ms.iter().enumerate() {
                     write!(f, "{}#{m}", if k > 0 { ", " } else { "" })?;
+                }
+                write!(f, "}}")
+            }
+            T::Tuple(t) => write!(f, "Tuple{{{t:?}}}"),
+            T::Mix(ts) => {
+                write!(f, "Union{{")?;
+                for (k, t) in ts.iter().enumerate() {
+                    write!(f, "{}{t:?}", if k > 0 { ", " } else { "" })?;
                 }
                 write!(f, "}}")
             }
@@ -118,7 +130,37 @@ fn resolve(named: &[Ty], t: &T) -> Ty {
         T::Any => Ty::any(),
         T::Named(i) => get(*i),
         T::Union(ms) => Ty::union(ms.iter().map(|&i| get(i))).unwrap(),
+        T::Tuple(t) => Ty::tuple([resolve(named, t)]).unwrap(),
+        T::Mix(ts) => Ty::union(ts.iter().map(|t| resolve(named, t))).unwrap(),
     }
+}
+
+/// `t` written the other way, if it has another: `Tuple{Union{a, b}}` as
+/// `Union{Tuple{a}, Tuple{b}}` and back. The two are type-equal, but do not rank alike against
+/// every other signature.
+pub fn rewritten(t: &Ty) -> Ty {
+    use compiler_caching::TyKind;
+    let other = match t.kind() {
+        TyKind::Tuple([u]) => match u.kind() {
+            TyKind::Union(ms) => Ty::union(ms.iter().map(|m| Ty::tuple([m.clone()]).unwrap())),
+            _ => return t.clone(),
+        },
+        TyKind::Union(ms) => {
+            let inner: Option<Vec<Ty>> = ms
+                .iter()
+                .map(|m| match m.kind() {
+                    TyKind::Tuple([e]) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            match inner {
+                Some(inner) => Ty::union(inner).and_then(|u| Ty::tuple([u])),
+                None => return t.clone(),
+            }
+        }
+        _ => return t.clone(),
+    };
+    other.unwrap_or_else(|_| t.clone())
 }
 
 /// A method's source: a constant and the functions it calls with its own argument types.
@@ -153,6 +195,10 @@ pub enum Op {
         watched: Option<usize>,
         value: i64,
         calls: Vec<usize>,
+        /// Whether the new method's signature is written the other way (see [`rewritten`]):
+        /// type-equal, so still a replacement, but a new run of the lineage that may rank
+        /// differently.
+        rewrite: bool,
     },
     /// Deletes the `nth` live method; with `watched: Some(k)`, the `nth` of those applicable to
     /// the `k`th watched query (if there are any, else of all).
@@ -214,6 +260,8 @@ struct Decl {
 
 struct Decoder<'a> {
     r: Bytes<'a>,
+    /// Whether to write tuple types too (and consume the bytes that choose them).
+    tuples: bool,
     decls: Vec<Decl>,
     /// The watched queries' function, arguments and stack, as [`run`] will hold them.
     watched: Vec<(usize, Vec<T>, usize)>,
@@ -343,8 +391,33 @@ impl Decoder<'_> {
         }
     }
 
-    /// A signature element: `Any`, a named type, or a union.
+    /// `Tuple{inner}` (`inner` a named type or a union of them) in one of its writings:
+    /// as is, distributed over the union, or in a union with another named type.
+    fn tuple_of(&mut self, inner: T) -> T {
+        match (self.r.pick(3), inner) {
+            (1, T::Union(ms)) => T::Mix(
+                ms.into_iter()
+                    .map(|m| T::Tuple(Box::new(T::Named(m))))
+                    .collect(),
+            ),
+            (2, inner) => {
+                let other = T::Named(self.r.pick(self.decls.len()));
+                T::Mix(vec![T::Tuple(Box::new(inner)), other])
+            }
+            (_, inner) => T::Tuple(Box::new(inner)),
+        }
+    }
+
+    /// A signature element: `Any`, a named type, or a union (or, with tuples, a tuple of one).
     fn sig_elem(&mut self) -> T {
+        if self.tuples && self.r.pick(5) == 0 {
+            let inner = if self.r.pick(2) == 0 {
+                T::Named(self.r.pick(self.decls.len()))
+            } else {
+                self.union()
+            };
+            return self.tuple_of(inner);
+        }
         match self.r.pick(10) {
             0 => T::Any,
             1..=4 => T::Named(self.r.pick(self.decls.len())),
@@ -356,6 +429,12 @@ impl Decoder<'_> {
     /// to the query: `Any`, an ancestor of `arg` (or `arg` itself), or a union of one with
     /// unrelated types. Methods sharing a query are what specificity is about.
     fn covering(&mut self, arg: &T) -> T {
+        if let T::Tuple(inner) = arg {
+            return match self.covering(inner) {
+                T::Any => T::Any,
+                c => self.tuple_of(c),
+            };
+        }
         let &T::Named(a) = arg else {
             return self.sig_elem();
         };
@@ -379,6 +458,10 @@ impl Decoder<'_> {
         let concrete: Vec<usize> = (0..self.decls.len())
             .filter(|&i| self.decls[i].concrete)
             .collect();
+        if self.tuples && self.r.pick(5) == 0 {
+            let c = concrete[self.r.pick(concrete.len())];
+            return T::Tuple(Box::new(T::Named(c)));
+        }
         match self.r.pick(10) {
             0..=5 => {
                 // The deeper of two concrete types: more methods can apply to it.
@@ -493,6 +576,7 @@ impl Decoder<'_> {
                 watched: self.target(),
                 value: self.r.pick(50) as i64,
                 calls: self.calls(0),
+                rewrite: self.tuples && self.r.pick(2) == 0,
             },
             13 => self.watch(),
             14..=15 => {
@@ -532,8 +616,21 @@ pub fn decode(bytes: &[u8]) -> Vec<Op> {
     if let [FIXED, rest @ ..] = bytes {
         return decode_fixed(rest);
     }
+    decode_as(bytes, false)
+}
+
+/// Like [`decode`], with tuple types among signatures and arguments, written several type-equal
+/// ways (`Tuple{Union{a, b}}`, `Union{Tuple{a}, Tuple{b}}`, `Union{Tuple{a}, c}`), and
+/// replacements that rewrite a signature the other way. Type-equal signatures written
+/// differently rank differently, which is what the engine's answer ranges must follow.
+pub fn decode_with_tuples(bytes: &[u8]) -> Vec<Op> {
+    decode_as(bytes, true)
+}
+
+fn decode_as(bytes: &[u8], tuples: bool) -> Vec<Op> {
     let mut d = Decoder {
         r: Bytes { bytes, at: 0 },
+        tuples,
         decls: Vec::new(),
         watched: Vec::new(),
     };
@@ -1206,6 +1303,7 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
                             watched: target,
                             value,
                             calls,
+                            rewrite,
                         } => {
                             let Some(i) = d.pick_live(
                                 *nth,
@@ -1215,7 +1313,12 @@ pub fn run(ops: &[Op]) -> Result<Coverage, String> {
                             };
                             let m = &d.model.methods[i];
                             let calls = calls.iter().copied().filter(|&c| c > m.f).collect();
-                            (m.f, m.table, m.sig.clone(), *value, calls)
+                            let sig = if *rewrite {
+                                m.sig.iter().map(rewritten).collect()
+                            } else {
+                                m.sig.clone()
+                            };
+                            (m.f, m.table, sig, *value, calls)
                         }
                         _ => unreachable!(),
                     };
