@@ -611,13 +611,19 @@ pub const FIXED: u8 = 0xFF;
 /// Decodes fuzzer bytes into operations (any bytes decode to something): the leading bytes
 /// describe a type hierarchy (a few [`Op::Declare`]s) and the first watched queries, the rest
 /// is one operation per tag byte and its operands (missing operands read as zero). Bytes that
-/// start with [`FIXED`] are decoded by [`decode_fixed`] instead.
+/// start with [`FIXED`] are decoded by [`decode_fixed`] instead, and those that start with
+/// [`TUPLES`] by [`decode_with_tuples`].
 pub fn decode(bytes: &[u8]) -> Vec<Op> {
-    if let [FIXED, rest @ ..] = bytes {
-        return decode_fixed(rest);
+    match bytes {
+        [FIXED, rest @ ..] => decode_fixed(rest),
+        [TUPLES, rest @ ..] => decode_with_tuples(rest),
+        _ => decode_as(bytes, false),
     }
-    decode_as(bytes, false)
 }
+
+/// The first byte that selects [`decode_with_tuples`] in [`decode`], so that the fuzzer reaches
+/// tuple types too.
+pub const TUPLES: u8 = 0xFE;
 
 /// Like [`decode`], with tuple types among signatures and arguments, written several type-equal
 /// ways (`Tuple{Union{a, b}}`, `Union{Tuple{a}, Tuple{b}}`, `Union{Tuple{a}, c}`), and
