@@ -369,3 +369,42 @@ fn a_long_history_of_less_specific_methods_costs_a_miss_linear_work() {
         });
     }
 }
+
+#[test]
+fn an_ambiguity_among_many_methods_costs_a_miss_linear_work() {
+    // 2,000 methods for unrelated types, all applicable to 0 and none more specific than
+    // another: an ambiguity whose would-be winner is the oldest. Finding it used to check every
+    // pair of methods (4·10^6 subtype checks here). Asked in the newest world and in one pinned
+    // halfway through.
+    const N: u32 = 2_000;
+    watchdog(60, || {
+        let engine = Engine::with_lattice(Star::default());
+        let f = engine.declare_function("f").unwrap();
+        let mut half = None;
+        for t in 1..=N {
+            engine.add_method(f, &[t], "one of many").unwrap();
+            if t == N / 2 {
+                half = Some(engine.pin());
+            }
+        }
+        let checks = || {
+            engine
+                .lattice()
+                .checks
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        for (guard, methods) in [(engine.pin(), N), (half.unwrap(), N / 2)] {
+            let before = checks();
+            let Err(Error::Ambiguous {
+                candidate, rivals, ..
+            }) = guard.dispatch(f, &[0])
+            else {
+                panic!("not ambiguous");
+            };
+            assert_eq!(candidate, "f(1)");
+            assert_eq!(rivals.len(), methods as usize - 1);
+            let spent = checks() - before;
+            assert!(spent <= 20 * u64::from(N), "{spent} checks");
+        }
+    });
+}

@@ -115,15 +115,15 @@ fn select<L: Lattice>(lattice: &L, live: &[&Method<L>]) -> Selection<L> {
     if let Some(w) = live.iter().find(|&&w| wins(w)) {
         return Selection::Found((*w).clone());
     }
-    let oldest = |ms: &mut dyn Iterator<Item = &Method<L>>| ms.min_by_key(|m| m.0.id).cloned();
-    let candidate = oldest(
-        &mut live
-            .iter()
-            .copied()
-            .filter(|&m| !live.iter().any(|&o| o != m && beats(o, m))),
-    )
-    .or_else(|| oldest(&mut live.iter().copied()))
-    .expect("at least one applicable method");
+    // The oldest method no other beats, found oldest first so that the common ambiguity (methods
+    // that beat none of each other) costs one pass, not a check of every pair; else the oldest.
+    let mut by_age: SmallVec<[&Method<L>; 8]> = live.iter().copied().collect();
+    by_age.sort_unstable_by_key(|m| m.0.id);
+    let candidate = by_age
+        .iter()
+        .find(|&&m| !live.iter().any(|&o| o != m && beats(o, m)))
+        .unwrap_or(&by_age[0]);
+    let candidate = (*candidate).clone();
     let mut rivals: Vec<Method<L>> = live
         .iter()
         .filter(|&&o| *o != candidate && !beats(&candidate, o))
