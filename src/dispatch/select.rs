@@ -393,6 +393,9 @@ pub(crate) fn exact_min<L: Lattice>(
                         start = end;
                         break;
                     }
+                    if l.is_uniform() {
+                        break; // every run ranks like this one
+                    }
                 }
             }
             return start;
@@ -494,6 +497,9 @@ pub(crate) fn exact_max<L: Lattice>(
                     if rivalry.is_rival(t, l.member(first)) {
                         end = start;
                         break;
+                    }
+                    if l.is_uniform() {
+                        break; // every run ranks like this one
                     }
                 }
             }

@@ -26,6 +26,9 @@ pub(crate) struct Lineage<L: Lattice> {
     /// signature, so from the run's start to its last member's deletion the lineage is live and
     /// ranks exactly the same; only the identity of its live member changes.
     run_starts: imbl::Vector<u32>,
+    /// Whether every run is written like the first member (so all rank alike): a method deleted
+    /// and defined again the same way keeps it, which lets a range look at one run per lineage.
+    uniform: bool,
 }
 
 impl<L: Lattice> Clone for Lineage<L> {
@@ -33,6 +36,7 @@ impl<L: Lattice> Clone for Lineage<L> {
         Lineage {
             members: self.members.clone(),
             run_starts: self.run_starts.clone(),
+            uniform: self.uniform,
         }
     }
 }
@@ -42,6 +46,7 @@ impl<L: Lattice> Lineage<L> {
         Lineage {
             members: imbl::Vector::unit(first),
             run_starts: imbl::Vector::unit(0),
+            uniform: true,
         }
     }
 
@@ -75,6 +80,7 @@ impl<L: Lattice> Lineage<L> {
         let mut next = self.clone();
         if !replaces || m.0.sig != self.last().0.sig {
             next.run_starts.push_back(next.members.len() as u32);
+            next.uniform = next.uniform && m.0.sig == self.members[0].0.sig;
         }
         next.members.push_back(m);
         next
@@ -99,6 +105,11 @@ impl<L: Lattice> Lineage<L> {
     pub(crate) fn run_start(&self, i: usize) -> usize {
         let next = partition_point(self.run_starts.len(), |j| self.run_starts[j] as usize <= i);
         self.run_starts[next - 1] as usize
+    }
+
+    /// Whether every run is written like the first member, so all rank alike.
+    pub(crate) fn is_uniform(&self) -> bool {
+        self.uniform
     }
 
     /// The runs that ended at or before `world`, latest first: each as the index of its first
@@ -171,9 +182,12 @@ impl<L: Lattice> Lineage<L> {
         if run_starts.front() != Some(&0) {
             run_starts.push_front(0);
         }
+        // Still uniform if it was (fewer runs); one that was not stays marked so, which only
+        // costs a range a look at more runs.
         Some(Lineage {
             members,
             run_starts,
+            uniform: self.uniform,
         })
     }
 }

@@ -395,7 +395,7 @@ fn main() {
         ),
         [small, large],
         us_0,
-        "~2x (n log^2 n)",
+        "~1x (log n; runs written alike)",
     ));
 
     let (s, l) = (scale(10_000), scale(40_000));
