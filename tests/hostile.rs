@@ -408,3 +408,91 @@ fn an_ambiguity_among_many_methods_costs_a_miss_linear_work() {
         }
     });
 }
+
+/// Comparisons of [`Spelled`] types, counted.
+static SPELLED_EQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A type `(class, spelling)`: types of one class are equal as types, but a signature remembers
+/// how it was spelled. Classes 1000 and up are concrete, under 1, under 2, under the top 0.
+#[derive(Clone, Debug, Eq)]
+struct Spelled(u32, u32);
+
+impl PartialEq for Spelled {
+    fn eq(&self, other: &Self) -> bool {
+        SPELLED_EQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (self.0, self.1) == (other.0, other.1)
+    }
+}
+
+impl std::hash::Hash for Spelled {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0, self.1).hash(state);
+    }
+}
+
+impl std::fmt::Display for Spelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "T{}s{}", self.0, self.1)
+    }
+}
+
+struct Spellings;
+
+impl compiler_caching::Lattice for Spellings {
+    type Type = Spelled;
+    fn is_subtype(&self, a: &Spelled, b: &Spelled) -> bool {
+        let up = |c: u32| match c {
+            0 => None,
+            1 => Some(2),
+            2 => Some(0),
+            _ => Some(1),
+        };
+        let mut c = Some(a.0);
+        while let Some(x) = c {
+            if x == b.0 {
+                return true;
+            }
+            c = up(x);
+        }
+        false
+    }
+    fn is_disjoint(&self, _: &Spelled, _: &Spelled) -> bool {
+        false
+    }
+    fn is_concrete(&self, a: &Spelled) -> bool {
+        a.0 >= 1000
+    }
+    fn signature_key(&self, sig: &[Spelled]) -> u64 {
+        sig.iter().map(|t| u64::from(t.0)).sum()
+    }
+}
+
+#[test]
+fn a_method_deleted_and_defined_again_many_times_costs_a_miss_the_same_however_spelled() {
+    // f(T1) wins for every leaf; f(T2), less specific, is deleted and defined again 10^4 times,
+    // spelled one way the first time and another way after. Each definition starts a run of its
+    // lineage; a miss's range used to walk all of them once two spellings were seen.
+    const RUNS: u32 = 10_000;
+    watchdog(60, || {
+        let engine = Engine::with_lattice(Spellings);
+        let f = engine.declare_function("f").unwrap();
+        engine.add_method(f, &[Spelled(1, 0)], "winner").unwrap();
+        let first = engine.add_method(f, &[Spelled(2, 1)], "other").unwrap();
+        let old = engine.pin();
+        engine.delete_method(&first).unwrap();
+        for _ in 1..RUNS {
+            let again = engine.add_method(f, &[Spelled(2, 0)], "other").unwrap();
+            engine.delete_method(&again).unwrap();
+        }
+        let newest = engine.pin();
+        for (guard, leaves) in [(&newest, 1000..1050), (&old, 2000..2050)] {
+            let before = SPELLED_EQ.load(std::sync::atomic::Ordering::Relaxed);
+            for leaf in leaves {
+                let mi = guard.dispatch(f, &[Spelled(leaf, 0)]).unwrap();
+                assert_eq!(mi.method().source::<&str>(), Some(&"winner"));
+            }
+            let per_miss = (SPELLED_EQ.load(std::sync::atomic::Ordering::Relaxed) - before) / 50;
+            assert!(per_miss < 100, "{per_miss} comparisons per miss");
+        }
+    });
+}

@@ -6,7 +6,7 @@
 use smallvec::SmallVec;
 
 use super::node::Answer;
-use crate::methods::{Lineage, Method, MethodLists, StackData};
+use crate::methods::{Lineage, Method, MethodLists, StackData, WRITINGS};
 use crate::sync::{Arc, Ordering};
 use crate::types::{sig_subtype, Lattice};
 use crate::world::OPEN;
@@ -273,28 +273,78 @@ fn clear_winner<L: Lattice>(
     Some(*table)
 }
 
-/// Whether a run whose first member is `first`, of a lineage in table `t`, is a rival of a clear
-/// winner `m` of table `table` (see [`clear_winner`]). The first verdict per lineage is free, as
-/// the selection itself looks at each lineage; every further one that needs the lattice spends
-/// one of `budget`, and once it is spent every such run counts as a rival, which only narrows the
-/// range. A run written like the previous one of its lineage reuses its verdict: a method deleted
-/// and defined again `n` times costs `n` signature compares, not `n` lattice calls.
+/// Judges runs of the lineages of a clear winner `m` of table `table` (see [`clear_winner`]):
+/// whether a run is a rival, by how it is written.
+///
+/// A lineage is first judged by its writings ([`Lineage::writings`]): if none is a rival, no run
+/// is; if all are, its nearest run in range is. Only a lineage whose writings disagree, or that
+/// has too many to track, is walked run by run, and each such step beyond the first few of a
+/// lineage spends one of `budget` [`RIVAL_STEPS`]; once it is spent every run counts as a rival,
+/// which only narrows the range. Runs written like the previous one reuse its verdict.
 struct Rivalry<'a, L: Lattice> {
     lattice: &'a L,
     m: &'a Method<L>,
     table: usize,
     budget: usize,
+    /// Steps left before the current lineage spends `budget`.
+    free: usize,
     /// The previous verdict in the current lineage, with the signature it was for.
     last: Option<(&'a [L::Type], bool)>,
 }
 
+/// How a lineage's writings judge all of its runs.
+#[derive(Clone, Copy)]
+enum Runs {
+    NoneRival,
+    AllRival,
+    /// Walk them.
+    Mixed,
+}
+
 impl<'a, L: Lattice> Rivalry<'a, L> {
-    /// Starts on another lineage.
-    fn next_lineage(&mut self) {
-        self.last = None;
+    fn new(lattice: &'a L, m: &'a Method<L>, table: usize) -> Self {
+        Rivalry {
+            lattice,
+            m,
+            table,
+            budget: RIVAL_STEPS,
+            free: 0,
+            last: None,
+        }
     }
 
+    /// Starts on lineage `l`, of table `t`, judging it by its writings.
+    fn lineage(&mut self, t: usize, l: &'a Lineage<L>) -> Runs {
+        self.last = None;
+        self.free = WRITINGS + 2;
+        if t < self.table {
+            return Runs::AllRival;
+        }
+        let Some(writings) = l.writings() else {
+            return Runs::Mixed;
+        };
+        let (mut any, mut all) = (false, true);
+        for w in writings {
+            let rival = self.is_rival(t, w);
+            any |= rival;
+            all &= rival;
+        }
+        match (any, all) {
+            (false, _) => Runs::NoneRival,
+            (true, true) => Runs::AllRival,
+            (true, false) => Runs::Mixed,
+        }
+    }
+
+    /// Whether the run whose first member is `first`, of the current lineage, is a rival.
     fn is_rival(&mut self, t: usize, first: &'a Method<L>) -> bool {
+        if self.free > 0 {
+            self.free -= 1;
+        } else if self.budget > 0 {
+            self.budget -= 1;
+        } else {
+            return true;
+        }
         if t < self.table {
             return true;
         }
@@ -303,10 +353,6 @@ impl<'a, L: Lattice> Rivalry<'a, L> {
             if last == sig {
                 return verdict;
             }
-            if self.budget == 0 {
-                return true;
-            }
-            self.budget -= 1;
         }
         let verdict = !strictly_beats(self.lattice, &self.m.0.sig, sig);
         self.last = Some((sig, verdict));
@@ -334,9 +380,8 @@ fn candidate_beaten<L: Lattice>(
         .any(|o| o != candidate && lattice.is_more_specific(&o.0.sig, &candidate.0.sig))
 }
 
-/// Lattice verdicts one range may spend on rival runs beyond the first of each lineage (see
-/// [`Rivalry`]).
-const RIVAL_VERDICTS: usize = 4096;
+/// Runs one range may look at beyond the first few of each lineage (see [`Rivalry`]).
+const RIVAL_STEPS: usize = 4096;
 
 /// The first world of the run of worlds ending at `world` in which the answer is `selection`,
 /// given [`compute`]'s lower bound `min`, which is conservative (the latest event of any
@@ -375,27 +420,23 @@ pub(crate) fn exact_min<L: Lattice>(
     if let Selection::Found(m) = selection {
         if let Some(table) = clear_winner(lattice, &tracks, m, world) {
             // The latest end of a rival run, or m's own definition.
-            let mut rivalry = Rivalry {
-                lattice,
-                m,
-                table,
-                budget: RIVAL_VERDICTS,
-                last: None,
-            };
+            let mut rivalry = Rivalry::new(lattice, m, table);
             let mut start = m.0.defined;
             for &(t, l) in tracks.iter().filter(|(t, _)| *t <= table) {
-                rivalry.next_lineage();
+                // Judged once a run lies in range: most lineages have none.
+                let mut runs = None;
                 for (first, end) in l.runs_ended_by(world, deleted) {
                     if end <= start {
                         break;
                     }
-                    if rivalry.is_rival(t, l.member(first)) {
-                        start = end;
-                        break;
+                    match *runs.get_or_insert_with(|| rivalry.lineage(t, l)) {
+                        Runs::NoneRival => break,
+                        Runs::AllRival => {}
+                        Runs::Mixed if rivalry.is_rival(t, l.member(first)) => {}
+                        Runs::Mixed => continue,
                     }
-                    if l.is_uniform() {
-                        break; // every run ranks like this one
-                    }
+                    start = end;
+                    break;
                 }
             }
             return start;
@@ -480,27 +521,23 @@ pub(crate) fn exact_max<L: Lattice>(
     if let Selection::Found(m) = selection {
         if let Some(table) = clear_winner(lattice, &tracks, m, world) {
             // The earliest start of a rival run, or m's own replacement or deletion.
-            let mut rivalry = Rivalry {
-                lattice,
-                m,
-                table,
-                budget: RIVAL_VERDICTS,
-                last: None,
-            };
+            let mut rivalry = Rivalry::new(lattice, m, table);
             let mut end = deleted(m);
             for &(t, l) in tracks.iter().filter(|(t, _)| *t <= table) {
-                rivalry.next_lineage();
+                // Judged once a run lies in range: most lineages have none.
+                let mut runs = None;
                 for (first, start) in l.runs_after(world) {
                     if start >= end {
                         break;
                     }
-                    if rivalry.is_rival(t, l.member(first)) {
-                        end = start;
-                        break;
+                    match *runs.get_or_insert_with(|| rivalry.lineage(t, l)) {
+                        Runs::NoneRival => break,
+                        Runs::AllRival => {}
+                        Runs::Mixed if rivalry.is_rival(t, l.member(first)) => {}
+                        Runs::Mixed => continue,
                     }
-                    if l.is_uniform() {
-                        break; // every run ranks like this one
-                    }
+                    end = start;
+                    break;
                 }
             }
             return end;

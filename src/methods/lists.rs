@@ -13,6 +13,8 @@
 //! `O(log n)`, sharing structure with the previous one, whether `n` counts the function's methods
 //! or the tables it has methods in (an ordered persistent map from table to lineages).
 
+use smallvec::SmallVec;
+
 use crate::methods::Method;
 use crate::sync::{Arc, Ordering};
 use crate::types::Lattice;
@@ -26,17 +28,22 @@ pub(crate) struct Lineage<L: Lattice> {
     /// signature, so from the run's start to its last member's deletion the lineage is live and
     /// ranks exactly the same; only the identity of its live member changes.
     run_starts: imbl::Vector<u32>,
-    /// Whether every run is written like the first member (so all rank alike): a method deleted
-    /// and defined again the same way keeps it, which lets a range look at one run per lineage.
-    uniform: bool,
+    /// The distinct ways its runs are written, each as the index of the first member written
+    /// that way, while there are at most [`WRITINGS`] (`None` past that). Runs written alike rank
+    /// alike, so a range asks the lattice once per writing instead of walking the runs: a method
+    /// deleted and defined again `n` times, written one of a few ways, costs a range `O(1)` runs.
+    writings: Option<SmallVec<[u32; WRITINGS]>>,
 }
+
+/// Most distinct writings a lineage keeps track of.
+pub(crate) const WRITINGS: usize = 4;
 
 impl<L: Lattice> Clone for Lineage<L> {
     fn clone(&self) -> Self {
         Lineage {
             members: self.members.clone(),
             run_starts: self.run_starts.clone(),
-            uniform: self.uniform,
+            writings: self.writings.clone(),
         }
     }
 }
@@ -46,7 +53,7 @@ impl<L: Lattice> Lineage<L> {
         Lineage {
             members: imbl::Vector::unit(first),
             run_starts: imbl::Vector::unit(0),
-            uniform: true,
+            writings: Some(SmallVec::from_elem(0, 1)),
         }
     }
 
@@ -79,8 +86,21 @@ impl<L: Lattice> Lineage<L> {
     fn with(&self, m: Method<L>, replaces: bool) -> Self {
         let mut next = self.clone();
         if !replaces || m.0.sig != self.last().0.sig {
-            next.run_starts.push_back(next.members.len() as u32);
-            next.uniform = next.uniform && m.0.sig == self.members[0].0.sig;
+            let index = next.members.len() as u32;
+            next.run_starts.push_back(index);
+            next.writings = self.writings.as_ref().and_then(|ws| {
+                let mut ws = ws.clone();
+                if !ws
+                    .iter()
+                    .any(|&w| self.members[w as usize].0.sig == m.0.sig)
+                {
+                    if ws.len() == WRITINGS {
+                        return None;
+                    }
+                    ws.push(index);
+                }
+                Some(ws)
+            });
         }
         next.members.push_back(m);
         next
@@ -107,9 +127,11 @@ impl<L: Lattice> Lineage<L> {
         self.run_starts[next - 1] as usize
     }
 
-    /// Whether every run is written like the first member, so all rank alike.
-    pub(crate) fn is_uniform(&self) -> bool {
-        self.uniform
+    /// The first member of each distinct way the runs are written, if there are at most
+    /// [`WRITINGS`].
+    pub(crate) fn writings(&self) -> Option<impl Iterator<Item = &Method<L>>> {
+        let ws = self.writings.as_ref()?;
+        Some(ws.iter().map(|&w| &self.members[w as usize]))
     }
 
     /// The runs that ended at or before `world`, latest first: each as the index of its first
@@ -182,12 +204,22 @@ impl<L: Lattice> Lineage<L> {
         if run_starts.front() != Some(&0) {
             run_starts.push_front(0);
         }
-        // Still uniform if it was (fewer runs); one that was not stays marked so, which only
-        // costs a range a look at more runs.
+        let mut writings: Option<SmallVec<[u32; WRITINGS]>> = Some(SmallVec::new());
+        for &start in run_starts.iter() {
+            let Some(ws) = writings.as_mut() else { break };
+            let sig = &members[start as usize].0.sig;
+            if !ws.iter().any(|&w| members[w as usize].0.sig == *sig) {
+                if ws.len() == WRITINGS {
+                    writings = None;
+                } else {
+                    ws.push(start);
+                }
+            }
+        }
         Some(Lineage {
             members,
             run_starts,
-            uniform: self.uniform,
+            writings,
         })
     }
 }

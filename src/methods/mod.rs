@@ -10,7 +10,7 @@ mod lists;
 mod method;
 mod tables;
 
-pub(crate) use lists::{Lineage, MethodLists};
+pub(crate) use lists::{Lineage, MethodLists, WRITINGS};
 pub(crate) use method::MethodData;
 pub use method::{Method, MethodInstance};
 pub(crate) use tables::{FunctionData, StackData, Tables};
