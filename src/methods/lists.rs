@@ -2,9 +2,11 @@
 //!
 //! A **lineage** is the methods of one table whose signatures are type-equal, in the order they
 //! were defined: each one replaced the previous one, or was defined after the previous one was
-//! deleted. Members of a lineage apply to exactly the same calls and rank alike against every
-//! other method, and their lifetimes `[defined, deleted)` follow one another without overlapping,
-//! so at most one is live in any world. Dispatch therefore checks applicability once per lineage
+//! deleted. Members of a lineage apply to exactly the same calls, and their lifetimes
+//! `[defined, deleted)` follow one another without overlapping, so at most one is live in any
+//! world. Members *written* alike also rank alike against every other method; a type-equal
+//! signature written differently (`Tuple{Union{A, B}}` as `Union{Tuple{A}, Tuple{B}}`) may not,
+//! so it starts a new run (see `run_starts`). Dispatch therefore checks applicability once per lineage
 //! and finds the member it wants by binary search on the definition worlds, whatever the length of
 //! the function's history: a function redefined 10^5 times costs a dispatch in an old world the
 //! same as one defined once.
