@@ -11,7 +11,7 @@
 
 use super::answers::Query;
 use super::node::DispatchNode;
-use super::{select, Call, Dispatcher};
+use super::{range, select, Call, Dispatcher};
 use crate::error::Error;
 use crate::graph::Edges;
 use crate::methods::Tables;
@@ -48,9 +48,9 @@ impl<L: Lattice> Dispatcher<L> {
             let lists = func.lists.load();
             let (selection, mut min, mut max) =
                 select::compute(lattice, &lists, stack_data, args, world);
-            min = select::exact_min(lattice, &lists, stack_data, args, world, &selection, min);
+            min = range::exact_min(lattice, &lists, stack_data, args, world, &selection, min);
             if max != OPEN {
-                max = select::exact_max(lattice, &lists, stack_data, args, world, &selection);
+                max = range::exact_max(lattice, &lists, stack_data, args, world, &selection);
             }
             let node = Arc::new(DispatchNode {
                 function_name: Arc::clone(&func.name),

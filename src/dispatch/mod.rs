@@ -16,6 +16,7 @@
 mod answers;
 mod miss;
 mod node;
+mod range;
 pub(crate) mod recheck;
 mod select;
 mod signature;

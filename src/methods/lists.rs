@@ -6,10 +6,10 @@
 //! `[defined, deleted)` follow one another without overlapping, so at most one is live in any
 //! world. Members *written* alike also rank alike against every other method; a type-equal
 //! signature written differently (`Tuple{Union{A, B}}` as `Union{Tuple{A}, Tuple{B}}`) may not,
-//! so it starts a new run (see `run_starts`). Dispatch therefore checks applicability once per lineage
-//! and finds the member it wants by binary search on the definition worlds, whatever the length of
-//! the function's history: a function redefined 10^5 times costs a dispatch in an old world the
-//! same as one defined once.
+//! so it starts a new run (see `run_starts`). Dispatch therefore checks applicability once per
+//! lineage and finds the member it wants by binary search on the definition worlds, whatever the
+//! length of the function's history: a function redefined 10^5 times costs a dispatch in an old
+//! world the same as one defined once.
 //!
 //! Lists are immutable and persistent (`imbl`): a definition makes the next snapshot in
 //! `O(log n)`, sharing structure with the previous one, whether `n` counts the function's methods
