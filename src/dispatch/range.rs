@@ -176,6 +176,31 @@ impl<'a, L: Lattice> Rivalry<'a, L> {
         }
     }
 
+    /// The bounding world of the first of `runs` (nearest first: each run's first member and
+    /// the world it ends or starts) that is a rival, among those `in_range` accepts. The lineage
+    /// is judged only once a run lies in range: most have none.
+    fn nearest(
+        &mut self,
+        t: usize,
+        l: &'a Lineage<L>,
+        runs: impl Iterator<Item = (usize, u64)>,
+        in_range: impl Fn(u64) -> bool,
+    ) -> Option<u64> {
+        let mut judged = None;
+        for (first, at) in runs {
+            if !in_range(at) {
+                return None;
+            }
+            match *judged.get_or_insert_with(|| self.lineage(t, l)) {
+                Runs::NoneRival => return None,
+                Runs::AllRival => return Some(at),
+                Runs::Mixed if self.is_rival(t, l.member(first)) => return Some(at),
+                Runs::Mixed => {}
+            }
+        }
+        None
+    }
+
     /// Whether the run whose first member is `first`, of the current lineage, is a rival.
     fn is_rival(&mut self, t: usize, first: &'a Method<L>) -> bool {
         if self.free > 0 {
@@ -260,20 +285,9 @@ pub(crate) fn exact_min<L: Lattice>(
             let mut rivalry = Rivalry::new(lattice, m, table);
             let mut start = m.0.defined;
             for &(t, l) in tracks.iter().filter(|(t, _)| *t <= table) {
-                // Judged once a run lies in range: most lineages have none.
-                let mut runs = None;
-                for (first, end) in l.runs_ended_by(world, deleted) {
-                    if end <= start {
-                        break;
-                    }
-                    match *runs.get_or_insert_with(|| rivalry.lineage(t, l)) {
-                        Runs::NoneRival => break,
-                        Runs::AllRival => {}
-                        Runs::Mixed if rivalry.is_rival(t, l.member(first)) => {}
-                        Runs::Mixed => continue,
-                    }
+                let runs = l.runs_ended_by(world, deleted);
+                if let Some(end) = rivalry.nearest(t, l, runs, |end| end > start) {
                     start = end;
-                    break;
                 }
             }
             return start;
@@ -361,20 +375,9 @@ pub(crate) fn exact_max<L: Lattice>(
             let mut rivalry = Rivalry::new(lattice, m, table);
             let mut end = deleted(m);
             for &(t, l) in tracks.iter().filter(|(t, _)| *t <= table) {
-                // Judged once a run lies in range: most lineages have none.
-                let mut runs = None;
-                for (first, start) in l.runs_after(world) {
-                    if start >= end {
-                        break;
-                    }
-                    match *runs.get_or_insert_with(|| rivalry.lineage(t, l)) {
-                        Runs::NoneRival => break,
-                        Runs::AllRival => {}
-                        Runs::Mixed if rivalry.is_rival(t, l.member(first)) => {}
-                        Runs::Mixed => continue,
-                    }
+                if let Some(start) = rivalry.nearest(t, l, l.runs_after(world), |start| start < end)
+                {
                     end = start;
-                    break;
                 }
             }
             return end;
