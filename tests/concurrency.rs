@@ -278,6 +278,72 @@ fn no_reader_in_a_world_after_an_invalidation_receives_a_stale_result() {
     });
 }
 
+/// The race the walk's skip of dependents with nothing registered on them must survive: `k`
+/// calls `h` calls `f` calls `g`, and `g` is redefined over and over. Every redefinition
+/// invalidates `f` and `h`, so the next reader compiles a fresh `h`, on which nothing is
+/// registered yet, and registers its fresh `k` on it while the next redefinition's walk lowers
+/// that `h` and may find it a leaf (`crate::raw::edges` in the sources; its loom model
+/// `edges_register_vs_skipped_set` checks the interleavings). Whoever wins, no reader may see a
+/// `k` built on an old `g`.
+#[test]
+fn a_caller_registering_on_a_fresh_callee_never_misses_a_racing_invalidation() {
+    watchdog(120, || {
+        let engine = Engine::new();
+        let t = types(&engine);
+        let int = t.int.clone();
+        for (name, value, callee) in [
+            ("k", 1_000_000_000, Some("h")),
+            ("h", 1_000_000, Some("f")),
+            ("f", 1_000, Some("g")),
+            ("g", 0, None),
+        ] {
+            let function = engine.declare_function(name).unwrap();
+            let callees: Vec<&str> = callee.into_iter().collect();
+            engine
+                .add_method(function, &[int.clone()], calls(value, &callees, &int))
+                .unwrap();
+        }
+        let k = engine.function("k").unwrap();
+        let g = engine.function("g").unwrap();
+        let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
+        let stop = AtomicBool::new(false);
+        let checked = AtomicU64::new(0);
+        let readers = 6;
+        let started = Barrier::new(readers + 1);
+        thread::scope(|s| {
+            for _ in 0..readers {
+                s.spawn(|| {
+                    started.wait();
+                    while !stop.load(Ordering::Relaxed) {
+                        let guard = engine.pin();
+                        let mi = guard.dispatch(k, &[int.clone()]).unwrap();
+                        let got = *cache.compile(&guard, mi, &0).unwrap();
+                        let g_now = guard.dispatch(g, &[int.clone()]).unwrap();
+                        let expected = 1_001_001_000 + g_now.method().source::<Ir>().unwrap().value;
+                        assert_eq!(got, expected, "stale result in world {}", guard.world());
+                        checked.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            s.spawn(|| {
+                started.wait();
+                for i in 1..=10_000 {
+                    engine
+                        .add_method(g, &[int.clone()], Ir::constant(i))
+                        .unwrap();
+                    if i % 32 == 0 {
+                        thread::yield_now();
+                    }
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        });
+        // Each redefinition invalidates the chain above `g`, so readers compiled many fresh ones.
+        assert!(checked.load(Ordering::Relaxed) > 100);
+        assert!(engine.stats().infer_runs >= 100, "{:?}", engine.stats());
+    });
+}
+
 #[test]
 fn worlds_are_monotonic_and_mutations_atomic() {
     watchdog(60, || {

@@ -112,6 +112,90 @@ fn edges_register_vs_in_place_invalidation() {
     });
 }
 
+/// The race with a walk that skips a set nothing was registered on without locking it
+/// ([`EdgeSet::may_have_entries`]): the invalidator lowers the dependency and then checks the
+/// flag, while a compilation registers on the set for the first time. Whatever the interleaving,
+/// either the walk sees the registration and lowers the dependent, or the registration reads the
+/// lowered bound.
+#[test]
+fn edges_register_vs_skipped_set() {
+    model(|| {
+        let dependency = Arc::new(Validity::new(1, 1));
+        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let dependent = Arc::new(Validity::new(2, 1));
+
+        let publisher = {
+            let (dependency, edges, dependent) =
+                (dependency.clone(), edges.clone(), dependent.clone());
+            thread::spawn(move || {
+                let max =
+                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
+                dependent.lower(max);
+            })
+        };
+        let invalidator = {
+            let (dependency, edges) = (dependency.clone(), edges.clone());
+            thread::spawn(move || {
+                if dependency.lower(5) && edges.may_have_entries() {
+                    edges.visit(|d| {
+                        d.lower(5);
+                        false
+                    });
+                }
+            })
+        };
+        publisher.join().unwrap();
+        invalidator.join().unwrap();
+        assert!(
+            dependent.max() <= 5,
+            "published valid past the invalidation: {}",
+            dependent.max()
+        );
+    });
+}
+
+/// The same race with the flag checked *before* the dependency is lowered: loom must find the
+/// interleaving where the walk skips the set and the registration reads the old bound, which
+/// shows the model above has teeth.
+#[test]
+#[should_panic(expected = "published valid past the invalidation")]
+fn edges_model_catches_a_skip_checked_before_lowering() {
+    model(|| {
+        let dependency = Arc::new(Validity::new(1, 1));
+        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let dependent = Arc::new(Validity::new(2, 1));
+
+        let publisher = {
+            let (dependency, edges, dependent) =
+                (dependency.clone(), edges.clone(), dependent.clone());
+            thread::spawn(move || {
+                let max =
+                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
+                dependent.lower(max);
+            })
+        };
+        let invalidator = {
+            let (dependency, edges) = (dependency.clone(), edges.clone());
+            thread::spawn(move || {
+                let may_have_entries = edges.may_have_entries();
+                if dependency.lower(5) && may_have_entries {
+                    edges.visit(|d| {
+                        d.lower(5);
+                        false
+                    });
+                }
+            })
+        };
+        publisher.join().unwrap();
+        invalidator.join().unwrap();
+        assert!(
+            dependent.max() <= 5,
+            "published valid past the invalidation: {}",
+            dependent.max()
+        );
+    });
+}
+
 /// The same race with the bound read *before* registering (outside the lock): loom must find the
 /// interleaving that publishes a stale dependent, which shows the model above has teeth.
 #[test]

@@ -472,7 +472,9 @@ impl Node {
         if self.max.load(Ordering::Acquire) <= world {
             return false;
         }
-        self.max.fetch_min(world, Ordering::AcqRel) > world
+        // Sequentially consistent: a walk that then finds nothing registered on this node skips
+        // it, relying on this lowering being ordered before that check (`crate::raw::edges`).
+        self.max.fetch_min(world, Ordering::SeqCst) > world
     }
 
     /// Records that the invalidation reached this node from `upstream` (the node `up`), unless a
@@ -499,14 +501,16 @@ impl Node {
     /// Removes the backedges of dependents compiled before `world` (those an invalidation at
     /// `world` affects), keeping the rest and dropping those gone, lowers each affected one not
     /// already invalid at `world`, records that its invalidation came from this node (`me`), and
-    /// hands it to `lowered`. Under the writer lock.
+    /// hands it to `lowered`, with whether its own backedges need a visit: `false` when nothing
+    /// was ever registered on it, which the lowering just done makes safe to skip (see
+    /// `crate::raw::edges`). Under the writer lock.
     #[inline]
     pub(crate) fn lower_dependents(
         &self,
         me: NodeRef,
         world: u64,
         view: Nodes<'_>,
-        mut lowered: impl FnMut(NodeRef),
+        mut lowered: impl FnMut(NodeRef, bool),
     ) {
         self.backedges.visit(|&d| {
             let Some(node) = view.live(d) else {
@@ -517,7 +521,7 @@ impl Node {
             }
             if node.lower(world) {
                 node.set_via(me, self);
-                lowered(d);
+                lowered(d, node.backedges.may_have_entries());
             }
             false
         });

@@ -213,7 +213,8 @@ impl Walk {
 }
 
 /// Lowers the dependents of `node` computed before `world`, records where their invalidation came
-/// from, and pushes them.
+/// from, and pushes those that may have dependents of their own (a leaf of the call graph is
+/// lowered without being visited).
 #[inline]
 fn expand(
     view: Nodes<'_>,
@@ -223,9 +224,11 @@ fn expand(
     lowered: &mut Lowered,
 ) {
     if let Some(n) = view.live(node) {
-        n.lower_dependents(node, world, view, |d| {
+        n.lower_dependents(node, world, view, |d, has_dependents| {
             lowered.push(d);
-            stack.push(d);
+            if has_dependents {
+                stack.push(d);
+            }
         });
     }
 }

@@ -17,6 +17,31 @@
 //! with `max <= w'`, and no reader in a world `>= w'` can take it. The loom model
 //! `edges_register_vs_invalidate` checks this interleaving by interleaving.
 //!
+//! # Skipping sets nothing ever registered on
+//!
+//! Most code instances have no dependents (the leaves of a call graph: half the nodes of a binary
+//! tree), and locking their empty sets was a large part of a walk. So a set also records, in an
+//! atomic flag outside its lock, whether anything was registered since it was made or cleared,
+//! and the walk skips a dependent whose set says not, without locking it
+//! ([`EdgeSet::may_have_entries`]). That is the store-buffering pattern, decided by sequentially
+//! consistent operations rather than by the lock:
+//!
+//! - the **publisher** sets the flag, issues a sequentially consistent fence, then reads the
+//!   dependency's `max`;
+//! - the **invalidator** lowers the dependency's `max` with a sequentially consistent
+//!   read-modify-write, then reads the flag with a sequentially consistent load.
+//!
+//! The fence and the invalidator's two operations fall in one total order. If the fence comes
+//! before the flag's load, the load sees the flag set and the walk locks the set as above; if the
+//! load comes first, so does the lowering, and the publisher's read after the fence sees it. A
+//! publisher that finds the flag already set writes nothing, but the registration that set it is
+//! ordered before its own fence by the lock, which gives the same order. On x86 the invalidator's
+//! side costs nothing (its read-modify-write is a full barrier already, and a sequentially
+//! consistent load is a plain load); the publisher pays one fence per registration. Loom cannot
+//! model sequentially consistent loads and read-modify-writes (it treats them as
+//! acquire-release), so under loom the invalidator's side issues the equivalent fence before its
+//! load; the loom model `edges_register_vs_skipped_set` checks the race through it.
+//!
 //! Registration is O(1) amortized: entries are pushed, and the set is compacted (dropping
 //! dependents that are already invalid, which further invalidation cannot affect) only when it
 //! has doubled since the last compaction.
@@ -27,15 +52,19 @@
 
 use smallvec::SmallVec;
 
-use crate::sync::Mutex;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 
-/// Entries kept without an allocation.
-pub const INLINE: usize = 7;
+/// Entries kept without an allocation (with the flag beside the lock, a code instance's node
+/// still fits in two cache lines).
+pub const INLINE: usize = 6;
 
 /// The dependents of one dependency.
 #[derive(Debug)]
 pub struct EdgeSet<T> {
     inner: Mutex<Inner<T>>,
+    /// Whether anything was registered since the set was made or last cleared (see the module
+    /// docs): set by registrations, cleared only by [`EdgeSet::clear_then`].
+    registered: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -89,12 +118,17 @@ impl<T: Clone> EdgeSet<T> {
                 items: SmallVec::new(),
                 compact_at: MIN_COMPACT,
             }),
+            registered: AtomicBool::new(false),
         }
     }
 
     /// Registers `item` and, under the same lock, calls `read_max` to read the dependency's
     /// current upper bound, which the caller applies to `item`. `is_dead` tells which entries a
     /// compaction may drop.
+    ///
+    /// `read_max` runs after a sequentially consistent fence, so that a walk skipping this set
+    /// because it found nothing registered has lowered the bound `read_max` reads (see the
+    /// module docs).
     pub fn register<R>(
         &self,
         item: T,
@@ -106,7 +140,24 @@ impl<T: Clone> EdgeSet<T> {
             inner.compacted(|d| !is_dead(d));
         }
         inner.items.push(item);
+        if !self.registered.load(Ordering::Relaxed) {
+            self.registered.store(true, Ordering::Relaxed);
+        }
+        crate::sync::fence(Ordering::SeqCst);
         read_max()
+    }
+
+    /// Whether anything may be registered: `false` only if nothing was since the set was made
+    /// or cleared. The caller must have lowered the dependency's bound with a sequentially
+    /// consistent read-modify-write first; then a registration this call does not see reads the
+    /// lowered bound (see the module docs), and the caller may skip the set.
+    #[inline]
+    pub fn may_have_entries(&self) -> bool {
+        // Loom models sequentially consistent loads as acquiring ones; the fence gives the model
+        // the order the load has outside it.
+        #[cfg(loom)]
+        crate::sync::fence(Ordering::SeqCst);
+        self.registered.load(Ordering::SeqCst)
     }
 
     /// Removes and returns the dependents that `affected` selects (for an invalidation at `w'`:
@@ -145,6 +196,7 @@ impl<T: Clone> EdgeSet<T> {
         let mut inner = self.inner.lock();
         let items = std::mem::take(&mut inner.items);
         inner.compact_at = MIN_COMPACT;
+        self.registered.store(false, Ordering::SeqCst);
         then();
         drop(inner);
         drop(items);

@@ -64,6 +64,8 @@ impl Validity {
         if self.max.load(Ordering::Acquire) <= world {
             return false;
         }
-        self.max.fetch_min(world, Ordering::AcqRel) > world
+        // Sequentially consistent: a walk that then finds nothing registered on this node skips
+        // it, relying on this lowering being ordered before that check (`crate::raw::edges`).
+        self.max.fetch_min(world, Ordering::SeqCst) > world
     }
 }
