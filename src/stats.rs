@@ -30,7 +30,6 @@ fn shard() -> usize {
 pub(crate) enum Counter {
     DispatchHit,
     DispatchMiss,
-    CodeHit,
     CodeMiss,
     CompileWait,
     Infer,
@@ -53,7 +52,7 @@ pub(crate) enum Counter {
     PersistUnstorable,
 }
 
-const COUNTERS: usize = 23;
+const COUNTERS: usize = 22;
 
 #[derive(Default)]
 struct Shard {
@@ -79,20 +78,6 @@ impl Stats {
         self.shards[shard()].counts[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Adds a guard's tally of hits to the shard of its pin slot (`slot`): cheaper than
-    /// [`Stats::add`], and no thread-local lookup, since live threads hold distinct slots. Exact
-    /// unless two threads whose slots share a shard count at the same moment.
-    #[inline]
-    pub(crate) fn add_guard_hits(&self, slot: usize, dispatch: u64, code: u64) {
-        let counts = &self.shards[slot % SHARDS].counts;
-        for (counter, n) in [(Counter::DispatchHit, dispatch), (Counter::CodeHit, code)] {
-            if n > 0 {
-                let cell = &counts[counter as usize];
-                cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-            }
-        }
-    }
-
     fn sum(&self, counter: Counter) -> u64 {
         self.shards
             .iter()
@@ -104,7 +89,8 @@ impl Stats {
         StatsSnapshot {
             dispatch_hits: self.sum(Counter::DispatchHit),
             dispatch_misses: self.sum(Counter::DispatchMiss),
-            code_hits: self.sum(Counter::CodeHit),
+            // Only guards count code hits, in their pin slots (see `Engine::stats`).
+            code_hits: 0,
             code_misses: self.sum(Counter::CodeMiss),
             compile_waits: self.sum(Counter::CompileWait),
             infer_runs: self.sum(Counter::Infer),

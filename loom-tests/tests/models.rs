@@ -596,7 +596,7 @@ fn pin_vs_reclaim() {
             horizon <= pinned,
             "reclaimed past pinned world {pinned}: horizon {horizon}"
         );
-        pins.unpin(pinned, slot);
+        pins.unpin(pinned, slot, [0; 2]);
         let after = pins.horizon(|| world.load(Ordering::SeqCst));
         assert_eq!(after, 2);
         assert_eq!(
@@ -629,7 +629,7 @@ fn old_world_pin_vs_reclaim() {
                     horizon <= 1,
                     "reclaimed past pinned world 1: horizon {horizon}"
                 );
-                pins.unpin(1, slot);
+                pins.unpin(1, slot, [0; 2]);
             }
             Err(e) => assert_eq!(e, PinError::Reclaimed { oldest: 2 }),
         }
@@ -669,6 +669,40 @@ fn pin_without_the_light_barrier_is_caught() {
     });
 }
 
+/// Guards hand their hit tallies to their pin slot when they unpin: two threads counting at once,
+/// then a third that may take over a slot one of them gave back when it exited, add exactly, with
+/// no locked instruction (each slot has one writer at a time).
+#[test]
+fn pin_slot_counts_add_exactly_across_threads_and_slot_reuse() {
+    model(|| {
+        let pins = Arc::new(Pins::new());
+        let counters: Vec<_> = [[1, 2], [10, 20]]
+            .into_iter()
+            .map(|counts| {
+                let pins = pins.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        let (world, slot) = pins.pin_current(|| 1);
+                        pins.unpin(world, slot, counts);
+                    }
+                })
+            })
+            .collect();
+        for counter in counters {
+            counter.join().unwrap();
+        }
+        let late = {
+            let pins = pins.clone();
+            thread::spawn(move || {
+                let (world, slot) = pins.pin_current(|| 1);
+                pins.unpin(world, slot, [100, 0]);
+            })
+        };
+        late.join().unwrap();
+        assert_eq!(pins.counted(), [122, 44]);
+    });
+}
+
 /// Pins nest on a thread and are released in any order: the thread's announcement holds the oldest
 /// world it pinned until its last pin goes, while reclamation runs on another thread.
 #[test]
@@ -686,12 +720,12 @@ fn nested_pins_hold_the_oldest_world_until_the_last_goes() {
             let (pins, world) = (pins.clone(), world.clone());
             thread::spawn(move || pins.horizon(|| world.load(Ordering::Acquire)))
         };
-        pins.unpin(1, first);
+        pins.unpin(1, first, [0; 2]);
         let horizon = reclaimer.join().unwrap();
         assert!(horizon <= 2, "reclaimed past the inner pin: {horizon}");
         // Once the outer pin is gone, the announcement rises to exactly the inner one.
         assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 2);
-        pins.unpin(2, second);
+        pins.unpin(2, second, [0; 2]);
         assert_eq!(pins.horizon(|| world.load(Ordering::Acquire)), 3);
     });
 }

@@ -249,11 +249,10 @@ impl<L: Lattice> Guard<'_, L> {
 
 impl<L: Lattice> Drop for Guard<'_, L> {
     fn drop(&mut self) {
-        self.engine.pins.unpin(self.world.get(), self.slot);
-        self.engine.stats.add_guard_hits(
-            self.slot.index(),
-            self.dispatch_hits.get(),
-            self.code_hits.get(),
+        self.engine.pins.unpin(
+            self.world.get(),
+            self.slot,
+            [self.dispatch_hits.get(), self.code_hits.get()],
         );
     }
 }

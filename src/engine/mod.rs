@@ -345,7 +345,12 @@ impl<L: Lattice> Engine<L> {
 
     /// The engine's counters, summed over every cache built on it.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        // Hits are tallied by guards and handed to their pin slots when dropped.
+        let [dispatch_hits, code_hits] = self.inner.pins.counted();
+        stats.dispatch_hits += dispatch_hits;
+        stats.code_hits += code_hits;
+        stats
     }
 }
 

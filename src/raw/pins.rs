@@ -87,7 +87,13 @@ struct Slot {
     /// The pins of an orphaned slot (its thread's list is gone).
     leftover: Mutex<Worlds>,
     index: u32,
+    /// What guards of this slot counted (see [`Pins::unpin`]). Written only by the thread that
+    /// owns the slot, so a plain load and store add exactly, without a locked instruction.
+    counts: [AtomicU64; COUNTS],
 }
+
+/// How many counts a guard hands to [`Pins::unpin`].
+pub const COUNTS: usize = 2;
 
 /// A thread's pinned worlds, each with how many guards pin it.
 #[derive(Debug, Default)]
@@ -120,6 +126,18 @@ impl Worlds {
 }
 
 impl Slot {
+    /// Adds `counts` to the slot's. Only the owning thread calls it: a slot belongs to one thread
+    /// at a time (guards are not `Send`), and passes to another only through the registry's lock
+    /// once every pin of it is gone.
+    #[inline]
+    fn add(&self, counts: [u64; COUNTS]) {
+        for (total, n) in self.counts.iter().zip(counts) {
+            if n > 0 {
+                total.store(total.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Releases one pin of `world` from `worlds` (the slot's own pins) and announces what is left.
     /// Raising the announcement only lets reclamation go further, so it needs no barrier;
     /// `Release` orders what the thread read under the pin before it.
@@ -207,13 +225,6 @@ thread_local! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinSlot(u32);
 
-impl PinSlot {
-    /// The slot's index: distinct for every thread pinned at the same time.
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
 /// Pinned worlds and the reclamation floor (see the module docs).
 #[derive(Debug)]
 pub struct Pins {
@@ -299,6 +310,7 @@ impl Pins {
             announced: crossbeam_utils::CachePadded::new(AtomicU64::new(UNPINNED)),
             orphaned: AtomicBool::new(false),
             leftover: Mutex::new(Worlds::default()),
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
             index,
         });
         slots.all.push(Arc::clone(&slot));
@@ -350,9 +362,10 @@ impl Pins {
         Ok(slot)
     }
 
-    /// Releases one pin of `world` announced in `slot` (on the thread that pinned).
+    /// Releases one pin of `world` announced in `slot` (on the thread that pinned), and adds
+    /// `counts` (what the guard tallied) to the slot's, which [`Pins::counted`] sums.
     #[inline]
-    pub fn unpin(&self, world: u64, slot: PinSlot) {
+    pub fn unpin(&self, world: u64, slot: PinSlot, counts: [u64; COUNTS]) {
         let done = MINE.try_with(|mine| {
             let mut mine = mine.0.borrow_mut();
             match mine
@@ -360,6 +373,7 @@ impl Pins {
                 .find(|e| e.id == self.id && e.slot.index == slot.0)
             {
                 Some(entry) => {
+                    entry.slot.add(counts);
                     entry.slot.unpin(&mut entry.worlds, world);
                     true
                 }
@@ -369,6 +383,7 @@ impl Pins {
         if !matches!(done, Ok(true)) {
             let s = self.registry.slot(slot.0);
             let mut worlds = s.leftover.lock();
+            s.add(counts);
             s.unpin(&mut worlds, world);
             if worlds.0.is_empty() && s.orphaned.load(Ordering::Relaxed) {
                 drop(worlds);
@@ -397,6 +412,18 @@ impl Pins {
         let horizon = current.min(oldest_pinned).max(*floor);
         *floor = horizon;
         horizon
+    }
+
+    /// The sums of the counts guards handed to [`Pins::unpin`], over every slot. Exact once the
+    /// guards are dropped (each slot's counts are added by one thread only).
+    pub fn counted(&self) -> [u64; COUNTS] {
+        let mut sums = [0; COUNTS];
+        for slot in &self.registry.slots.lock().all {
+            for (sum, count) in sums.iter_mut().zip(&slot.counts) {
+                *sum += count.load(Ordering::Relaxed);
+            }
+        }
+        sums
     }
 
     /// The oldest world that can still be pinned.
