@@ -28,6 +28,11 @@ struct Paused {
     y_paused: Signal,
     y_go: Signal,
     recursive: AtomicBool,
+    /// Whether `y`'s `infer` fails once it is let go.
+    fail: AtomicBool,
+    /// Whether callers find `y` and `h` by dispatching outside the compilation (not recording
+    /// the dispatch), so that only the dependency on the instance links them.
+    unrecorded: AtomicBool,
 }
 
 /// The compiler: shares its signals with the test.
@@ -44,10 +49,19 @@ impl Compiler for Stages {
         let engine = cx.engine().clone();
         let name = *cx.instance().method().source::<&str>().unwrap();
         let args = cx.instance().argtypes().to_vec();
+        let unrecorded = self.0.unrecorded.load(Ordering::SeqCst);
+        let find = |cx: &mut InferCx<'_, Self>, f: &str| {
+            let f = engine.function(f).unwrap();
+            if unrecorded {
+                let guard = engine.pin_world(cx.world()).map_err(|e| e.to_string())?;
+                let mi = guard.dispatch(f, &args).map_err(|e| e.to_string())?.clone();
+                Ok::<_, String>(mi)
+            } else {
+                cx.dispatch(f, &args).map_err(|e| e.to_string())
+            }
+        };
         let call = |cx: &mut InferCx<'_, Self>, f: &str| {
-            let mi = cx
-                .dispatch(engine.function(f).unwrap(), &args)
-                .map_err(|e| e.to_string())?;
+            let mi = find(cx, f)?;
             cx.compile(&mi).map_err(|e| e.to_string())?;
             Ok::<_, String>(())
         };
@@ -60,12 +74,13 @@ impl Compiler for Stages {
                 }
                 self.0.y_paused.raise();
                 self.0.y_go.wait_for(1);
+                if self.0.fail.load(Ordering::SeqCst) {
+                    return Err("y fails".into());
+                }
             }
             "h" => call(cx, "y")?,
             "d" => {
-                let y = cx
-                    .dispatch(engine.function("y").unwrap(), &args)
-                    .map_err(|e| e.to_string())?;
+                let y = find(cx, "y")?;
                 cx.depend_on(&y).map_err(|e| e.to_string())?;
             }
             "c" => call(cx, "h")?,
@@ -236,4 +251,55 @@ fn a_dependency_on_a_running_compilation_stays_valid_without_a_mutation() {
         assert!(d.is_valid_in(now) && y.is_valid_in(now));
         assert!(d.invalidation().is_none());
     });
+}
+
+/// `d` depends on `y` while `y` compiles, and `y`'s compilation then fails, so nothing is ever
+/// published for it. `d` still depends on `y`'s method: replacing it must close `d`, which
+/// found `y` without recording a dispatch, so only that dependency links them. (The
+/// dependency used to live only on the failed compilation's backedges, which nothing reaches
+/// once it is gone, and `d` stayed valid for good.) The same holds for a recursive caller told
+/// `InProgress`, which registers on the running compilation the same way.
+#[test]
+fn a_dependency_on_a_running_compilation_that_fails_is_closed_when_its_method_is_replaced() {
+    for recursive in [false, true] {
+        let s = setup(recursive);
+        s.paused.fail.store(true, Ordering::SeqCst);
+        s.paused.unrecorded.store(true, Ordering::SeqCst);
+        let dependent = if recursive { "h" } else { "d" };
+        thread::scope(|scope| {
+            let y = scope.spawn(|| s.compile("y"));
+            let let_go = LetGo(&s.paused.y_go);
+            s.paused.y_paused.wait_for(1);
+            let dep = if recursive {
+                let guard = s.engine.pin();
+                let hmi = guard
+                    .dispatch(s.engine.function("h").unwrap(), &[s.int.clone()])
+                    .unwrap()
+                    .clone();
+                s.cache
+                    .lookup(&guard, &hmi, &())
+                    .unwrap()
+                    .expect("h is published")
+            } else {
+                s.compile("d").unwrap()
+            };
+            drop(let_go);
+            assert!(y.join().unwrap().is_err(), "y's compilation fails");
+            let before = s.engine.current_world();
+            assert!(
+                dep.is_valid_in(before),
+                "{dependent}: a failed compilation closes nothing by itself"
+            );
+            let y_fn = s.engine.function("y").unwrap();
+            s.engine
+                .add_method(y_fn, &[s.int.clone()], "y again")
+                .unwrap();
+            let replaced = s.engine.current_world();
+            assert!(
+                !dep.is_valid_in(replaced),
+                "{dependent} depends on y's replaced method, yet is valid in {replaced:?}: {:?}",
+                dep.validity()
+            );
+        });
+    }
 }

@@ -297,10 +297,16 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         super::miss::check_key(self.key)?;
         let seize = self.cache.engine.enter();
         let world = self.world.get();
+        let running = std::cell::Cell::new(false);
         let (slot, version) = self.cache.hold(mi, self.key, &seize, |state| {
-            valid_in(&state.versions, world)
-                .or_else(|| running_in(state.pending(), world))
-                .cloned()
+            let published = valid_in(&state.versions, world);
+            let pending = running_in(state.pending(), world).filter(|_| published.is_none());
+            running.set(pending.is_some());
+            published.or(pending).cloned()
+        });
+        let version = version.map(|v| Recorded {
+            version: v,
+            running: running.get(),
         });
         if self.record_slot(slot, version) {
             if let Some(trail) = &mut self.trail {
@@ -332,7 +338,11 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         match compiled {
             Compiled::Ready(ci) => {
                 let (slot, _) = self.cache.hold(mi, self.key, &seize, |_| None);
-                if self.record_slot(slot, Some(Arc::clone(&ci))) {
+                let version = Recorded {
+                    version: Arc::clone(&ci),
+                    running: false,
+                };
+                if self.record_slot(slot, Some(version)) {
                     self.trail_compiled(mi, Some(Arc::clone(&ci)));
                 }
                 Ok(Callee::Ready(CodeInstance(ci)))
@@ -344,6 +354,10 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
                 let world = world.get();
                 let (slot, pending) = self.cache.hold(mi, self.key, &seize, |state| {
                     running_in(state.pending(), world).cloned()
+                });
+                let pending = pending.map(|version| Recorded {
+                    version,
+                    running: true,
                 });
                 if self.record_slot(slot, pending) {
                     self.trail_compiled(mi, None);
@@ -372,33 +386,49 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     }
 
     /// Records a dependency on `slot`, on which the caller took a hold, compiled against
-    /// `version` (published, or the slot's pending one) if there is one: registers this instance
+    /// `version` (published, or the slot's running one) if there is one: registers this instance
     /// on the version's backedges (or the slot's, with no version), reading under the same lock
     /// the upper bound it must respect (see `crate::raw::edges`), then ends the hold.
+    ///
+    /// On a running version it registers on the slot's backedges as well. The running
+    /// compilation may still fail, and is then never published: its backedges are reached by
+    /// nothing after that, while this dependency still holds on the slot's method, whose
+    /// replacement or deletion must close this instance.
+    ///
     /// Returns `false` if it was recorded already.
-    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Arc<CiData<C, L>>>) -> bool {
+    fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Recorded<C, L>>) -> bool {
         let key = match &version {
-            Some(v) => Arc::as_ptr(v) as *const () as usize,
+            Some(v) => Arc::as_ptr(&v.version) as *const () as usize,
             None => Arc::as_ptr(&slot) as *const () as usize,
         };
         if self.seen.insert(key) {
             let graph = self.cache.engine.graph();
-            let max = match &version {
-                // On the version itself: its own backedges.
-                Some(v) => v.valid().register(self.dependent(), graph),
-                // On the slot, while nothing is compiled for it.
-                None => slot.edges.register(
+            let on_slot = || {
+                slot.edges.register(
                     self.dependent(),
                     || {
                         let deleted = &slot.mi.method().0.deleted;
                         deleted.load(crate::sync::Ordering::Acquire)
                     },
                     |d| graph.is_dead_if_free(*d),
-                ),
+                )
+            };
+            let max = match &version {
+                // On the version itself: its own backedges.
+                Some(v) => {
+                    let max = v.version.valid().register(self.dependent(), graph);
+                    if v.running {
+                        max.min(on_slot())
+                    } else {
+                        max
+                    }
+                }
+                // On the slot, while nothing is compiled for it.
+                None => on_slot(),
             };
             self.min = self.min.max(match &version {
                 // A pending version holds from its own world until it is published.
-                Some(v) => v.valid().min(),
+                Some(v) => v.version.valid().min(),
                 None => slot.mi.method().0.defined,
             });
             self.close_at(max);
@@ -418,6 +448,12 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
             });
         }
     }
+}
+
+/// A version a dependency is recorded on, and whether it is its slot's running compilation.
+struct Recorded<C: Compiler<L>, L: Lattice> {
+    version: Arc<CiData<C, L>>,
+    running: bool,
 }
 
 /// `pending`, if it is being compiled for `world`.
