@@ -3,13 +3,13 @@
 //! A compilation registers each dependency as soon as it records it, on its own code instance
 //! before that is published. A mutation that changes what the running compilation read therefore
 //! reaches, in its own walk and before its world is published, everything that already depends on
-//! the running instance: a recursive caller that was told `InProgress`, or code that called
-//! `depend_on` for it. Without that, such a dependent stayed valid in the new world until the
-//! running compilation published (already closed), and code compiled against it in the new world
-//! was either refused as stale or published valid against an invalid dependency.
+//! the running instance: a recursive caller that was told `InProgress`. Code that calls
+//! `depend_on` for an instance another thread is compiling waits for it instead, since what the
+//! running compilation will read later is not known until it publishes. And whatever registered
+//! on a running compilation also depends on its method, even if that compilation fails.
 //!
-//! Each test pauses `y` inside `infer` after it read `g`, lets the other compilations run, redefines
-//! `g`, and checks what is valid in the new world *before* `y` is allowed to finish.
+//! Each test pauses `y` inside `infer` (after it read `g`, unless told to read it late), lets the
+//! other compilations run or wait, redefines `g`, and checks what is valid in the new world.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,10 @@ struct Paused {
     /// Whether callers find `y` and `h` by dispatching outside the compilation (not recording
     /// the dispatch), so that only the dependency on the instance links them.
     unrecorded: AtomicBool,
+    /// Whether `y` reads `g` only once it is let go, rather than before it pauses.
+    read_g_late: AtomicBool,
+    /// Whether `y` compiles `k`, which depends on `y` back with `depend_on`.
+    y_calls_k: AtomicBool,
 }
 
 /// The compiler: shares its signals with the test.
@@ -68,17 +72,30 @@ impl Compiler for Stages {
         match name {
             "y" => {
                 let g = engine.function("g").unwrap();
-                cx.dispatch(g, &args).map_err(|e| e.to_string())?;
+                let read_g_late = self.0.read_g_late.load(Ordering::SeqCst);
+                if !read_g_late {
+                    cx.dispatch(g, &args).map_err(|e| e.to_string())?;
+                }
                 if self.0.recursive.load(Ordering::SeqCst) {
                     call(cx, "h")?;
                 }
+                if self.0.y_calls_k.load(Ordering::SeqCst) {
+                    call(cx, "k")?;
+                }
                 self.0.y_paused.raise();
                 self.0.y_go.wait_for(1);
+                if read_g_late {
+                    cx.dispatch(g, &args).map_err(|e| e.to_string())?;
+                }
                 if self.0.fail.load(Ordering::SeqCst) {
                     return Err("y fails".into());
                 }
             }
             "h" => call(cx, "y")?,
+            "k" => {
+                let y = find(cx, "y")?;
+                cx.depend_on(&y).map_err(|e| e.to_string())?;
+            }
             "d" => {
                 let y = find(cx, "y")?;
                 cx.depend_on(&y).map_err(|e| e.to_string())?;
@@ -122,7 +139,7 @@ fn setup(recursive: bool) -> Setup {
         .lattice()
         .declare_concrete("Int", &Ty::any())
         .unwrap();
-    for name in ["y", "h", "d", "c", "caller", "g"] {
+    for name in ["y", "h", "d", "c", "caller", "g", "k"] {
         let f = engine.declare_function(name).unwrap();
         let sig = if name == "g" { Ty::any() } else { int.clone() };
         engine.add_method(f, &[sig], name).unwrap();
@@ -202,29 +219,47 @@ fn a_recursive_caller_of_a_running_compilation_is_closed_by_the_mutation_itself(
     });
 }
 
-/// `d` depends on `y` (foreign IR) while `y` compiles on another thread. The mutation closes `d`
-/// before its world is published, so `caller`, compiled in the new world, recompiles `d` instead
-/// of being published valid against the closed one.
+impl Setup {
+    /// Compiles `d` on a thread of `scope`, and returns once it waits for the running `y`.
+    fn compile_d_waiting<'s>(
+        &'s self,
+        scope: &'s thread::Scope<'s, '_>,
+    ) -> thread::ScopedJoinHandle<'s, Result<CodeInstance<Stages>, CompileError<String>>> {
+        let waits = self.engine.stats().compile_waits;
+        let d = scope.spawn(|| self.compile("d"));
+        // A staged signal, not a sleep: the engine counts the wait before blocking in it.
+        while self.engine.stats().compile_waits == waits {
+            thread::yield_now();
+        }
+        d
+    }
+}
+
+/// `d` depends on `y` (foreign IR) while `y` compiles on another thread in the same world: `d`
+/// waits for `y` to publish, as compiling it would, and records the version `y` leaves. `y` read
+/// the old `g`, so `d` is published closed where `y` is, and `caller`, compiled in the new
+/// world, recompiles both.
 #[test]
-fn a_dependency_on_a_running_compilation_is_closed_by_the_mutation_itself() {
+fn a_dependency_on_a_compilation_running_elsewhere_waits_for_it() {
     let s = setup(false);
     thread::scope(|scope| {
         let y = scope.spawn(|| s.compile("y"));
         let let_go = LetGo(&s.paused.y_go);
         s.paused.y_paused.wait_for(1);
-        let d = s.compile("d").unwrap();
+        let d = s.compile_d_waiting(scope);
         let new = s.redefine_g();
+        assert!(!d.is_finished(), "d waits for the running y");
+        drop(let_go);
+        let y = y.join().unwrap().unwrap();
+        assert!(!y.is_valid_in(new), "y read the old g: {:?}", y.validity());
+        let d = d.join().unwrap().unwrap();
         assert!(
             !d.is_valid_in(new),
-            "d depends on the running y, which read the old g, yet is valid in {new:?}: {:?}",
+            "d depends on y, which read the old g, yet is valid in {new:?}: {:?}",
             d.validity()
         );
         let caller = s.compile("caller").unwrap();
         assert!(caller.is_valid_in(new));
-        drop(let_go);
-        let y = y.join().unwrap().unwrap();
-        assert!(!y.is_valid_in(new));
-        // Whatever caller was compiled against is valid wherever caller is.
         let guard = s.engine.pin();
         let dmi = guard
             .dispatch(s.engine.function("d").unwrap(), &[s.int.clone()])
@@ -236,7 +271,44 @@ fn a_dependency_on_a_running_compilation_is_closed_by_the_mutation_itself() {
     });
 }
 
-/// Without a mutation, a dependency on a running compilation stays valid once it publishes.
+/// What a running compilation will read is not known until it publishes. Here `y` reads `g`
+/// only after `d` asked to depend on it, and `g` is redefined in between: had `d` been published
+/// on the running `y` then, it would have been valid in the new world until `y` read `g`, a
+/// stale result for any reader meanwhile. Waiting for `y` leaves no such window: no `d` is valid
+/// in the new world before `y` publishes, nor after.
+#[test]
+fn a_dependency_on_a_running_compilation_covers_what_it_reads_later() {
+    let s = setup(false);
+    s.paused.read_g_late.store(true, Ordering::SeqCst);
+    thread::scope(|scope| {
+        let y = scope.spawn(|| s.compile("y"));
+        let let_go = LetGo(&s.paused.y_go);
+        s.paused.y_paused.wait_for(1);
+        let d = s.compile_d_waiting(scope);
+        let new = s.redefine_g();
+        let guard = s.engine.pin();
+        let dmi = guard
+            .dispatch(s.engine.function("d").unwrap(), &[s.int.clone()])
+            .unwrap()
+            .clone();
+        assert!(
+            s.cache.lookup(&guard, &dmi, &()).unwrap().is_none(),
+            "nothing is valid for d in the new world while y runs"
+        );
+        drop(guard);
+        drop(let_go);
+        let y = y.join().unwrap().unwrap();
+        let d = d.join().unwrap().unwrap();
+        assert!(!y.is_valid_in(new), "y read the old g: {:?}", y.validity());
+        assert!(
+            !d.is_valid_in(new),
+            "d depends on y, which read the old g, yet is valid in {new:?}: {:?}",
+            d.validity()
+        );
+    });
+}
+
+/// Without a mutation, a dependency on a running compilation is valid once both publish.
 #[test]
 fn a_dependency_on_a_running_compilation_stays_valid_without_a_mutation() {
     let s = setup(false);
@@ -244,21 +316,22 @@ fn a_dependency_on_a_running_compilation_stays_valid_without_a_mutation() {
         let y = scope.spawn(|| s.compile("y"));
         let let_go = LetGo(&s.paused.y_go);
         s.paused.y_paused.wait_for(1);
-        let d = s.compile("d").unwrap();
+        let d = s.compile_d_waiting(scope);
         drop(let_go);
         let y = y.join().unwrap().unwrap();
+        let d = d.join().unwrap().unwrap();
         let now = s.engine.current_world();
         assert!(d.is_valid_in(now) && y.is_valid_in(now));
         assert!(d.invalidation().is_none());
     });
 }
 
-/// `d` depends on `y` while `y` compiles, and `y`'s compilation then fails, so nothing is ever
-/// published for it. `d` still depends on `y`'s method: replacing it must close `d`, which
-/// found `y` without recording a dispatch, so only that dependency links them. (The
-/// dependency used to live only on the failed compilation's backedges, which nothing reaches
-/// once it is gone, and `d` stayed valid for good.) The same holds for a recursive caller told
-/// `InProgress`, which registers on the running compilation the same way.
+/// `y`'s compilation fails, so nothing is ever published for it, while something depends on
+/// it: a recursive caller `h` told `InProgress`, registered on the running `y`, or `d`, which
+/// waited for it. Each still depends on `y`'s method, and replacing it must close them; they
+/// found `y` without recording a dispatch, so only that dependency links them. (A dependency on
+/// a running compilation used to live only on its backedges, which nothing reaches once it has
+/// failed, and the dependent stayed valid for good.)
 #[test]
 fn a_dependency_on_a_running_compilation_that_fails_is_closed_when_its_method_is_replaced() {
     for recursive in [false, true] {
@@ -276,14 +349,18 @@ fn a_dependency_on_a_running_compilation_that_fails_is_closed_when_its_method_is
                     .dispatch(s.engine.function("h").unwrap(), &[s.int.clone()])
                     .unwrap()
                     .clone();
-                s.cache
+                let h = s
+                    .cache
                     .lookup(&guard, &hmi, &())
                     .unwrap()
-                    .expect("h is published")
+                    .expect("h is published");
+                drop(let_go);
+                h
             } else {
-                s.compile("d").unwrap()
+                let d = s.compile_d_waiting(scope);
+                drop(let_go);
+                d.join().unwrap().unwrap()
             };
-            drop(let_go);
             assert!(y.join().unwrap().is_err(), "y's compilation fails");
             let before = s.engine.current_world();
             assert!(
@@ -302,4 +379,38 @@ fn a_dependency_on_a_running_compilation_that_fails_is_closed_when_its_method_is
             );
         });
     }
+}
+
+/// `y` compiles `k`, and `k` depends on `y` with `depend_on`: waiting for `y` would wait for
+/// this very thread, so `k` records the dependency on the running `y` instead of deadlocking,
+/// and is closed by a mutation of what `y` read.
+#[test]
+fn a_dependency_on_a_running_compilation_up_the_same_chain_does_not_wait() {
+    test_support::threads::watchdog(60, || {
+        let s = setup(false);
+        s.paused.y_calls_k.store(true, Ordering::SeqCst);
+        thread::scope(|scope| {
+            let y = scope.spawn(|| s.compile("y"));
+            let let_go = LetGo(&s.paused.y_go);
+            s.paused.y_paused.wait_for(1);
+            let guard = s.engine.pin();
+            let kmi = guard
+                .dispatch(s.engine.function("k").unwrap(), &[s.int.clone()])
+                .unwrap()
+                .clone();
+            let k = s
+                .cache
+                .lookup(&guard, &kmi, &())
+                .unwrap()
+                .expect("k is published while y runs");
+            drop(guard);
+            let new = s.redefine_g();
+            assert!(
+                !k.is_valid_in(new),
+                "k depends on the running y, which read the old g, yet is valid in {new:?}"
+            );
+            drop(let_go);
+            assert!(!y.join().unwrap().unwrap().is_valid_in(new));
+        });
+    });
 }

@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::error::{CompileError, Error};
 use crate::graph::{Cause, NodeRef};
 use crate::methods::{Function, MethodInstance};
+use crate::raw::job::Waited;
 use crate::sync::Arc;
 use crate::types::{DefaultLattice, Lattice};
 use crate::world::{World, OPEN};
@@ -287,6 +288,14 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// compiled for `mi` is invalidated, or `mi`'s method is replaced or deleted, so is this.
     /// Nothing is compiled. Use it for callees of a foreign IR the engine cannot read.
     ///
+    /// If another thread is compiling `mi` for this world, this waits for that compilation to
+    /// finish, as [`InferCx::compile`] would, and records the version it publishes (or, if it
+    /// fails, the dependency on `mi`'s method alone): until it publishes, what it reads is not
+    /// known, and a mutation of something it reads later could not reach this result. Only when
+    /// waiting would deadlock (that compilation waits, directly or through others, on this one)
+    /// is the dependency recorded on the running compilation; [`crate::semantics`] (§7,
+    /// dependencies on a running compilation) says what that covers.
+    ///
     /// `mi` must be an instance of this engine whose method is live in the compilation's world
     /// (one obtained by dispatching in that world is): a dependency on anything else could never
     /// hold in this world. Otherwise nothing is recorded and the error says why
@@ -297,23 +306,43 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
         super::miss::check_key(self.key)?;
         let seize = self.cache.engine.enter();
         let world = self.world.get();
-        let running = std::cell::Cell::new(false);
-        let (slot, version) = self.cache.hold(mi, self.key, &seize, |state| {
-            let published = valid_in(&state.versions, world);
-            let pending = running_in(state.pending(), world).filter(|_| published.is_none());
-            running.set(pending.is_some());
-            published.or(pending).cloned()
-        });
-        let version = version.map(|v| Recorded {
-            version: v,
-            running: running.get(),
-        });
-        if self.record_slot(slot, version) {
-            if let Some(trail) = &mut self.trail {
-                trail.push(Trail::DependOn(mi.clone()));
+        // Whether waiting for a running compilation of `mi` would deadlock (it waits, directly
+        // or not, on this one): then the dependency is recorded on the running compilation.
+        let mut in_cycle = false;
+        loop {
+            let running = std::cell::Cell::new(false);
+            let (slot, version) = self.cache.hold(mi, self.key, &seize, |state| {
+                let published = valid_in(&state.versions, world);
+                let pending = running_in(state.pending(), world).filter(|_| published.is_none());
+                running.set(pending.is_some());
+                published.or(pending).cloned()
+            });
+            if running.get() && !in_cycle {
+                // What a running compilation will read is not known until it publishes: a
+                // mutation of something it has not read yet could not reach a dependent
+                // registered on it meanwhile. So wait for it, as a compile would, and record
+                // what it leaves (its published version, or nothing if it failed).
+                slot.cell.release();
+                if let Some(job) = slot.cell.running_job() {
+                    let engine = &self.cache.engine;
+                    if job.owner() != crate::sync::current_thread() {
+                        engine.counters().add(crate::stats::Counter::CompileWait, 1);
+                    }
+                    in_cycle = matches!(job.wait(engine.waits()), Waited::Cycle);
+                }
+                continue;
             }
+            let version = version.map(|v| Recorded {
+                version: v,
+                running: running.get(),
+            });
+            if self.record_slot(slot, version) {
+                if let Some(trail) = &mut self.trail {
+                    trail.push(Trail::DependOn(mi.clone()));
+                }
+            }
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Compiles `mi` (all three phases, in this cache with this key, in this world) and records

@@ -170,6 +170,18 @@ impl<V: Clone, T: Clone> SlotCell<V, T> {
         Begin::Run { version }
     }
 
+    /// The job running in the slot, to wait on, if one runs (see [`Job::wait`]).
+    pub fn running_job(&self) -> Option<Arc<Job<T>>> {
+        let mut state = self.state.lock();
+        let running = state.job.as_mut()?;
+        let owner = running.owner;
+        Some(Arc::clone(
+            running
+                .waited_on
+                .get_or_insert_with(|| Arc::new(Job::owned_by(owner))),
+        ))
+    }
+
     /// Ends the job [`SlotCell::begin`] handed out: removes it from the slot, so a later call
     /// starts afresh, then hands `outcome` to every waiter (a waiter finds the job under the lock,
     /// so none can come after it is removed).
