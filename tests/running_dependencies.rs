@@ -164,6 +164,15 @@ impl Setup {
         self.cache.compile_instance(&guard, mi, &())
     }
 
+    /// The code instance of `name` (for `Int`) valid in the current world, if one is published.
+    fn valid_now(&self, name: &str) -> Option<CodeInstance<Stages>> {
+        let guard = self.engine.pin();
+        let mi = guard
+            .dispatch(self.engine.function(name).unwrap(), &[self.int.clone()])
+            .unwrap();
+        self.cache.lookup(&guard, mi, &()).unwrap()
+    }
+
     /// Redefines `g` for `Int`, changing the answer `y` read, and returns the new world.
     fn redefine_g(&self) -> compiler_caching::World {
         let g = self.engine.function("g").unwrap();
@@ -183,17 +192,7 @@ fn a_recursive_caller_of_a_running_compilation_is_closed_by_the_mutation_itself(
         let y = scope.spawn(|| s.compile("y"));
         let let_go = LetGo(&s.paused.y_go);
         s.paused.y_paused.wait_for(1);
-        let guard = s.engine.pin();
-        let hmi = guard
-            .dispatch(s.engine.function("h").unwrap(), &[s.int.clone()])
-            .unwrap()
-            .clone();
-        let h = s
-            .cache
-            .lookup(&guard, &hmi, &())
-            .unwrap()
-            .expect("h is published");
-        drop(guard);
+        let h = s.valid_now("h").expect("h is published");
         let new = s.redefine_g();
         assert!(
             !h.is_valid_in(new),
@@ -211,10 +210,7 @@ fn a_recursive_caller_of_a_running_compilation_is_closed_by_the_mutation_itself(
             .unwrap()
             .expect("no stale dependency is ever reported");
         assert!(c.is_valid_in(new));
-        let h_now = {
-            let guard = s.engine.pin();
-            s.cache.lookup(&guard, &hmi, &()).unwrap().unwrap()
-        };
+        let h_now = s.valid_now("h").unwrap();
         assert!(h_now.is_valid_in(new) && h_now.compiled_in() == new);
     });
 }
@@ -260,12 +256,7 @@ fn a_dependency_on_a_compilation_running_elsewhere_waits_for_it() {
         );
         let caller = s.compile("caller").unwrap();
         assert!(caller.is_valid_in(new));
-        let guard = s.engine.pin();
-        let dmi = guard
-            .dispatch(s.engine.function("d").unwrap(), &[s.int.clone()])
-            .unwrap()
-            .clone();
-        let d_now = s.cache.lookup(&guard, &dmi, &()).unwrap().unwrap();
+        let d_now = s.valid_now("d").unwrap();
         assert!(d_now.is_valid_in(new) && d_now.compiled_in() == new);
         assert!(caller.validity().max.is_none() && d_now.validity().max.is_none());
     });
@@ -286,16 +277,10 @@ fn a_dependency_on_a_running_compilation_covers_what_it_reads_later() {
         s.paused.y_paused.wait_for(1);
         let d = s.compile_d_waiting(scope);
         let new = s.redefine_g();
-        let guard = s.engine.pin();
-        let dmi = guard
-            .dispatch(s.engine.function("d").unwrap(), &[s.int.clone()])
-            .unwrap()
-            .clone();
         assert!(
-            s.cache.lookup(&guard, &dmi, &()).unwrap().is_none(),
+            s.valid_now("d").is_none(),
             "nothing is valid for d in the new world while y runs"
         );
-        drop(guard);
         drop(let_go);
         let y = y.join().unwrap().unwrap();
         let d = d.join().unwrap().unwrap();
@@ -344,16 +329,7 @@ fn a_dependency_on_a_running_compilation_that_fails_is_closed_when_its_method_is
             let let_go = LetGo(&s.paused.y_go);
             s.paused.y_paused.wait_for(1);
             let dep = if recursive {
-                let guard = s.engine.pin();
-                let hmi = guard
-                    .dispatch(s.engine.function("h").unwrap(), &[s.int.clone()])
-                    .unwrap()
-                    .clone();
-                let h = s
-                    .cache
-                    .lookup(&guard, &hmi, &())
-                    .unwrap()
-                    .expect("h is published");
+                let h = s.valid_now("h").expect("h is published");
                 drop(let_go);
                 h
             } else {
@@ -393,17 +369,7 @@ fn a_dependency_on_a_running_compilation_up_the_same_chain_does_not_wait() {
             let y = scope.spawn(|| s.compile("y"));
             let let_go = LetGo(&s.paused.y_go);
             s.paused.y_paused.wait_for(1);
-            let guard = s.engine.pin();
-            let kmi = guard
-                .dispatch(s.engine.function("k").unwrap(), &[s.int.clone()])
-                .unwrap()
-                .clone();
-            let k = s
-                .cache
-                .lookup(&guard, &kmi, &())
-                .unwrap()
-                .expect("k is published while y runs");
-            drop(guard);
+            let k = s.valid_now("k").expect("k is published while y runs");
             let new = s.redefine_g();
             assert!(
                 !k.is_valid_in(new),

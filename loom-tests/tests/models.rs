@@ -24,35 +24,47 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
+/// A backedge set of `Arc<Validity>` dependents, as the models use it.
+type Edges = EdgeSet<Arc<Validity>>;
+
+/// Races a compilation that registers a new dependent (compiled in world 2) on `edges`, reading
+/// `dependency`'s bound under the lock as the engine does, against `invalidate`, which lowers
+/// `dependency` to world 5 and deals with the set. Returns the dependent once both are done.
+fn race_registration(
+    dependency: &Arc<Validity>,
+    edges: &Arc<Edges>,
+    invalidate: fn(&Validity, &Edges),
+) -> Arc<Validity> {
+    let dependent = Arc::new(Validity::new(2, 1));
+    let publisher = {
+        let (dependency, edges, dependent) = (dependency.clone(), edges.clone(), dependent.clone());
+        thread::spawn(move || {
+            let max = edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
+            dependent.lower(max);
+        })
+    };
+    let invalidator = {
+        let (dependency, edges) = (dependency.clone(), edges.clone());
+        thread::spawn(move || invalidate(&dependency, &edges))
+    };
+    publisher.join().unwrap();
+    invalidator.join().unwrap();
+    dependent
+}
+
 /// The insert-versus-invalidate race (docs/semantics.md §7): a compilation registers with a dependency while a mutation invalidates
 /// it. Whatever the interleaving, the dependent ends closed at or before the invalidating world.
 #[test]
 fn edges_register_vs_invalidate() {
     model(|| {
         let dependency = Arc::new(Validity::new(1, 1));
-        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
-        let dependent = Arc::new(Validity::new(2, 1));
-
-        let publisher = {
-            let (dependency, edges, dependent) =
-                (dependency.clone(), edges.clone(), dependent.clone());
-            thread::spawn(move || {
-                let max =
-                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
-                dependent.lower(max);
-            })
-        };
-        let invalidator = {
-            let (dependency, edges) = (dependency.clone(), edges.clone());
-            thread::spawn(move || {
-                dependency.lower(5);
-                for d in edges.take(|d| d.compile_world() < 5) {
-                    d.lower(5);
-                }
-            })
-        };
-        publisher.join().unwrap();
-        invalidator.join().unwrap();
+        let edges = Arc::new(EdgeSet::new());
+        let dependent = race_registration(&dependency, &edges, |dependency, edges| {
+            dependency.lower(5);
+            for d in edges.take(|d| d.compile_world() < 5) {
+                d.lower(5);
+            }
+        });
         assert!(
             dependent.max() <= 5,
             "published valid past the invalidation: {}",
@@ -69,36 +81,20 @@ fn edges_register_vs_invalidate() {
 fn edges_register_vs_in_place_invalidation() {
     model(|| {
         let dependency = Arc::new(Validity::new(1, 1));
-        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
+        let edges = Arc::new(EdgeSet::new());
         let earlier = Arc::new(Validity::new(1, 1));
         edges.register(earlier.clone(), || (), |_| false);
-        let dependent = Arc::new(Validity::new(2, 1));
-
-        let publisher = {
-            let (dependency, edges, dependent) =
-                (dependency.clone(), edges.clone(), dependent.clone());
-            thread::spawn(move || {
-                let max =
-                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
-                dependent.lower(max);
-            })
-        };
-        let invalidator = {
-            let (dependency, edges) = (dependency.clone(), edges.clone());
-            thread::spawn(move || {
-                dependency.lower(5);
-                edges.visit(|d| {
-                    if d.compile_world() < 5 {
-                        d.lower(5);
-                        false
-                    } else {
-                        true
-                    }
-                });
-            })
-        };
-        publisher.join().unwrap();
-        invalidator.join().unwrap();
+        let dependent = race_registration(&dependency, &edges, |dependency, edges| {
+            dependency.lower(5);
+            edges.visit(|d| {
+                if d.compile_world() < 5 {
+                    d.lower(5);
+                    false
+                } else {
+                    true
+                }
+            });
+        });
         for (name, v) in [("published", &dependent), ("registered earlier", &earlier)] {
             assert!(
                 v.max() <= 5,
@@ -121,31 +117,15 @@ fn edges_register_vs_in_place_invalidation() {
 fn edges_register_vs_skipped_set() {
     model(|| {
         let dependency = Arc::new(Validity::new(1, 1));
-        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
-        let dependent = Arc::new(Validity::new(2, 1));
-
-        let publisher = {
-            let (dependency, edges, dependent) =
-                (dependency.clone(), edges.clone(), dependent.clone());
-            thread::spawn(move || {
-                let max =
-                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
-                dependent.lower(max);
-            })
-        };
-        let invalidator = {
-            let (dependency, edges) = (dependency.clone(), edges.clone());
-            thread::spawn(move || {
-                if dependency.lower(5) && edges.may_have_entries() {
-                    edges.visit(|d| {
-                        d.lower(5);
-                        false
-                    });
-                }
-            })
-        };
-        publisher.join().unwrap();
-        invalidator.join().unwrap();
+        let edges = Arc::new(EdgeSet::new());
+        let dependent = race_registration(&dependency, &edges, |dependency, edges| {
+            if dependency.lower(5) && edges.may_have_entries() {
+                edges.visit(|d| {
+                    d.lower(5);
+                    false
+                });
+            }
+        });
         assert!(
             dependent.max() <= 5,
             "published valid past the invalidation: {}",
@@ -162,32 +142,16 @@ fn edges_register_vs_skipped_set() {
 fn edges_model_catches_a_skip_checked_before_lowering() {
     model(|| {
         let dependency = Arc::new(Validity::new(1, 1));
-        let edges: Arc<EdgeSet<Arc<Validity>>> = Arc::new(EdgeSet::new());
-        let dependent = Arc::new(Validity::new(2, 1));
-
-        let publisher = {
-            let (dependency, edges, dependent) =
-                (dependency.clone(), edges.clone(), dependent.clone());
-            thread::spawn(move || {
-                let max =
-                    edges.register(dependent.clone(), || dependency.max(), |d| d.max() != OPEN);
-                dependent.lower(max);
-            })
-        };
-        let invalidator = {
-            let (dependency, edges) = (dependency.clone(), edges.clone());
-            thread::spawn(move || {
-                let may_have_entries = edges.may_have_entries();
-                if dependency.lower(5) && may_have_entries {
-                    edges.visit(|d| {
-                        d.lower(5);
-                        false
-                    });
-                }
-            })
-        };
-        publisher.join().unwrap();
-        invalidator.join().unwrap();
+        let edges = Arc::new(EdgeSet::new());
+        let dependent = race_registration(&dependency, &edges, |dependency, edges| {
+            let may_have_entries = edges.may_have_entries();
+            if dependency.lower(5) && may_have_entries {
+                edges.visit(|d| {
+                    d.lower(5);
+                    false
+                });
+            }
+        });
         assert!(
             dependent.max() <= 5,
             "published valid past the invalidation: {}",
