@@ -30,6 +30,8 @@ struct Paused {
     recursive: AtomicBool,
     /// Whether `y`'s `infer` fails once it is let go.
     fail: AtomicBool,
+    /// Whether `y`'s `infer` panics once it is let go.
+    panic: AtomicBool,
     /// Whether callers find `y` and `h` by dispatching outside the compilation (not recording
     /// the dispatch), so that only the dependency on the instance links them.
     unrecorded: AtomicBool,
@@ -37,6 +39,9 @@ struct Paused {
     read_g_late: AtomicBool,
     /// Whether `y` compiles `k`, which depends on `y` back with `depend_on`.
     y_calls_k: AtomicBool,
+    /// Whether `y` reads `g` through `m` (compiling `m`, which dispatches `g`) rather than
+    /// itself.
+    g_through_m: AtomicBool,
 }
 
 /// The compiler: shares its signals with the test.
@@ -73,7 +78,9 @@ impl Compiler for Stages {
             "y" => {
                 let g = engine.function("g").unwrap();
                 let read_g_late = self.0.read_g_late.load(Ordering::SeqCst);
-                if !read_g_late {
+                if self.0.g_through_m.load(Ordering::SeqCst) {
+                    call(cx, "m")?;
+                } else if !read_g_late {
                     cx.dispatch(g, &args).map_err(|e| e.to_string())?;
                 }
                 if self.0.recursive.load(Ordering::SeqCst) {
@@ -90,6 +97,9 @@ impl Compiler for Stages {
                 if self.0.fail.load(Ordering::SeqCst) {
                     return Err("y fails".into());
                 }
+                if self.0.panic.load(Ordering::SeqCst) {
+                    panic!("y panics");
+                }
             }
             "h" => call(cx, "y")?,
             "k" => {
@@ -101,6 +111,10 @@ impl Compiler for Stages {
                 cx.depend_on(&y).map_err(|e| e.to_string())?;
             }
             "c" => call(cx, "h")?,
+            "m" => {
+                let g = engine.function("g").unwrap();
+                cx.dispatch(g, &args).map_err(|e| e.to_string())?;
+            }
             "caller" => call(cx, "d")?,
             _ => {}
         }
@@ -139,7 +153,7 @@ fn setup(recursive: bool) -> Setup {
         .lattice()
         .declare_concrete("Int", &Ty::any())
         .unwrap();
-    for name in ["y", "h", "d", "c", "caller", "g", "k"] {
+    for name in ["y", "h", "d", "c", "caller", "g", "k", "m"] {
         let f = engine.declare_function(name).unwrap();
         let sig = if name == "g" { Ty::any() } else { int.clone() };
         engine.add_method(f, &[sig], name).unwrap();
@@ -353,6 +367,72 @@ fn a_dependency_on_a_running_compilation_that_fails_is_closed_when_its_method_is
                 "{dependent} depends on y's replaced method, yet is valid in {replaced:?}: {:?}",
                 dep.validity()
             );
+        });
+    }
+}
+
+/// `h` (told `InProgress`) or `k` (whose `depend_on` cannot wait) depends on the running `y`,
+/// which has read `g` (itself, or through `m`), and `y` then fails or panics. What `y` had read
+/// still reaches them: redefining `g` closes the dependent. The failed `y` is no instance: the
+/// invalidated ones counted are the dependent (and `m`), and the why-chain runs through `y`
+/// marked as a compilation that failed.
+#[test]
+fn a_dependency_on_a_running_compilation_that_fails_is_closed_by_a_mutation_of_what_it_read() {
+    let cases = [
+        (true, false, false),
+        (true, true, true),
+        (false, false, true),
+        (false, true, false),
+    ];
+    for (recursive, panics, through_m) in cases {
+        test_support::threads::watchdog(60, move || {
+            let s = setup(recursive);
+            s.paused.y_calls_k.store(!recursive, Ordering::SeqCst);
+            s.paused.fail.store(!panics, Ordering::SeqCst);
+            s.paused.panic.store(panics, Ordering::SeqCst);
+            s.paused.g_through_m.store(through_m, Ordering::SeqCst);
+            s.paused.unrecorded.store(true, Ordering::SeqCst);
+            let dependent = if recursive { "h" } else { "k" };
+            let case = format!("{dependent}, panics: {panics}, through m: {through_m}");
+            thread::scope(|scope| {
+                let y = scope.spawn(|| s.compile("y"));
+                let let_go = LetGo(&s.paused.y_go);
+                s.paused.y_paused.wait_for(1);
+                let dep = s.valid_now(dependent).expect("published while y runs");
+                drop(let_go);
+                assert!(y.join().unwrap().is_err(), "{case}: y's compilation fails");
+                assert!(dep.is_valid_in(s.engine.current_world()), "{case}");
+                let before = s.engine.stats().invalidated_code_instances;
+                let new = s.redefine_g();
+                assert!(
+                    !dep.is_valid_in(new),
+                    "{case}: the dependent was compiled against what the failed y read (the \
+                     old g), yet is valid in {new:?}: {:?}",
+                    dep.validity()
+                );
+                assert_eq!(
+                    s.engine.stats().invalidated_code_instances - before,
+                    1 + u64::from(through_m),
+                    "{case}: the failed y is not counted"
+                );
+                let why = dep.invalidation().expect("a why-chain");
+                let chain: Vec<&str> = why
+                    .chain
+                    .iter()
+                    .map(|l| l.split('(').next().unwrap())
+                    .collect();
+                let expected = if through_m {
+                    vec!["m", "y", dependent]
+                } else {
+                    vec!["y", dependent]
+                };
+                assert_eq!(chain, expected, "{case}: {why}");
+                let y_link = &why.chain[expected.len() - 2];
+                assert!(
+                    y_link.ends_with("(a compilation that failed)"),
+                    "{case}: {why}"
+                );
+            });
         });
     }
 }

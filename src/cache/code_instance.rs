@@ -89,12 +89,17 @@ impl<C: Compiler<L>, L: Lattice> CiData<C, L> {
 
 impl<C: Compiler<L>, L: Lattice> Dependent for CiData<C, L> {
     fn label(&self) -> String {
-        format!(
+        let label = format!(
             "{} in {}[{}]",
             describe(&self.mi),
             self.tag,
             describe_debug(&self.key)
-        )
+        );
+        if self.node.node().is_failed() {
+            format!("{label} (a compilation that failed)")
+        } else {
+            label
+        }
     }
 }
 

@@ -420,9 +420,9 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// the upper bound it must respect (see `crate::raw::edges`), then ends the hold.
     ///
     /// On a running version it registers on the slot's backedges as well. The running
-    /// compilation may still fail, and is then never published: its backedges are reached by
-    /// nothing after that, while this dependency still holds on the slot's method, whose
-    /// replacement or deletion must close this instance.
+    /// compilation may still fail, and is then never published: what it read still reaches this
+    /// instance through it (see `phases`), but the replacement or deletion of the slot's method,
+    /// which closes only the slot's versions, would not.
     ///
     /// Returns `false` if it was recorded already.
     fn record_slot(&mut self, slot: Arc<Slot<C, L>>, version: Option<Recorded<C, L>>) -> bool {

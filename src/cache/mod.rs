@@ -14,7 +14,7 @@
 //! instance; `codegen` produces a serializable artifact; `link` turns it into a session-local
 //! value. Each phase runs at most once per code instance: concurrent callers share one run
 //! through the slot's job (see `crate::raw::job`), and a phase that fails or panics leaves nothing
-//! behind. [`maintenance`] drops what reclamation proves no world can see.
+//! behind (but for an `infer` that others depended on while it ran: see [`phases`]). [`maintenance`] drops what reclamation proves no world can see.
 //!
 //! # Registering against concurrent invalidation
 //!
@@ -53,7 +53,7 @@ use slot::{SlotEntry, SlotKey, SlotQuery};
 use crate::engine::{check_name, CacheMaintenance, Engine};
 use crate::error::Error;
 use crate::methods::{MethodInstance, TableStack};
-use crate::sync::{shared_prehashed_map, Arc, PrehashedMap, Weak};
+use crate::sync::{shared_prehashed_map, Arc, Mutex, PrehashedMap, Weak};
 use crate::types::{DefaultLattice, Lattice};
 
 /// A cache of compiled code for one compiler, identified by its owner tag, bound to a table stack.
@@ -81,6 +81,9 @@ pub(crate) struct CacheInner<C: Compiler<L>, L: Lattice> {
     pub(crate) slots: PrehashedMap<SlotKey<C::Key>, SlotEntry<C, L>>,
     /// A tier below this cache that misses consult (see [`tier`]), if one is attached.
     pub(crate) tier: Option<Box<dyn tier::Tier<C, L>>>,
+    /// Compilations that failed while others depended on them, kept for those dependents' sake
+    /// (see `phases`) until reclamation finds them no longer needed.
+    pub(crate) failed: Mutex<Vec<Arc<code_instance::CiData<C, L>>>>,
 }
 
 impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
@@ -119,6 +122,7 @@ impl<C: Compiler<L>, L: Lattice> CompilerCache<C, L> {
             stack,
             slots: shared_prehashed_map(engine.collector()),
             tier,
+            failed: Mutex::new(Vec::new()),
         });
         let weak: Weak<dyn CacheMaintenance> =
             Arc::downgrade(&(Arc::clone(&inner) as Arc<dyn CacheMaintenance>));

@@ -129,19 +129,27 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
                         let _ = ci.digest.set(loaded.digest);
                         let _ = ci.artifact.set(loaded.artifact);
                         self.publish(seize, world, slot, &ci, min, dispatched)
-                            .inspect_err(|_| close_unpublished(&ci))?;
+                            .inspect_err(|_| self.close_unpublished(&ci))?;
                     }
                     None => {
                         let mut cx = InferCx::new(self, mi, &slot.key, world, &ci);
                         cx.trail = self.tier.as_ref().map(|_| Vec::new());
-                        let inferred = self
-                            .phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx))
-                            .inspect_err(|_| close_unpublished(&ci))?;
+                        let inferred =
+                            self.phase(Phase::Infer, slot, world, || self.compiler.infer(&mut cx));
                         let (min, dispatched) = (cx.min, std::mem::take(&mut cx.dispatched));
+                        let inferred = match inferred {
+                            Ok(inferred) => inferred,
+                            Err(error) => {
+                                // Kept with the instance if it stays for its dependents.
+                                let _ = ci.deps.set(dispatched);
+                                self.close_unpublished(&ci);
+                                return Err(error);
+                            }
+                        };
                         trail = cx.trail.take();
                         let _ = ci.inferred.set(inferred);
                         self.publish(seize, world, slot, &ci, min, dispatched)
-                            .inspect_err(|_| close_unpublished(&ci))?;
+                            .inspect_err(|_| self.close_unpublished(&ci))?;
                     }
                 }
                 ci
@@ -250,11 +258,27 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
     }
 }
 
-/// Closes the validity of a new instance whose inference or publication failed: it is never
-/// published, but the dependencies it recorded before failing stay registered, and a later
-/// invalidation through them must neither count it as an invalidated code instance nor walk on
-/// from it.
-fn close_unpublished<C: Compiler<L>, L: Lattice>(ci: &CiData<C, L>) {
-    let node = ci.valid();
-    node.lower(node.compile_world());
+impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
+    /// Ends a new instance whose inference or publication failed: it is never published, but
+    /// the dependencies it recorded before failing stay registered.
+    ///
+    /// Usually nothing depends on it, and it is closed at its own world: an invalidation that
+    /// reaches it later through those dependencies neither counts it nor walks on from it.
+    ///
+    /// Inside a cycle of compilations, though, others may have recorded a dependency on it while
+    /// it ran (a recursive caller told [`Callee::InProgress`](super::Callee::InProgress), or a
+    /// `depend_on` that could not wait): they were compiled against what it had read by then,
+    /// and a mutation of any of that must still reach them. So the instance stays open, marked
+    /// failed so that walks go through it to its dependents without counting it, and the cache
+    /// keeps it (with the dispatch answers it recorded) until reclamation finds it lowered or
+    /// its dependents gone.
+    fn close_unpublished(&self, ci: &Arc<CiData<C, L>>) {
+        let node = ci.node.node();
+        if node.may_have_dependents() {
+            self.engine.mark_failed(node);
+            self.failed.lock().push(Arc::clone(ci));
+        } else {
+            node.lower(node.compile_world());
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use super::{Engine, EngineInner};
 use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
-use crate::graph::{walk, Graph, NodeRef};
+use crate::graph::{walk, Graph, Node, NodeRef};
 use crate::methods::{Function, TableStack};
 use crate::raw::job::WaitGraph;
 use crate::stats::{Counter, Stats};
@@ -65,6 +65,13 @@ impl<L: Lattice> Engine<L> {
     /// The dependency graph of the engine's code instances.
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         &self.inner.graph
+    }
+
+    /// Marks `node` as that of a failed compilation others depend on ([`Node::mark_failed`]),
+    /// under the writer lock: a walk counts it in full or not at all.
+    pub(crate) fn mark_failed(&self, node: &Node) {
+        let _writer = self.inner.writer.lock();
+        node.mark_failed();
     }
 
     /// Invalidates what depends on `node`, which its compilation has just closed at `world` (a

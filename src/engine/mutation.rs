@@ -276,16 +276,20 @@ impl<L: Lattice> EngineInner<L> {
         for node in &changed {
             node.validity.lower(world);
             let call: Describe = Arc::clone(node) as Describe;
-            seeds.extend(walk::seed_from_edges(graph, &node.edges, world, || {
-                Cause::Dispatch {
-                    mutation: Arc::clone(mutation),
-                    call: Arc::clone(&call),
-                }
-            }));
+            let cause = || Cause::Dispatch {
+                mutation: Arc::clone(mutation),
+                call: Arc::clone(&call),
+            };
+            seeds.extend(walk::seed_from_edges(
+                graph,
+                &node.edges,
+                world,
+                cause,
+                &mut released.lowered,
+            ));
         }
         self.stats
             .add(Counter::DispatchInvalidated, changed.len() as u64);
-        released.lowered.extend(&seeds);
         walk::propagate(graph, seeds, world, &mut released.lowered);
         let changed_count = changed.len();
         released.other.push(Box::new(changed));
@@ -300,8 +304,14 @@ impl<L: Lattice> EngineInner<L> {
                 };
                 for slot in mi.live_slots() {
                     let mut seeds = slot.invalidate_versions(world, &cause);
-                    seeds.extend(walk::seed_from_edges(graph, slot.edges(), world, cause));
                     released.lowered.extend(&seeds);
+                    seeds.extend(walk::seed_from_edges(
+                        graph,
+                        slot.edges(),
+                        world,
+                        cause,
+                        &mut released.lowered,
+                    ));
                     walk::propagate(graph, seeds, world, &mut released.lowered);
                     released.other.push(Box::new(slot));
                 }

@@ -74,6 +74,10 @@ pub(crate) struct Node {
     referrers: AtomicU32,
     /// Whether its code instance was dropped (the node waits for its last referrer).
     dropped: AtomicBool,
+    /// Whether its compilation failed after something had recorded a dependency on it while it
+    /// ran: a walk goes on through the node without counting it as an invalidated instance (see
+    /// `crate::cache::phases`). Written and read under the writer lock only.
+    failed: AtomicBool,
     compile_world: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
@@ -117,6 +121,7 @@ impl Chunk {
                 generation: AtomicU32::new(generation),
                 referrers: AtomicU32::new(0),
                 dropped: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
                 compile_world: AtomicU64::new(0),
                 min: AtomicU64::new(0),
                 max: AtomicU64::new(0),
@@ -176,6 +181,7 @@ impl Graph {
         node.via.store(NodeRef::NONE, Ordering::Relaxed);
         node.referrers.store(0, Ordering::Relaxed);
         node.dropped.store(false, Ordering::Relaxed);
+        node.failed.store(false, Ordering::Relaxed);
         let generation = node.generation.load(Ordering::Relaxed);
         NodeHandle {
             chunk,
@@ -501,16 +507,15 @@ impl Node {
     /// Removes the backedges of dependents compiled before `world` (those an invalidation at
     /// `world` affects), keeping the rest and dropping those gone, lowers each affected one not
     /// already invalid at `world`, records that its invalidation came from this node (`me`), and
-    /// hands it to `lowered`, with whether its own backedges need a visit: `false` when nothing
-    /// was ever registered on it, which the lowering just done makes safe to skip (see
-    /// `crate::raw::edges`). Under the writer lock.
+    /// hands it to `lowered`, which asks the node whether to count it ([`Node::is_failed`]) and
+    /// whether to visit it ([`Node::may_have_dependents`]). Under the writer lock.
     #[inline]
     pub(crate) fn lower_dependents(
         &self,
         me: NodeRef,
         world: u64,
         view: Nodes<'_>,
-        mut lowered: impl FnMut(NodeRef, bool),
+        mut lowered: impl FnMut(NodeRef, &Node),
     ) {
         self.backedges.visit(|&d| {
             let Some(node) = view.live(d) else {
@@ -521,10 +526,40 @@ impl Node {
             }
             if node.lower(world) {
                 node.set_via(me, self);
-                lowered(d, node.backedges.may_have_entries());
+                lowered(d, node);
             }
             false
         });
+    }
+
+    /// Whether the node's own backedges need a visit, asked right after lowering it: `false`
+    /// when nothing was ever registered on it, which the lowering just done makes safe to skip
+    /// (see `crate::raw::edges`).
+    #[inline]
+    pub(crate) fn may_have_dependents(&self) -> bool {
+        self.backedges.may_have_entries()
+    }
+
+    /// Whether the node is that of a compilation that failed after something had recorded a
+    /// dependency on it while it ran ([`Node::mark_failed`]).
+    #[inline]
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Marks the node of a compilation that failed while others depended on it: walks still go
+    /// through it to those dependents, but it is no invalidated instance. Under the writer lock,
+    /// so that no walk counts it halfway.
+    pub(crate) fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a dependent that may still be invalidated is registered on the node (entries of
+    /// dependents gone or already invalid are dropped on the way). Reclamation asks, holding no
+    /// view of the table.
+    pub(crate) fn has_live_dependents(&self, graph: &Graph) -> bool {
+        self.backedges.prune(|d| graph.is_dead_if_free(*d));
+        !self.backedges.is_empty()
     }
 }
 

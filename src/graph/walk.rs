@@ -224,9 +224,11 @@ fn expand(
     lowered: &mut Lowered,
 ) {
     if let Some(n) = view.live(node) {
-        n.lower_dependents(node, world, view, |d, has_dependents| {
-            lowered.push(d);
-            if has_dependents {
+        n.lower_dependents(node, world, view, |d, dn| {
+            if !dn.is_failed() {
+                lowered.push(d);
+            }
+            if dn.may_have_dependents() {
                 stack.push(d);
             }
         });
@@ -234,12 +236,14 @@ fn expand(
 }
 
 /// Lowers the dependents registered on `edges` (a dispatch node's, or a slot's while nothing is
-/// compiled for it) with a root cause, returning those lowered as seeds for [`propagate`].
+/// compiled for it) with a root cause, returning those lowered as seeds for [`propagate`] and
+/// adding those that count as invalidated instances to `lowered`.
 pub(crate) fn seed_from_edges(
     graph: &Graph,
     edges: &Edges,
     world: u64,
     cause: impl Fn() -> Cause,
+    lowered: &mut Lowered,
 ) -> Vec<NodeRef> {
     let mut seeds = Vec::new();
     {
@@ -248,7 +252,10 @@ pub(crate) fn seed_from_edges(
         // Dead entries are taken too, and dropped.
         let taken = edges.take(|d| view.live(*d).is_none_or(|n| n.compile_world() < world));
         for d in taken {
-            if view.live(d).is_some_and(|n| n.lower(world)) {
+            if let Some(n) = view.live(d).filter(|n| n.lower(world)) {
+                if !n.is_failed() {
+                    lowered.push(d);
+                }
                 seeds.push(d);
             }
         }
