@@ -460,3 +460,118 @@ fn a_dependency_on_a_running_compilation_up_the_same_chain_does_not_wait() {
         });
     });
 }
+
+/// `f` reads `r` and compiles `g`; `g`, on another thread, reads `s` and depends on `f` with
+/// `depend_on`. Both start before either asks for the other, so whoever asks second closes a
+/// cycle across the two threads: `f` is told `InProgress`, or `g` records its dependency on the
+/// running `f`. `f_asks_first` says which thread asks first (the other asks once the engine has counted
+/// the first one's wait).
+struct CrossCycle {
+    f_asks_first: bool,
+    started: Signal,
+    f_told_in_progress: AtomicBool,
+}
+
+impl Compiler for CrossCycle {
+    type Key = ();
+    type Inferred = ();
+    type Artifact = ();
+    type Linked = ();
+    type Error = String;
+
+    fn infer(&self, cx: &mut InferCx<'_, Self>) -> Result<(), Self::Error> {
+        let engine = cx.engine().clone();
+        let name = *cx.instance().method().source::<&str>().unwrap();
+        let args = cx.instance().argtypes().to_vec();
+        let mut find = |f: &str| {
+            cx.dispatch(engine.function(f).unwrap(), &args)
+                .map_err(|e| e.to_string())
+        };
+        let (read, callee) = match name {
+            "f" => ("r", "g"),
+            "g" => ("s", "f"),
+            _ => return Ok(()),
+        };
+        find(read)?;
+        let callee = find(callee)?;
+        self.started.raise();
+        self.started.wait_for(2);
+        let asks_first = (name == "f") == self.f_asks_first;
+        if !asks_first {
+            while engine.stats().compile_waits == 0 {
+                thread::yield_now();
+            }
+        }
+        if name == "f" {
+            if let compiler_caching::Callee::InProgress =
+                cx.compile(&callee).map_err(|e| e.to_string())?
+            {
+                self.f_told_in_progress.store(true, Ordering::SeqCst);
+            }
+        } else {
+            cx.depend_on(&callee).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn codegen(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn link(&self, _: &PhaseCx<'_, Self>, _: &()) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A cycle closed across two threads through a `depend_on` edge ends without deadlock, both
+/// compilations succeed, and each result is closed by a mutation of what either of them read,
+/// whichever of the two was asked to give way (semantics §7, Recursion).
+#[test]
+fn a_cycle_across_threads_through_depend_on_compiles_and_is_closed_by_what_either_read() {
+    for f_asks_first in [true, false] {
+        for mutated in ["r", "s"] {
+            test_support::threads::watchdog(60, move || {
+                let engine = Engine::new();
+                let int = engine
+                    .lattice()
+                    .declare_concrete("Int", &Ty::any())
+                    .unwrap();
+                for name in ["f", "g", "r", "s"] {
+                    let f = engine.declare_function(name).unwrap();
+                    let sig = if matches!(name, "r" | "s") {
+                        Ty::any()
+                    } else {
+                        int.clone()
+                    };
+                    engine.add_method(f, &[sig], name).unwrap();
+                }
+                let compiler = CrossCycle {
+                    f_asks_first,
+                    started: Signal::default(),
+                    f_told_in_progress: AtomicBool::new(false),
+                };
+                let cache = CompilerCache::new(&engine, "cross", compiler).unwrap();
+                let compile = |name: &str| {
+                    let guard = engine.pin();
+                    let mi = guard
+                        .dispatch(engine.function(name).unwrap(), &[int.clone()])
+                        .unwrap();
+                    cache.compile_instance(&guard, mi, &())
+                };
+                let (f, g) = thread::scope(|scope| {
+                    let f = scope.spawn(|| compile("f"));
+                    let g = scope.spawn(|| compile("g"));
+                    (f.join().unwrap(), g.join().unwrap())
+                });
+                let case = format!("f asks first: {f_asks_first}, {mutated} redefined");
+                let (f, g) = (f.expect(&case), g.expect(&case));
+                let told = cache.compiler().f_told_in_progress.load(Ordering::SeqCst);
+                let m = engine.function(mutated).unwrap();
+                engine.add_method(m, &[int.clone()], "again").unwrap();
+                let new = engine.current_world();
+                assert!(!f.is_valid_in(new), "{case}, f told InProgress: {told}: f");
+                assert!(!g.is_valid_in(new), "{case}, f told InProgress: {told}: g");
+            });
+        }
+    }
+}
