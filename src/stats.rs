@@ -139,7 +139,10 @@ pub struct StatsSnapshot {
     pub link_runs: u64,
     /// Phase runs that returned an error or panicked.
     pub phase_failures: u64,
-    /// Code instances whose validity an invalidation closed.
+    /// Code instances whose validity an invalidation closed. A compilation still running when
+    /// an invalidation reaches it counts, whether it then publishes (closed) or fails; one that
+    /// has already failed, which a walk may still pass through to what was compiled against it
+    /// (see [`crate::semantics`] §7), does not.
     pub invalidated_code_instances: u64,
     /// Cached dispatch results a mutation changed.
     pub invalidated_dispatches: u64,

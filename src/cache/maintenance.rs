@@ -5,7 +5,6 @@ use super::CacheInner;
 use crate::engine::CacheMaintenance;
 use crate::sync::Arc;
 use crate::types::Lattice;
-use crate::world::OPEN;
 
 impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
     fn reclaim(&self, horizon: u64) -> usize {
@@ -59,10 +58,9 @@ impl<C: Compiler<L>, L: Lattice> CacheMaintenance for CacheInner<C, L> {
         // running version.
         let unneeded: Vec<_> = {
             let mut failed = self.failed.lock();
-            let (keep, unneeded) = std::mem::take(&mut *failed).into_iter().partition(|ci| {
-                let node = ci.node.node();
-                node.max() == OPEN && node.has_live_dependents(graph)
-            });
+            let (keep, unneeded) = std::mem::take(&mut *failed)
+                .into_iter()
+                .partition(|ci| graph.failed_is_needed(ci.node.get_ref()));
             *failed = keep;
             unneeded
         };
@@ -136,6 +134,13 @@ mod tests {
                         Callee::Ready(_) => Err("e is running".into()),
                     }
                 }
+                "s" => {
+                    let mi = cx
+                        .dispatch(engine.function("s").unwrap(), &args)
+                        .map_err(|e| err(&e))?;
+                    cx.compile(&mi).map_err(|e| err(&e))?;
+                    Err("s fails".into())
+                }
                 _ => Ok(()),
             }
         }
@@ -156,7 +161,7 @@ mod tests {
             .lattice()
             .declare_concrete("Int", &Ty::any())
             .unwrap();
-        for name in ["e", "f", "g"] {
+        for name in ["e", "f", "g", "s"] {
             let f = engine.declare_function(name).unwrap();
             let sig = if name == "g" { Ty::any() } else { int.clone() };
             engine.add_method(f, &[sig], name).unwrap();
@@ -211,5 +216,21 @@ mod tests {
         drop(e);
         engine.reclaim();
         assert!(cache.inner.failed.lock().is_empty());
+    }
+
+    /// A recursive function whose compilation fails depends on its own running compilation (it
+    /// was told `InProgress`), and on nothing else: compiled and failing again and again, it is
+    /// never kept.
+    #[test]
+    fn a_failed_compilation_that_only_it_depends_on_is_not_kept() {
+        let (engine, int, cache) = setup(false);
+        let guard = engine.pin();
+        let s = guard
+            .dispatch(engine.function("s").unwrap(), &[int])
+            .unwrap();
+        for _ in 0..100 {
+            assert!(cache.compile(&guard, s, &()).is_err());
+        }
+        assert_eq!(cache.inner.failed.lock().len(), 1, "only e, kept for f");
     }
 }

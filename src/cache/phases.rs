@@ -274,11 +274,10 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
     /// its dependents gone.
     fn close_unpublished(&self, ci: &Arc<CiData<C, L>>) {
         let node = ci.node.node();
-        if node.may_have_dependents() {
-            self.engine.mark_failed(node);
-            self.failed.lock().push(Arc::clone(ci));
-        } else {
+        if !node.may_have_dependents() {
             node.lower(node.compile_world());
+        } else if self.engine.end_failed(ci.node.get_ref()) {
+            self.failed.lock().push(Arc::clone(ci));
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::{Engine, EngineInner};
 use crate::dispatch::{Call, DispatchNode, Lookup};
 use crate::error::Error;
-use crate::graph::{walk, Graph, Node, NodeRef};
+use crate::graph::{walk, Graph, NodeRef};
 use crate::methods::{Function, TableStack};
 use crate::raw::job::WaitGraph;
 use crate::stats::{Counter, Stats};
@@ -67,11 +67,13 @@ impl<L: Lattice> Engine<L> {
         &self.inner.graph
     }
 
-    /// Marks `node` as that of a failed compilation others depend on ([`Node::mark_failed`]),
-    /// under the writer lock: a walk counts it in full or not at all.
-    pub(crate) fn mark_failed(&self, node: &Node) {
-        let _writer = self.inner.writer.lock();
-        node.mark_failed();
+    /// Ends the node of a compilation that failed after something registered on it: keeps it
+    /// open, marked failed, if a dependent that could still be invalidated needs it (returns
+    /// `true`), or closes it (see [`Graph::end_failed`]). Under the writer lock, so that a walk
+    /// counts and passes through the node in full or not at all.
+    pub(crate) fn end_failed(&self, node: NodeRef) -> bool {
+        let writer = self.inner.writer.lock();
+        self.inner.graph.end_failed(node, &writer)
     }
 
     /// Invalidates what depends on `node`, which its compilation has just closed at `world` (a

@@ -39,7 +39,9 @@ use std::sync::RwLockReadGuard;
 
 use super::{Cause, Dependent};
 use crate::raw::edges::EdgeSet;
-use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Mutex, Ordering, RwLock, Weak};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, RwLock, Weak,
+};
 use crate::world::OPEN;
 
 /// Nodes per chunk.
@@ -547,19 +549,79 @@ impl Node {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// Marks the node of a compilation that failed while others depended on it: walks still go
-    /// through it to those dependents, but it is no invalidated instance. Under the writer lock,
-    /// so that no walk counts it halfway.
-    pub(crate) fn mark_failed(&self) {
+    /// Marks the node of a compilation that failed while others depend on it: walks still go
+    /// through it to those dependents, but it is no invalidated instance.
+    fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
     }
+}
 
-    /// Whether a dependent that may still be invalidated is registered on the node (entries of
-    /// dependents gone or already invalid are dropped on the way). Reclamation asks, holding no
-    /// view of the table.
-    pub(crate) fn has_live_dependents(&self, graph: &Graph) -> bool {
-        self.backedges.prune(|d| graph.is_dead_if_free(*d));
-        !self.backedges.is_empty()
+impl Graph {
+    /// Ends the node `r` of a compilation that failed, under the engine's writer lock
+    /// (`_writer`), so that no walk is halfway through it. The node is marked failed; if a
+    /// dependent that could still be invalidated is registered on it, directly or through other
+    /// failed compilations, it stays open for walks to pass through, and this returns `true`;
+    /// otherwise it is closed at its own world. A compilation registered on itself (a recursive
+    /// call told `InProgress`) does not keep itself, nor do failed compilations that depend only
+    /// on each other.
+    pub(crate) fn end_failed(&self, r: NodeRef, _writer: &MutexGuard<'_, ()>) -> bool {
+        let view = self.view();
+        let nodes = view.nodes();
+        let Some(node) = nodes.live(r) else {
+            return false;
+        };
+        let needed = nodes.feeds_a_valid_dependent(r);
+        // Marked either way, for the why-chains of dependents that an invalidation reached
+        // through it while it ran.
+        node.mark_failed();
+        if !needed {
+            node.lower(node.compile_world());
+        }
+        needed
+    }
+
+    /// Whether the failed node `r` is still needed: it is open, and a dependent that could
+    /// still be invalidated is registered on it, directly or through other failed nodes (see
+    /// [`Graph::end_failed`]). Entries of dependents gone or already invalid are dropped on the
+    /// way. Reclamation asks, under the writer lock.
+    pub(crate) fn failed_is_needed(&self, r: NodeRef) -> bool {
+        let view = self.view();
+        let nodes = view.nodes();
+        nodes.live(r).is_some_and(|node| node.max() == OPEN) && nodes.feeds_a_valid_dependent(r)
+    }
+}
+
+impl Nodes<'_> {
+    /// Whether a node that is open and not failed is registered on `r`, directly or through
+    /// failed nodes, `r` itself counting as failed. Drops the entries of dependents gone or
+    /// already invalid on the way.
+    fn feeds_a_valid_dependent(self, r: NodeRef) -> bool {
+        let mut seen = vec![r];
+        let mut stack = vec![r];
+        while let Some(at) = stack.pop() {
+            let Some(node) = self.live(at) else {
+                continue;
+            };
+            let mut found = false;
+            node.backedges.visit(|&d| match self.live(d) {
+                Some(dn) if dn.max() == OPEN => {
+                    if dn.is_failed() || d == r {
+                        if !seen.contains(&d) {
+                            seen.push(d);
+                            stack.push(d);
+                        }
+                    } else {
+                        found = true;
+                    }
+                    true
+                }
+                _ => false,
+            });
+            if found {
+                return true;
+            }
+        }
+        false
     }
 }
 
