@@ -403,8 +403,15 @@ impl<'v> Nodes<'v> {
     /// The node `r` names, if it is still the same node (not freed).
     #[inline]
     pub(crate) fn live(self, r: NodeRef) -> Option<&'v Node> {
-        let node = &self.chunk(r.index())?.nodes[r.index() as usize % CHUNK];
-        (node.generation.load(Ordering::Acquire) == r.generation()).then_some(node)
+        self.at(r)
+            .filter(|node| node.generation.load(Ordering::Acquire) == r.generation())
+    }
+
+    /// The node at `r`'s index, whether or not it is still the node `r` names (see
+    /// [`Nodes::live`]); `None` if its chunk was given back.
+    #[inline]
+    fn at(self, r: NodeRef) -> Option<&'v Node> {
+        Some(&self.chunk(r.index())?.nodes[r.index() as usize % CHUNK])
     }
 
     /// Whether `r`'s dependent is gone or already invalid (a further invalidation could not lower it).
@@ -520,9 +527,16 @@ impl Node {
         mut lowered: impl FnMut(NodeRef, &Node),
     ) {
         self.backedges.visit(|&d| {
-            let Some(node) = view.live(d) else {
+            let Some(node) = view.at(d) else {
                 return false;
             };
+            // Checked before the generation: an invalidation at `world` or later cannot lower a
+            // node invalid at `world` already (most entries of a DAG's walk, reached again
+            // through another dependency), and an entry whose node was freed and reused is
+            // dropped either way.
+            if node.max() <= world || node.generation.load(Ordering::Acquire) != d.generation() {
+                return false;
+            }
             if node.compile_world() >= world {
                 return true;
             }
