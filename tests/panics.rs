@@ -633,6 +633,20 @@ enum Fault {
 
 thread_local! {
     static FAULT: std::cell::Cell<Option<Fault>> = const { std::cell::Cell::new(None) };
+    /// While non-zero, counts calls of [`Touchy`]'s `Hash` and `Eq` down; the call that brings it
+    /// to zero panics.
+    static COUNTDOWN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Panics if this call ends the [`COUNTDOWN`].
+fn count_down() {
+    let left = COUNTDOWN.with(|c| c.get());
+    if left > 0 {
+        COUNTDOWN.with(|c| c.set(left - 1));
+        if left == 1 {
+            panic!("countdown");
+        }
+    }
 }
 
 fn armed(fault: Fault) -> bool {
@@ -650,6 +664,7 @@ impl std::hash::Hash for Touchy {
         if armed(Fault::Hash) {
             panic!("Hash bug");
         }
+        count_down();
         self.0.hash(state);
     }
 }
@@ -659,6 +674,7 @@ impl PartialEq for Touchy {
         if armed(Fault::Eq) {
             panic!("Eq bug");
         }
+        count_down();
         self.0 == other.0
     }
 }
@@ -820,4 +836,41 @@ fn a_panicking_hash_eq_or_drop_of_argument_types_never_half_applies_a_mutation()
             "generic",
         );
     }
+}
+
+/// A function's registry of current answers (what a mutation rechecks) keeps its first few in a
+/// list and moves them into a hash table when it outgrows it. Whichever call of the argument
+/// types' `Hash` or `Eq` panics in the dispatch that grows it, no registered answer is lost: once
+/// the method they all resolve to is replaced, none of them is answered from the cache.
+#[test]
+fn argument_types_panicking_while_a_registry_grows_lose_no_registered_answer() {
+    let mut panicked = 0;
+    for at in 1..=64 {
+        let engine = Engine::with_lattice(Flat);
+        let f = engine.declare_function("f").unwrap();
+        engine.add_method(f, &[Touchy(0)], "generic").unwrap();
+        let world = engine.current_world();
+        let global = engine.global_stack();
+        for n in 1..=16 {
+            if n > 8 {
+                COUNTDOWN.with(|c| c.set(at));
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| answer(&engine, world, global, n)));
+            COUNTDOWN.with(|c| c.set(0));
+            match result {
+                Ok(source) => assert_eq!(source, "generic"),
+                Err(_) => panicked += 1,
+            }
+        }
+        engine.add_method(f, &[Touchy(0)], "replaced").unwrap();
+        let now = engine.current_world();
+        for n in 1..=16 {
+            assert_eq!(
+                answer(&engine, now, global, n),
+                "replaced",
+                "f(T{n}) after a panic at call {at} of Hash or Eq"
+            );
+        }
+    }
+    assert!(panicked > 0, "the countdown reached a Hash or an Eq");
 }

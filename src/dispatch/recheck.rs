@@ -14,6 +14,7 @@
 //! keys included, for the engine to drop once the mutation is published.
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::node::{DispatchNode, NodeKey};
 use super::select;
@@ -29,8 +30,83 @@ pub(crate) type Registered<L> = (NodeKey<<L as Lattice>::Type>, Arc<DispatchNode
 /// mutation lets go of, once the mutation is published.
 pub(crate) type Unregistered<L> = Vec<Registered<L>>;
 
-/// Registered answers by `(stack, argument types)`.
-type Nodes<L> = FxHashMap<NodeKey<<L as Lattice>::Type>, Arc<DispatchNode<L>>>;
+/// Answers a registry keeps in a list, compared one by one, before it hashes them.
+const FEW: usize = 8;
+
+/// Registered answers by `(stack, argument types)`. Most functions are called with one or two
+/// tuples of argument types, so a registry starts as a short list (its first two entries inline):
+/// a fresh function's first answer then neither allocates a table nor hashes its key, which was a
+/// tenth of a cold miss. Past [`FEW`] entries it becomes a hash map.
+enum Nodes<L: Lattice> {
+    Few(SmallVec<[Registered<L>; 2]>),
+    Many(FxHashMap<NodeKey<L::Type>, Arc<DispatchNode<L>>>),
+}
+
+impl<L: Lattice> Default for Nodes<L> {
+    fn default() -> Self {
+        Nodes::Few(SmallVec::new())
+    }
+}
+
+impl<L: Lattice> Nodes<L> {
+    fn get(&self, key: &NodeKey<L::Type>) -> Option<&Arc<DispatchNode<L>>> {
+        match self {
+            Nodes::Few(few) => few.iter().find(|(k, _)| k == key).map(|(_, node)| node),
+            Nodes::Many(many) => many.get(key),
+        }
+    }
+
+    /// Registers `node` under `key`, in place of an answer registered under an equal key.
+    ///
+    /// The key's `Hash` and `Eq` are user code: if one panics, the registry is as it was.
+    fn insert(&mut self, key: NodeKey<L::Type>, node: Arc<DispatchNode<L>>) {
+        match self {
+            Nodes::Few(few) => {
+                if let Some(entry) = few.iter_mut().find(|(k, _)| *k == key) {
+                    entry.1 = node;
+                } else if few.len() < FEW {
+                    few.push((key, node));
+                } else {
+                    // Built from clones (reference counts only), so that a panicking `Hash`
+                    // loses no registered answer, which a later mutation could then not find.
+                    let mut many: FxHashMap<_, _> = few.iter().cloned().collect();
+                    many.insert(key, node);
+                    *self = Nodes::Many(many);
+                }
+            }
+            Nodes::Many(many) => {
+                many.insert(key, node);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<DispatchNode<L>>> {
+        let (few, many) = match self {
+            Nodes::Few(few) => (Some(few.iter().map(|(_, node)| node)), None),
+            Nodes::Many(many) => (None, Some(many.values())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    /// Removes and returns the entries whose answers `remove` selects, running no user code.
+    fn extract(&mut self, remove: impl Fn(&Arc<DispatchNode<L>>) -> bool) -> Vec<Registered<L>> {
+        match self {
+            Nodes::Few(few) => {
+                let mut removed = Vec::new();
+                let mut i = 0;
+                while i < few.len() {
+                    if remove(&few[i].1) {
+                        removed.push(few.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                removed
+            }
+            Nodes::Many(many) => many.extract_if(|_, node| remove(node)).collect(),
+        }
+    }
+}
 
 /// One function's answers valid in the newest world.
 pub(crate) struct Registry<L: Lattice> {
@@ -88,7 +164,7 @@ impl<L: Lattice> Registry<L> {
 
     /// Drops the dead backedges of registered answers with many of them.
     pub(super) fn prune_edges(&self, graph: &Graph) {
-        for node in self.nodes.lock().values() {
+        for node in self.nodes.lock().iter() {
             node.edges.prune_large(|d| graph.is_dead_if_free(*d));
         }
     }
@@ -135,16 +211,16 @@ impl<L: Lattice> RegistryEdit<'_, L> {
         };
         self.nodes
             .iter()
-            .filter(|(_, node)| {
+            .filter(|node| {
                 node.stack.tables.contains(&table)
                     && (touches(node, added) || touches(node, removed))
             })
-            .filter(|(_, node)| {
+            .filter(|node| {
                 let (selection, _, _) =
                     select::compute_with(lattice, lists, &node.stack, &node.args, world, deleted);
                 !selection.matches(&node.answer)
             })
-            .map(|(_, node)| Arc::clone(node))
+            .map(Arc::clone)
             .collect()
     }
 
@@ -163,7 +239,6 @@ impl<L: Lattice> RegistryEdit<'_, L> {
         let mut addresses: Vec<*const DispatchNode<L>> = changed.iter().map(Arc::as_ptr).collect();
         addresses.sort_unstable();
         self.nodes
-            .extract_if(|_, node| addresses.binary_search(&Arc::as_ptr(node)).is_ok())
-            .collect()
+            .extract(|node| addresses.binary_search(&Arc::as_ptr(node)).is_ok())
     }
 }
