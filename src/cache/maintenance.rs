@@ -233,4 +233,22 @@ mod tests {
         }
         assert_eq!(cache.inner.failed.lock().len(), 1, "only e, kept for f");
     }
+
+    /// Compilations that fail again and again, with no mutation and no reclamation in between,
+    /// do not grow the dependency graph: their nodes are freed once enough of them wait.
+    #[test]
+    fn failures_without_mutations_do_not_grow_the_graph() {
+        let (engine, int, cache) = setup(false);
+        let guard = engine.pin();
+        let s = guard
+            .dispatch(engine.function("s").unwrap(), &[int])
+            .unwrap();
+        for _ in 0..20_000 {
+            assert!(cache.compile(&guard, s, &()).is_err());
+        }
+        // 64 chunks of dropped nodes wait at most, plus the chunks in use; a node per failure
+        // would be 313 chunks.
+        let chunks = engine.graph().chunks();
+        assert!(chunks <= 66, "{chunks} chunks after 20,000 failures");
+    }
 }

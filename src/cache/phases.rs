@@ -272,6 +272,9 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
     /// failed so that walks go through it to its dependents without counting it, and the cache
     /// keeps it (with the dispatch answers it recorded) until reclamation finds it lowered or
     /// its dependents gone.
+    ///
+    /// Its node is freed with the instance, by the next mutation or reclamation, or here, by a
+    /// later failure that finds many such nodes waiting.
     fn close_unpublished(&self, ci: &Arc<CiData<C, L>>) {
         let node = ci.node.node();
         if !node.may_have_dependents() {
@@ -279,5 +282,6 @@ impl<C: Compiler<L>, L: Lattice> CacheInner<C, L> {
         } else if self.engine.end_failed(ci.node.get_ref()) {
             self.failed.lock().push(Arc::clone(ci));
         }
+        self.engine.recycle_if_backlog();
     }
 }

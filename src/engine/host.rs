@@ -11,6 +11,10 @@ use crate::stats::{Counter, Stats};
 use crate::sync::{Arc, Weak};
 use crate::types::Lattice;
 
+/// Dropped code instances whose nodes a failing compilation frees when it finds that many
+/// waiting: a chunk table's worth of 64 chunks.
+const RECYCLE_BACKLOG: usize = 64 * crate::graph::nodes::CHUNK;
+
 /// What a code cache offers the engine's reclamation and census.
 pub(crate) trait CacheMaintenance: Send + Sync {
     /// Drops what no world at or after `horizon` can see; returns how many entries it dropped.
@@ -74,6 +78,17 @@ impl<L: Lattice> Engine<L> {
     pub(crate) fn end_failed(&self, node: NodeRef) -> bool {
         let writer = self.inner.writer.lock();
         self.inner.graph.end_failed(node, &writer)
+    }
+
+    /// Frees the nodes of dropped code instances if many wait. Mutations and reclamation free
+    /// them as they go; a workload whose compilations keep failing without any mutation would
+    /// otherwise grow the graph by a node per failure.
+    pub(crate) fn recycle_if_backlog(&self) {
+        let graph = &self.inner.graph;
+        if graph.dropped_backlog() >= RECYCLE_BACKLOG {
+            let _writer = self.inner.writer.lock();
+            graph.recycle();
+        }
     }
 
     /// Invalidates what depends on `node`, which its compilation has just closed at `world` (a

@@ -287,6 +287,17 @@ impl Graph {
         }
     }
 
+    /// How many nodes wait for [`Graph::recycle`].
+    pub(crate) fn dropped_backlog(&self) -> usize {
+        self.dropped.lock().len()
+    }
+
+    /// Chunks in the table, for tests of what the arena holds.
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> usize {
+        self.table.read().iter().flatten().count()
+    }
+
     /// Frees the nodes of the instances dropped so far, except those still named as a `via`, lets
     /// their indices be reused, and gives back the chunks left empty. The caller holds the
     /// engine's writer lock, so no walk is running (see the module docs).
