@@ -464,8 +464,8 @@ fn a_dependency_on_a_running_compilation_up_the_same_chain_does_not_wait() {
 /// `f` reads `r` and compiles `g`; `g`, on another thread, reads `s` and depends on `f` with
 /// `depend_on`. Both start before either asks for the other, so whoever asks second closes a
 /// cycle across the two threads: `f` is told `InProgress`, or `g` records its dependency on the
-/// running `f`. `f_asks_first` says which thread asks first (the other asks once the engine has counted
-/// the first one's wait).
+/// running `f`. `f_asks_first` says which thread asks first (the other asks once the engine has
+/// counted the first one's wait).
 struct CrossCycle {
     f_asks_first: bool,
     started: Signal,

@@ -14,7 +14,8 @@
 //! instance; `codegen` produces a serializable artifact; `link` turns it into a session-local
 //! value. Each phase runs at most once per code instance: concurrent callers share one run
 //! through the slot's job (see `crate::raw::job`), and a phase that fails or panics leaves nothing
-//! behind (but for an `infer` that others depended on while it ran: see [`phases`]). [`maintenance`] drops what reclamation proves no world can see.
+//! behind (but for an `infer` that others depended on while it ran: see [`phases`]).
+//! [`maintenance`] drops what reclamation proves no world can see.
 //!
 //! # Registering against concurrent invalidation
 //!
