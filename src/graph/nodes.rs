@@ -621,7 +621,8 @@ impl Nodes<'_> {
     /// failed nodes, `r` itself counting as failed. Drops the entries of dependents gone or
     /// already invalid on the way.
     fn feeds_a_valid_dependent(self, r: NodeRef) -> bool {
-        let mut seen = vec![r];
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.insert(r);
         let mut stack = vec![r];
         while let Some(at) = stack.pop() {
             let Some(node) = self.live(at) else {
@@ -631,8 +632,7 @@ impl Nodes<'_> {
             node.backedges.visit(|&d| match self.live(d) {
                 Some(dn) if dn.max() == OPEN => {
                     if dn.is_failed() || d == r {
-                        if !seen.contains(&d) {
-                            seen.push(d);
+                        if seen.insert(d) {
                             stack.push(d);
                         }
                     } else {
