@@ -142,7 +142,8 @@ pub struct StatsSnapshot {
     /// Code instances whose validity an invalidation closed. A compilation still running when
     /// an invalidation reaches it counts, whether it then publishes (closed) or fails; one that
     /// has already failed, which a walk may still pass through to what was compiled against it
-    /// (see [`crate::semantics`] §7), does not.
+    /// (see [`crate::semantics`] §7), does not. An instance closed again at an older world
+    /// (also §7) counts again.
     pub invalidated_code_instances: u64,
     /// Cached dispatch results a mutation changed.
     pub invalidated_dispatches: u64,

@@ -42,6 +42,8 @@ struct Paused {
     /// Whether `y` reads `g` through `m` (compiling `m`, which dispatches `g`) rather than
     /// itself.
     g_through_m: AtomicBool,
+    /// Whether `y` also reads `b` once it is let go.
+    reads_b_late: AtomicBool,
 }
 
 /// The compiler: shares its signals with the test.
@@ -93,6 +95,10 @@ impl Compiler for Stages {
                 self.0.y_go.wait_for(1);
                 if read_g_late {
                     cx.dispatch(g, &args).map_err(|e| e.to_string())?;
+                }
+                if self.0.reads_b_late.load(Ordering::SeqCst) {
+                    let b = engine.function("b").unwrap();
+                    cx.dispatch(b, &args).map_err(|e| e.to_string())?;
                 }
                 if self.0.fail.load(Ordering::SeqCst) {
                     return Err("y fails".into());
@@ -153,9 +159,13 @@ fn setup(recursive: bool) -> Setup {
         .lattice()
         .declare_concrete("Int", &Ty::any())
         .unwrap();
-    for name in ["y", "h", "d", "c", "caller", "g", "k", "m"] {
+    for name in ["y", "h", "d", "c", "caller", "g", "k", "m", "b"] {
         let f = engine.declare_function(name).unwrap();
-        let sig = if name == "g" { Ty::any() } else { int.clone() };
+        let sig = if matches!(name, "g" | "b") {
+            Ty::any()
+        } else {
+            int.clone()
+        };
         engine.add_method(f, &[sig], name).unwrap();
     }
     let paused = Arc::new(Paused::default());
@@ -226,6 +236,41 @@ fn a_recursive_caller_of_a_running_compilation_is_closed_by_the_mutation_itself(
         assert!(c.is_valid_in(new));
         let h_now = s.valid_now("h").unwrap();
         assert!(h_now.is_valid_in(new) && h_now.compiled_in() == new);
+    });
+}
+
+/// `h` depends on the running `y` (told `InProgress`), which has read `g`. While `y` is paused,
+/// `b` is redefined (world `w1`), then `g` (`w2`): the second mutation closes `h` at `w2`, through
+/// `y`. When `y` then reads `b`, it is closed at `w1`, and so must `h` be, though the walk at `w2`
+/// went through `h` already.
+#[test]
+fn a_dependent_closed_at_a_later_world_is_closed_again_when_its_running_callee_reads_an_older_change(
+) {
+    let s = setup(true);
+    s.paused.reads_b_late.store(true, Ordering::SeqCst);
+    thread::scope(|scope| {
+        let y = scope.spawn(|| s.compile("y"));
+        let let_go = LetGo(&s.paused.y_go);
+        s.paused.y_paused.wait_for(1);
+        let h = s.valid_now("h").expect("h is published");
+        let b = s.engine.function("b").unwrap();
+        s.engine
+            .add_method(b, &[s.int.clone()], "b for Int")
+            .unwrap();
+        let w1 = s.engine.current_world();
+        let w2 = s.redefine_g();
+        assert!(h.is_valid_in(w1), "y has not read b yet");
+        assert!(!h.is_valid_in(w2), "h depends on y, which read the old g");
+        drop(let_go);
+        let y = y.join().unwrap().unwrap();
+        assert!(!y.is_valid_in(w1), "y read the old b: {:?}", y.validity());
+        assert!(
+            !h.is_valid_in(w1),
+            "h depends on y, which read the old b, yet is valid in {w1:?}: {:?}",
+            h.validity()
+        );
+        let why = h.invalidation().expect("a why-chain");
+        assert_eq!(why.world, w1, "{why}");
     });
 }
 

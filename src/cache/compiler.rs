@@ -404,13 +404,21 @@ impl<'a, C: Compiler<L>, L: Lattice> InferCx<'a, C, L> {
     /// Applies the upper bound `max` read from a dependency as it was registered: if the
     /// dependency was invalidated since it was read, so is this instance, and whatever already
     /// registered on it while it compiles (a recursive caller) goes with it.
+    ///
+    /// A mutation's walk may have closed the instance already, at a later world (through an
+    /// earlier read); closed again at `max`, the record of why names this read instead, and the
+    /// walk from it reaches what the first one lowered too (see `crate::graph::nodes`).
     fn close_at(&self, max: u64) {
+        let before = self.ci.valid().max();
         if max == OPEN || !self.ci.valid().lower(max) {
             return;
         }
-        self.ci
-            .node
-            .set_root(Cause::DuringCompilation { world: max });
+        let cause = Cause::DuringCompilation { world: max };
+        if before == OPEN {
+            self.ci.node.set_root(cause);
+        } else {
+            self.ci.node.replace_root(cause);
+        }
         self.cache.engine.invalidate_from(self.dependent(), max);
     }
 

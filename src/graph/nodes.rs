@@ -518,17 +518,32 @@ impl Node {
     }
 
     /// Registers `dependent` and returns this node's upper bound read under the same lock.
+    ///
+    /// A compaction on the way drops only the entries of dependents gone, not of those already
+    /// invalid: a walk at an older world may still lower them (see [`Node::lower_dependents`]).
+    /// They go once their instances are reclaimed.
     pub(crate) fn register(&self, dependent: NodeRef, graph: &Graph) -> u64 {
         let view = graph.view();
-        self.backedges
-            .register(dependent, || self.max(), |d| view.nodes().is_dead(*d))
+        self.backedges.register(
+            dependent,
+            || self.max(),
+            |d| view.nodes().live(*d).is_none(),
+        )
     }
 
-    /// Removes the backedges of dependents compiled before `world` (those an invalidation at
-    /// `world` affects), keeping the rest and dropping those gone, lowers each affected one not
-    /// already invalid at `world`, records that its invalidation came from this node (`me`), and
-    /// hands it to `lowered`, which asks the node whether to count it ([`Node::is_failed`]) and
-    /// whether to visit it ([`Node::may_have_dependents`]). Under the writer lock.
+    /// Lowers the dependents compiled before `world` (those an invalidation at `world` affects)
+    /// that are not already invalid at `world`, records that their invalidation came from this
+    /// node (`me`), and hands each to `lowered`, which asks the node whether to count it
+    /// ([`Node::is_failed`]) and whether to visit it ([`Node::may_have_dependents`]). Under the
+    /// writer lock.
+    ///
+    /// No entry is dropped: the lowered ones stay, for a walk at an older world through this
+    /// node. That happens when a running compilation, closed by one mutation's walk already,
+    /// records a read that an earlier mutation invalidated: it is closed again, at that earlier
+    /// world, and so must be everything that depends on it (`crate::cache::compiler`,
+    /// `close_at`). A node's entries are visited only by walks that lower the node itself, so a
+    /// newer walk never reads them again, and they go when the node is freed. Leaving them is
+    /// also cheaper than taking them out.
     #[inline]
     pub(crate) fn lower_dependents(
         &self,
@@ -537,25 +552,21 @@ impl Node {
         view: Nodes<'_>,
         mut lowered: impl FnMut(NodeRef, &Node),
     ) {
-        self.backedges.visit(|&d| {
+        self.backedges.for_each(|&d| {
             let Some(node) = view.at(d) else {
-                return false;
+                return;
             };
-            // Checked before the generation: an invalidation at `world` or later cannot lower a
-            // node invalid at `world` already (most entries of a DAG's walk, reached again
-            // through another dependency), and an entry whose node was freed and reused is
-            // dropped either way.
-            if node.max() <= world || node.generation.load(Ordering::Acquire) != d.generation() {
-                return false;
-            }
-            if node.compile_world() >= world {
-                return true;
-            }
-            if node.lower(world) {
+            // Checked before the generation: a walk at `world` cannot lower a node invalid at
+            // `world` already (most entries of a DAG's walk, reached again through another
+            // dependency). The entry of a node freed since stays until a compaction drops it.
+            if node.max() > world
+                && node.generation.load(Ordering::Acquire) == d.generation()
+                && node.compile_world() < world
+                && node.lower(world)
+            {
                 node.set_via(me, self);
                 lowered(d, node);
             }
-            false
         });
     }
 
@@ -682,6 +693,12 @@ impl NodeHandle {
     /// Sets why the node was invalidated, if nothing has yet.
     pub(crate) fn set_root(&self, cause: Cause) {
         self.cold().root.lock().get_or_insert(cause);
+    }
+
+    /// Sets why the node was invalidated, in place of an earlier record: it was closed again at
+    /// an older world.
+    pub(crate) fn replace_root(&self, cause: Cause) {
+        *self.cold().root.lock() = Some(cause);
     }
 
     /// Extends the range back to `min`.

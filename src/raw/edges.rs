@@ -8,7 +8,8 @@
 //! lock:
 //!
 //! - the **invalidator** first lowers the dependency's validity to `w'`, then
-//!   [`EdgeSet::take`]s the dependents under the lock and lowers each of them;
+//!   [`EdgeSet::take`]s the dependents under the lock and lowers each of them (or lowers them
+//!   where they are, under the lock, with [`EdgeSet::for_each`], as the walk does);
 //! - the **publisher** [`EdgeSet::register`]s its result under the same lock and, still under it,
 //!   reads the dependency's current `max` and lowers its own `max` to it.
 //!
@@ -42,9 +43,8 @@
 //! acquire-release), so under loom the invalidator's side issues the equivalent fence before its
 //! load; the loom model `edges_register_vs_skipped_set` checks the race through it.
 //!
-//! Registration is O(1) amortized: entries are pushed, and the set is compacted (dropping
-//! dependents that are already invalid, which further invalidation cannot affect) only when it
-//! has doubled since the last compaction.
+//! Registration is O(1) amortized: entries are pushed, and the set is compacted (dropping the
+//! entries its owner's predicate calls dead) only when it has doubled since the last compaction.
 //!
 //! The first [`INLINE`] entries live inside the set: most dependencies have a handful of
 //! dependents, and a code instance's node (which embeds its set) then stays within two cache
@@ -202,14 +202,21 @@ impl<T: Clone> EdgeSet<T> {
         drop(items);
     }
 
-    /// Visits every entry under the lock, in place: `visit` says whether to keep it. The walk
-    /// lowers the affected dependents from inside `visit` (nothing is moved out), so this is
-    /// the same protocol as [`EdgeSet::take`] with the lowering done under the lock.
+    /// Visits every entry under the lock, in place: `visit` says whether to keep it.
     pub fn visit(&self, visit: impl FnMut(&T) -> bool) {
         let mut inner = self.inner.lock();
         if !inner.items.is_empty() {
             retain(&mut inner.items, visit);
         }
+    }
+
+    /// Visits every entry under the lock, keeping them all: the walk, which lowers the
+    /// dependents from inside `visit` and leaves their entries for a walk at an older world
+    /// (this is [`EdgeSet::take`]'s protocol with nothing taken).
+    #[inline]
+    pub fn for_each(&self, visit: impl FnMut(&T)) {
+        let inner = self.inner.lock();
+        inner.items.iter().for_each(visit);
     }
 
     /// Drops the entries `is_dead` selects; used by reclamation.
