@@ -253,6 +253,7 @@ fn a_dependent_closed_at_a_later_world_is_closed_again_when_its_running_callee_r
         let let_go = LetGo(&s.paused.y_go);
         s.paused.y_paused.wait_for(1);
         let h = s.valid_now("h").expect("h is published");
+        let counted = s.engine.stats().invalidated_code_instances;
         let b = s.engine.function("b").unwrap();
         s.engine
             .add_method(b, &[s.int.clone()], "b for Int")
@@ -271,6 +272,8 @@ fn a_dependent_closed_at_a_later_world_is_closed_again_when_its_running_callee_r
         );
         let why = h.invalidation().expect("a why-chain");
         assert_eq!(why.world, w1, "{why}");
+        // `y` (running) and `h` at `w2`, then both again when `y` closes at `w1`.
+        assert_eq!(s.engine.stats().invalidated_code_instances - counted, 4);
     });
 }
 

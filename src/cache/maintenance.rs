@@ -189,6 +189,17 @@ mod tests {
         (engine, int, cache)
     }
 
+    /// Compiles the recursive `s`, which fails, `times` times in the current world.
+    fn fail_recursively(engine: &Engine, int: Ty, cache: &CompilerCache<FailsInCycle>, times: u32) {
+        let guard = engine.pin();
+        let s = guard
+            .dispatch(engine.function("s").unwrap(), &[int])
+            .unwrap();
+        for _ in 0..times {
+            assert!(cache.compile(&guard, s, &()).is_err());
+        }
+    }
+
     /// The failed `e` stays while `f`, compiled against what `e` read, may still be invalidated
     /// through it, and goes at the first reclamation after a walk went through it.
     #[test]
@@ -224,13 +235,7 @@ mod tests {
     #[test]
     fn a_failed_compilation_that_only_it_depends_on_is_not_kept() {
         let (engine, int, cache) = setup(false);
-        let guard = engine.pin();
-        let s = guard
-            .dispatch(engine.function("s").unwrap(), &[int])
-            .unwrap();
-        for _ in 0..100 {
-            assert!(cache.compile(&guard, s, &()).is_err());
-        }
+        fail_recursively(&engine, int, &cache, 100);
         assert_eq!(cache.inner.failed.lock().len(), 1, "only e, kept for f");
     }
 
@@ -239,13 +244,7 @@ mod tests {
     #[test]
     fn failures_without_mutations_do_not_grow_the_graph() {
         let (engine, int, cache) = setup(false);
-        let guard = engine.pin();
-        let s = guard
-            .dispatch(engine.function("s").unwrap(), &[int])
-            .unwrap();
-        for _ in 0..20_000 {
-            assert!(cache.compile(&guard, s, &()).is_err());
-        }
+        fail_recursively(&engine, int, &cache, 20_000);
         // 64 chunks of dropped nodes wait at most, plus the chunks in use; a node per failure
         // would be 313 chunks.
         let chunks = engine.graph().chunks();
