@@ -446,3 +446,91 @@ fn a_world_pinned_across_hundreds_of_redefinitions_answers_as_it_stood() {
     drop(pinned);
     assert_eq!(engine.reclaim().methods, 1);
 }
+
+/// Code compiled in a pinned older world that a later mutation had changed is garbage once that
+/// world is unpinned, and counts toward automatic reclamation (the compilation's own dependency,
+/// already closed, closes it as it is recorded): a reader of an old world cannot compile any
+/// amount that no reclamation is ever due for.
+#[test]
+fn code_compiled_in_an_old_world_counts_toward_automatic_reclamation() {
+    let engine = Engine::new();
+    let t = types(&engine);
+    let int = t.int.clone();
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(f, &[int.clone()], caller(&int)).unwrap();
+    engine
+        .add_method(g, &[int.clone()], Ir::constant(0))
+        .unwrap();
+    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
+    let old = engine.pin();
+    engine
+        .add_method(g, &[int.clone()], Ir::constant(1))
+        .unwrap();
+    // Twice the automatic threshold (1024 entries), all compiled in the old world only.
+    const KEYS: u32 = 2048;
+    let mi = old.dispatch(f, &[int.clone()]).unwrap();
+    for key in 0..KEYS {
+        let ci = cache.compile_instance(&old, mi, &key).unwrap();
+        assert_eq!(*ci.linked().unwrap(), 1_000_000);
+        assert_eq!(
+            ci.validity().max,
+            Some(engine.current_world()),
+            "compiled for the old world only"
+        );
+    }
+    drop(old);
+    assert!(engine.census().code_instances >= KEYS as usize);
+    let reclaimed = engine.stats().reclaimed;
+    // One small mutation; what the old world compiled makes a reclamation due.
+    let h = engine.declare_function("h").unwrap();
+    engine
+        .add_method(h, &[int.clone()], Ir::constant(2))
+        .unwrap();
+    let held = engine.census();
+    assert!(
+        engine.stats().reclaimed >= reclaimed + u64::from(KEYS),
+        "the old world's code was not reclaimed: {held:?}, {:?}",
+        engine.stats()
+    );
+    assert_eq!(held.code_instances, 0, "{held:?}");
+}
+
+/// The same for calls dispatched in an old world: each answer cached for it, closed where a
+/// later mutation changed it, counts toward automatic reclamation as it is cached.
+#[test]
+fn calls_dispatched_in_an_old_world_count_toward_automatic_reclamation() {
+    let engine = Engine::new();
+    let l = engine.lattice();
+    const TYPES: usize = 2048;
+    let tys: Vec<compiler_caching::Ty> = (0..TYPES)
+        .map(|i| {
+            l.declare_concrete(&format!("T{i}"), &compiler_caching::Ty::any())
+                .unwrap()
+        })
+        .collect();
+    let g = engine.declare_function("g").unwrap();
+    let any = compiler_caching::Ty::any();
+    engine
+        .add_method(g, &[any.clone()], Ir::constant(0))
+        .unwrap();
+    let old = engine.pin();
+    engine
+        .add_method(g, &[any.clone()], Ir::constant(1))
+        .unwrap();
+    for ty in &tys {
+        let mi = old.dispatch(g, std::slice::from_ref(ty)).unwrap();
+        assert_eq!(mi.method().source::<Ir>().unwrap().value, 0);
+    }
+    drop(old);
+    let before = engine.census();
+    assert!(before.dispatch_entries >= TYPES, "{before:?}");
+    let h = engine.declare_function("h").unwrap();
+    engine.add_method(h, &[any], Ir::constant(2)).unwrap();
+    let held = engine.census();
+    assert!(
+        held.dispatch_entries < TYPES / 2,
+        "the old world's answers were not reclaimed: {held:?}, {:?}",
+        engine.stats()
+    );
+}

@@ -8,7 +8,6 @@ use crate::dispatch::{Call, DispatchNode, Lookup, Signature};
 use crate::error::Error;
 use crate::methods::{Function, MethodInstance, TableStack};
 use crate::raw::pins::{PinError, PinSlot};
-use crate::stats::Counter;
 use crate::sync::Arc;
 use crate::types::{DefaultLattice, Lattice};
 use crate::world::World;
@@ -218,7 +217,7 @@ impl<'e, L: Lattice> Guard<'e, L> {
                 node
             }
             Lookup::Miss(node) => {
-                engine.stats.add(Counter::DispatchMiss, 1);
+                engine.count_dispatch_miss(node);
                 node
             }
         })

@@ -135,11 +135,10 @@ impl<L: Lattice> Engine<L> {
         let lookup = inner
             .dispatcher
             .dispatch(seize, &inner.tables, &inner.lattice, call, None)?;
-        let counter = match lookup {
-            Lookup::Hit(_) => Counter::DispatchHit,
-            Lookup::Miss(_) => Counter::DispatchMiss,
-        };
-        inner.stats.add(counter, 1);
+        match lookup {
+            Lookup::Hit(_) => inner.stats.add(Counter::DispatchHit, 1),
+            Lookup::Miss(node) => inner.count_dispatch_miss(node),
+        }
         Ok(lookup.node())
     }
 }

@@ -20,9 +20,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{Engine, EngineInner};
+use crate::dispatch::DispatchNode;
 use crate::stats::Counter;
 use crate::sync::{Arc, Ordering, Weak};
 use crate::types::Lattice;
+use crate::world::OPEN;
 
 /// Garbage entries below which automatic reclamation never runs.
 const RECLAIM_MIN_GARBAGE: usize = 1024;
@@ -150,6 +152,17 @@ impl<L: Lattice> EngineInner<L> {
     /// Counts entries invalidated outside a mutation's own accounting.
     pub(crate) fn note_garbage(&self, n: usize) {
         self.garbage.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a dispatch miss. An answer cached for an older world that a mutation had changed
+    /// (its range closed from the start) is garbage once that world is unpinned, and in no
+    /// mutation's tally: it counts toward automatic reclamation here, or a reader of an old world
+    /// could cache any number of answers that no reclamation was ever due for.
+    pub(crate) fn count_dispatch_miss(&self, node: &DispatchNode<L>) {
+        self.stats.add(Counter::DispatchMiss, 1);
+        if node.validity.max() != OPEN {
+            self.note_garbage(1);
+        }
     }
 
     /// Drops what an engine operation let go of, once the operation is complete. Their
