@@ -154,6 +154,10 @@ impl<C: Compiler<L>, L: Lattice> CodeInstance<C, L> {
 
     /// Why it was invalidated, if it was: the mutation, what it changed, and the chain of
     /// dependencies that carried the invalidation here.
+    ///
+    /// An invalidation closes the range first and records its cause just after, so a call made
+    /// while the invalidating operation is still running can see [`CodeInstance::validity`]
+    /// closed and get `None` here; once that operation has returned, the cause is recorded.
     pub fn invalidation(&self) -> Option<Invalidation> {
         graph::explain(&self.0.graph, self.0.node.get_ref())
     }
