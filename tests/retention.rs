@@ -19,6 +19,34 @@ fn caller(int: &compiler_caching::Ty) -> Ir {
     }
 }
 
+/// `f(Int64)` calling `g(Int64)`, which returns 0, and a cache to compile them with.
+struct CallerOfG {
+    engine: Engine,
+    int: compiler_caching::Ty,
+    f: compiler_caching::Function,
+    g: compiler_caching::Function,
+    cache: CompilerCache<Foreign>,
+}
+
+fn caller_of_g() -> CallerOfG {
+    let engine = Engine::new();
+    let int = types(&engine).int;
+    let f = engine.declare_function("f").unwrap();
+    let g = engine.declare_function("g").unwrap();
+    engine.add_method(f, &[int.clone()], caller(&int)).unwrap();
+    engine
+        .add_method(g, &[int.clone()], Ir::constant(0))
+        .unwrap();
+    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
+    CallerOfG {
+        engine,
+        int,
+        f,
+        g,
+        cache,
+    }
+}
+
 #[test]
 fn pinned_worlds_survive_reclamation_and_unpinned_ones_do_not() {
     let engine = Engine::new();
@@ -68,16 +96,13 @@ fn pinned_worlds_survive_reclamation_and_unpinned_ones_do_not() {
 /// the last reclamation, which runs once garbage passes what it last kept.
 #[test]
 fn memory_stays_bounded_under_100k_redefinitions_with_readers() {
-    let engine = Engine::new();
-    let t = types(&engine);
-    let int = t.int.clone();
-    let f = engine.declare_function("f").unwrap();
-    let g = engine.declare_function("g").unwrap();
-    engine.add_method(f, &[int.clone()], caller(&int)).unwrap();
-    engine
-        .add_method(g, &[int.clone()], Ir::constant(0))
-        .unwrap();
-    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
+    let CallerOfG {
+        engine,
+        int,
+        f,
+        g,
+        cache,
+    } = caller_of_g();
     let stop = AtomicBool::new(false);
     const REDEFINITIONS: i64 = 100_000;
     // Entries one redefinition can leave behind: the replaced method, dispatch entries of `f` and
@@ -350,17 +375,14 @@ fn long_call_chains_are_reclaimed_and_dropped_without_deep_recursion() {
 /// accumulates; then everything no world can see goes at once.
 #[test]
 fn with_automatic_reclamation_off_garbage_waits_for_an_explicit_reclaim() {
-    let engine = Engine::new();
-    let t = types(&engine);
-    let int = t.int.clone();
-    let f = engine.declare_function("f").unwrap();
-    let g = engine.declare_function("g").unwrap();
-    engine.add_method(f, &[int.clone()], caller(&int)).unwrap();
-    engine
-        .add_method(g, &[int.clone()], Ir::constant(0))
-        .unwrap();
+    let CallerOfG {
+        engine,
+        int,
+        f,
+        g,
+        cache,
+    } = caller_of_g();
     engine.set_auto_reclaim(false);
-    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
     // Far more garbage than the automatic threshold (1024 entries): each round invalidates 64
     // compiled instances of f.
     const ROUNDS: i64 = 40;
@@ -453,16 +475,13 @@ fn a_world_pinned_across_hundreds_of_redefinitions_answers_as_it_stood() {
 /// amount that no reclamation is ever due for.
 #[test]
 fn code_compiled_in_an_old_world_counts_toward_automatic_reclamation() {
-    let engine = Engine::new();
-    let t = types(&engine);
-    let int = t.int.clone();
-    let f = engine.declare_function("f").unwrap();
-    let g = engine.declare_function("g").unwrap();
-    engine.add_method(f, &[int.clone()], caller(&int)).unwrap();
-    engine
-        .add_method(g, &[int.clone()], Ir::constant(0))
-        .unwrap();
-    let cache = CompilerCache::new(&engine, "C", Foreign::default()).unwrap();
+    let CallerOfG {
+        engine,
+        int,
+        f,
+        g,
+        cache,
+    } = caller_of_g();
     let old = engine.pin();
     engine
         .add_method(g, &[int.clone()], Ir::constant(1))
