@@ -553,3 +553,47 @@ fn calls_dispatched_in_an_old_world_count_toward_automatic_reclamation() {
         engine.stats()
     );
 }
+
+/// A reclamation that runs while an old world is pinned keeps what that world sees, and the
+/// next automatic one waits for as much garbage again as it kept (so that each pass over what is
+/// held is paid for by at least as much garbage): after the pin goes, what it held stays until
+/// then, or until `reclaim` is called.
+#[test]
+fn a_reclamation_under_an_old_pin_sets_the_next_automatic_threshold() {
+    let engine = Engine::new();
+    let l = engine.lattice();
+    const TYPES: usize = 2048;
+    let tys: Vec<compiler_caching::Ty> = (0..TYPES)
+        .map(|i| {
+            l.declare_concrete(&format!("T{i}"), &compiler_caching::Ty::any())
+                .unwrap()
+        })
+        .collect();
+    let any = compiler_caching::Ty::any();
+    let g = engine.declare_function("g").unwrap();
+    let h = engine.declare_function("h").unwrap();
+    engine
+        .add_method(g, &[any.clone()], Ir::constant(0))
+        .unwrap();
+    let old = engine.pin();
+    engine
+        .add_method(g, &[any.clone()], Ir::constant(1))
+        .unwrap();
+    for ty in &tys {
+        old.dispatch(g, std::slice::from_ref(ty)).unwrap();
+    }
+    // Run under the pin: the old world's answers are kept, and set the next threshold.
+    assert!(engine.reclaim().dispatch_entries >= TYPES);
+    drop(old);
+    let reclaimed = engine.stats().reclaimed;
+    // More garbage than the fixed minimum (1024), less than the pass kept.
+    for i in 0..1500 {
+        engine
+            .add_method(h, &[any.clone()], Ir::constant(i))
+            .unwrap();
+    }
+    assert_eq!(engine.stats().reclaimed, reclaimed, "{:?}", engine.census());
+    assert!(engine.census().dispatch_entries >= TYPES);
+    // An explicit reclamation frees them at once.
+    assert!(engine.reclaim().dispatch_entries < TYPES / 2);
+}
